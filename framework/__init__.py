@@ -1,0 +1,81 @@
+"""A framework for domain-driven, event-sourced CQRS applications on Amazon DynamoDB.
+
+Everything an application needs is importable from here; the submodules are the implementation.
+"""
+
+from framework.application import Application, Backoff
+from framework.domain import (
+    Aggregate,
+    Command,
+    Event,
+    command_handler,
+    event_handler,
+    target_id,
+)
+from framework.errors import (
+    AggregateAlreadyExists,
+    AggregateNotFound,
+    ChangeSetTooLarge,
+    ConcurrencyError,
+    ConflictError,
+    CorruptEvent,
+    DefinitionError,
+    DomainError,
+    DuplicateCommand,
+    EventStoreError,
+    FrameworkError,
+    InvalidCommand,
+    InvalidEvent,
+    MissingEventHandler,
+    StoreUnavailable,
+    TableMissing,
+    Throttled,
+    TransactionConflict,
+    UniqueConstraintViolated,
+    UnknownCommand,
+    UnknownEventType,
+)
+from framework.results import CommandResult
+from framework.snapshots import EveryNEvents, NoSnapshots, SnapshotPolicy
+from framework.store import DynamoDBEventStore, EventStore, InMemoryEventStore
+from framework.unit_of_work import UnitOfWork
+
+__all__ = [
+    "Aggregate",
+    "AggregateAlreadyExists",
+    "AggregateNotFound",
+    "Application",
+    "Backoff",
+    "ChangeSetTooLarge",
+    "Command",
+    "CommandResult",
+    "ConcurrencyError",
+    "ConflictError",
+    "CorruptEvent",
+    "DefinitionError",
+    "DomainError",
+    "DuplicateCommand",
+    "DynamoDBEventStore",
+    "Event",
+    "EventStore",
+    "EventStoreError",
+    "EveryNEvents",
+    "FrameworkError",
+    "InMemoryEventStore",
+    "InvalidCommand",
+    "InvalidEvent",
+    "MissingEventHandler",
+    "NoSnapshots",
+    "SnapshotPolicy",
+    "StoreUnavailable",
+    "TableMissing",
+    "Throttled",
+    "TransactionConflict",
+    "UniqueConstraintViolated",
+    "UnitOfWork",
+    "UnknownCommand",
+    "UnknownEventType",
+    "command_handler",
+    "event_handler",
+    "target_id",
+]

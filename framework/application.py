@@ -1,0 +1,291 @@
+"""The application: the command bus that routes, retries, deduplicates and logs commands.
+
+``Application.handle(command)`` finds the command's handler, runs it in a fresh unit of work and
+commits the change set. When the commit loses an optimistic-concurrency race (or DynamoDB reports a
+transaction conflict or throttling), the whole command is run again on freshly loaded aggregates,
+a bounded number of times with jittered exponential backoff. A command id that was already
+processed returns the first result and writes nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import structlog
+
+from framework.domain import (
+    Aggregate,
+    Command,
+    Event,
+    command_handler_spec,
+    command_target_field,
+)
+from framework.errors import (
+    AggregateAlreadyExists,
+    AggregateNotFound,
+    ConcurrencyError,
+    DefinitionError,
+    DomainError,
+    DuplicateCommand,
+    InvalidCommand,
+    Throttled,
+    TransactionConflict,
+    UniqueConstraintViolated,
+    UnknownCommand,
+)
+from framework.results import CommandResult
+from framework.serialization import EventRegistry
+from framework.snapshots import NoSnapshots, SnapshotPolicy
+from framework.store.base import EventStore
+from framework.unit_of_work import UnitOfWork, load_aggregate
+
+A = TypeVar("A", bound=Aggregate)
+
+log = structlog.get_logger(__name__)
+
+FunctionHandler = Callable[[UnitOfWork, Any], Any]
+
+_RETRYABLE: tuple[type[Exception], ...] = (ConcurrencyError, TransactionConflict, Throttled)
+_REFUSALS: tuple[type[Exception], ...] = (
+    DomainError,
+    AggregateNotFound,
+    AggregateAlreadyExists,
+    UniqueConstraintViolated,
+)
+
+
+@attrs.frozen
+class Backoff:
+    """Full-jitter exponential backoff between attempts: ``uniform(0, min(cap, base * 2**n))``."""
+
+    base: float = 0.01
+    cap: float = 0.5
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return random.uniform(0.0, min(self.cap, self.base * 2 ** (attempt - 1)))
+
+
+@attrs.frozen
+class _Route:
+    """How one command type is handled: by an aggregate method or by a plain function."""
+
+    aggregate_class: type[Aggregate] | None
+    function: FunctionHandler | None
+    creates: bool
+    target_field: str | None
+
+    def run(self, uow: UnitOfWork, command: Command) -> None:
+        if self.function is not None:
+            self.function(uow, command)
+            return
+        assert self.aggregate_class is not None and self.target_field is not None
+        aggregate_id = getattr(command, self.target_field)
+        if not isinstance(aggregate_id, str) or not aggregate_id:
+            raise InvalidCommand(
+                f"{type(command).__name__}.{self.target_field} must be a non-empty string"
+            )
+        if self.creates:
+            aggregate = uow.create(self.aggregate_class, aggregate_id)
+        else:
+            aggregate = uow.get(self.aggregate_class, aggregate_id)
+        aggregate.handle(command)
+
+
+class Application:
+    """Handles commands against a set of aggregates and an event store.
+
+    ``aggregates`` are ``Aggregate`` subclasses whose ``@command_handler`` methods take commands
+    addressed to one aggregate; ``handlers`` are plain functions decorated with
+    ``@command_handler`` taking ``(uow, command)``, for commands that change several aggregates in
+    one transaction. ``snapshots`` maps aggregate classes to snapshot policies (default: none).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        aggregates: Iterable[type[Aggregate]] = (),
+        handlers: Iterable[FunctionHandler] = (),
+        snapshots: Mapping[type[Aggregate], SnapshotPolicy] | None = None,
+        event_types: Iterable[type[Event]] = (),
+        max_attempts: int = 8,
+        backoff: Backoff | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise DefinitionError("max_attempts must be at least 1")
+        self.store = store
+        self.aggregates = tuple(aggregates)
+        self.snapshot_policies: dict[type[Aggregate], SnapshotPolicy] = dict(snapshots or {})
+        self.max_attempts = max_attempts
+        self.backoff = backoff or Backoff()
+        self.registry = EventRegistry(event_types)
+        self._routes: dict[type[Command], _Route] = {}
+        self._aggregates_by_type: dict[str, type[Aggregate]] = {}
+        for aggregate_class in self.aggregates:
+            self._register_aggregate(aggregate_class)
+        for function in handlers:
+            self._register_function(function)
+        for aggregate_class in self.snapshot_policies:
+            if aggregate_class not in self.aggregates:
+                raise DefinitionError(
+                    f"a snapshot policy is given for {aggregate_class.__name__}, which is not "
+                    "one of the application's aggregates"
+                )
+
+    # -- registration ------------------------------------------------------------------------
+
+    def _register_aggregate(self, aggregate_class: type[Aggregate]) -> None:
+        if not (isinstance(aggregate_class, type) and issubclass(aggregate_class, Aggregate)):
+            raise DefinitionError(f"{aggregate_class!r} is not an Aggregate subclass")
+        name = aggregate_class.aggregate_type()
+        known = self._aggregates_by_type.get(name)
+        if known is not None and known is not aggregate_class:
+            raise DefinitionError(
+                f"aggregate type name {name!r} is used by {known.__qualname__} and "
+                f"{aggregate_class.__qualname__}"
+            )
+        self._aggregates_by_type[name] = aggregate_class
+        for event_class in aggregate_class.handled_event_types():
+            self.registry.register(event_class)
+        for command_type, spec in aggregate_class.handled_command_types().items():
+            route = _Route(aggregate_class, None, spec.creates, command_target_field(command_type))
+            self._add_route(command_type, route, aggregate_class.__qualname__)
+
+    def _register_function(self, function: FunctionHandler) -> None:
+        spec = command_handler_spec(function)
+        if spec is None:
+            raise DefinitionError(
+                f"{getattr(function, '__qualname__', function)!r} is not decorated with "
+                "@command_handler(CommandType)"
+            )
+        route = _Route(None, function, spec.creates, None)
+        self._add_route(spec.command_type, route, getattr(function, "__qualname__", "?"))
+
+    def _add_route(self, command_type: type[Command], route: _Route, owner: str) -> None:
+        if command_type in self._routes:
+            raise DefinitionError(
+                f"{command_type.__name__} has two handlers in this application (one in {owner})"
+            )
+        self._routes[command_type] = route
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def handle(self, command: Command) -> CommandResult:
+        """Run ``command`` and commit its change set; see the module docstring for retries."""
+        if not isinstance(command, Command):
+            raise InvalidCommand(f"expected a Command, got {type(command).__name__}")
+        route = self._routes.get(type(command))
+        if route is None:
+            raise UnknownCommand(
+                f"no handler for {type(command).__name__}: register its aggregate or function "
+                "with the Application"
+            )
+        bound = log.bind(
+            command_type=type(command).__name__,
+            command_id=command.command_id,
+            correlation_id=command.correlation_id or command.command_id,
+        )
+        started = time.perf_counter()
+        attempt = 1
+        while True:
+            uow = self.unit_of_work(command)
+            try:
+                route.run(uow, command)
+                result = uow.commit()
+            except DuplicateCommand:
+                return self._first_result(command, bound, attempt, started)
+            except _REFUSALS as error:
+                return self._refused(command, error, bound, attempt, started)
+            except _RETRYABLE as error:
+                if attempt >= self.max_attempts:
+                    bound.warning(
+                        "command.gave_up", attempts=attempt, error_type=type(error).__name__
+                    )
+                    raise
+                delay = self.backoff.delay(attempt)
+                bound.info(
+                    "command.retrying",
+                    attempt=attempt,
+                    error_type=type(error).__name__,
+                    delay_ms=round(delay * 1000, 1),
+                )
+                time.sleep(delay)
+                attempt += 1
+                continue
+            bound.info(
+                "command.handled",
+                versions=dict(result.versions),
+                change_set_id=result.change_set_id,
+                events=len(result.events),
+                retries=attempt - 1,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            return attrs.evolve(result, attempts=attempt)
+
+    def _refused(
+        self,
+        command: Command,
+        error: Exception,
+        bound: Any,
+        attempt: int,
+        started: float,
+    ) -> CommandResult:
+        # A refused command may be the repeat of one that succeeded before the state moved on:
+        # then the first result stands. Only refusals pay for this lookup.
+        processed = self.store.get_processed_command(command.command_id)
+        if processed is not None:
+            return self._first_result(command, bound, attempt, started)
+        bound.info(
+            "command.refused",
+            error_type=type(error).__name__,
+            reason=str(error),
+            retries=attempt - 1,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        raise error
+
+    def _first_result(
+        self, command: Command, bound: Any, attempt: int, started: float
+    ) -> CommandResult:
+        processed = self.store.get_processed_command(command.command_id)
+        if processed is None:
+            # The record expired between the conflict and this read: nothing more can be said.
+            raise DuplicateCommand(command.command_id)
+        bound.info(
+            "command.duplicate",
+            change_set_id=processed.change_set_id,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return attrs.evolve(
+            CommandResult.from_stored(command.command_id, processed.result), attempts=attempt
+        )
+
+    def unit_of_work(self, command: Command) -> UnitOfWork:
+        """A fresh unit of work for ``command`` on this application's store and policies."""
+        return UnitOfWork(
+            self.store,
+            self.registry,
+            command=command,
+            snapshot_policies=self.snapshot_policies,
+        )
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def get(self, aggregate_class: type[A], aggregate_id: str) -> A:
+        """Load an aggregate's current state. Raises ``AggregateNotFound``."""
+        policy = self.snapshot_policies.get(aggregate_class)
+        aggregate = load_aggregate(
+            self.store,
+            self.registry,
+            aggregate_class,
+            aggregate_id,
+            use_snapshot=policy is not None and not isinstance(policy, NoSnapshots),
+        )
+        if aggregate is None:
+            raise AggregateNotFound(aggregate_class.aggregate_type(), aggregate_id)
+        return aggregate

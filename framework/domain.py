@@ -1,0 +1,401 @@
+"""The domain layer: aggregates, commands, events and the decorators that wire handlers.
+
+This module depends on the standard library and attrs only, so that a domain model can be read,
+tested and reasoned about without any knowledge of DynamoDB, serialization or logging.
+
+Commands and events are frozen attrs classes::
+
+    @frozen
+    class Deposit(Command):
+        account_id: str = target_id()
+        amount: Decimal
+
+Aggregates declare their handlers with decorators; the handler tables are built once, when the class
+is defined, so a handler declared twice or for the wrong kind of class fails at import time instead
+of in the middle of a request.
+"""
+
+from __future__ import annotations
+
+import typing
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, TypeVar
+
+import attrs
+
+from framework.errors import (
+    DefinitionError,
+    DomainError,
+    InvalidCommand,
+    InvalidEvent,
+    MissingEventHandler,
+)
+from framework.typecheck import check_fields
+
+__all__ = [
+    "Aggregate",
+    "Command",
+    "DomainError",
+    "Event",
+    "command_handler",
+    "event_handler",
+    "target_id",
+]
+
+_TARGET_MARK = "framework.target_id"
+_COMMAND_MARK = "__framework_command_handler__"
+_EVENT_MARK = "__framework_event_handler__"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def new_id() -> str:
+    """A fresh random identifier (UUID4, as text)."""
+    return str(uuid.uuid4())
+
+
+@attrs.frozen
+class Event:
+    """Base class of domain events: something that happened, named in the past tense.
+
+    An event class has a stable *type name* and a *schema version*, stored with every event; they
+    default to the class name and 1 and can be set with class keywords, so that a class can be
+    renamed without orphaning the events already stored::
+
+        @frozen
+        class Deposited(Event, name="MoneyDeposited", version=2):
+            amount: Decimal
+    """
+
+    def __init_subclass__(
+        cls, *, name: str | None = None, version: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        # attrs rebuilds slotted classes (without the class keywords) and copies the class
+        # namespace, so keep what the first pass set instead of resetting it to the defaults.
+        if name is not None:
+            cls.__event_name__ = name
+        elif "__event_name__" not in cls.__dict__:
+            cls.__event_name__ = cls.__name__
+        if version is not None:
+            if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+                raise DefinitionError(f"{cls.__name__}: version must be an int >= 1")
+            cls.__event_version__ = version
+        elif "__event_version__" not in cls.__dict__:
+            cls.__event_version__ = 1
+
+    __event_name__: ClassVar[str] = "Event"
+    __event_version__: ClassVar[int] = 1
+
+    def __attrs_post_init__(self) -> None:
+        problems = check_fields(self)
+        if problems:
+            raise InvalidEvent(f"{type(self).__name__}: " + "; ".join(problems))
+
+
+def event_type_name(event_class: type[Event]) -> str:
+    """The stable name under which events of this class are stored."""
+    return event_class.__event_name__
+
+
+def event_schema_version(event_class: type[Event]) -> int:
+    """The schema version written with events of this class."""
+    return event_class.__event_version__
+
+
+@attrs.frozen
+class Command:
+    """Base class of commands: a request to change one or more aggregates.
+
+    ``command_id`` makes the command idempotent: handling a command whose id was already processed
+    returns the first result and writes nothing. Pass your own (for example an HTTP
+    ``Idempotency-Key``) to make retries by clients safe. ``correlation_id`` and ``causation_id``
+    are copied onto every event the command produces.
+    """
+
+    command_id: str = attrs.field(factory=new_id, kw_only=True)
+    correlation_id: str | None = attrs.field(default=None, kw_only=True)
+    causation_id: str | None = attrs.field(default=None, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        problems = check_fields(self)
+        if not self.command_id:
+            problems.append("command_id: must not be empty")
+        if problems:
+            raise InvalidCommand(f"{type(self).__name__}: " + "; ".join(problems))
+
+
+def target_id(**kwargs: Any) -> Any:
+    """Mark the command field that names the aggregate the command is addressed to.
+
+    Accepts the same keyword arguments as ``attrs.field``.
+    """
+    metadata = dict(kwargs.pop("metadata", None) or {})
+    metadata[_TARGET_MARK] = True
+    return attrs.field(metadata=metadata, **kwargs)
+
+
+_target_fields: dict[type, str | None] = {}
+
+
+def command_target_field(command_class: type[Command]) -> str | None:
+    """The name of the field marked with ``target_id()``, or ``None`` when there is none."""
+    if command_class in _target_fields:
+        return _target_fields[command_class]
+    marked = [f.name for f in attrs.fields(command_class) if f.metadata.get(_TARGET_MARK)]
+    if len(marked) > 1:
+        raise DefinitionError(
+            f"{command_class.__name__} marks {len(marked)} fields with target_id() "
+            f"({', '.join(marked)}): a command targets exactly one aggregate"
+        )
+    result = marked[0] if marked else None
+    _target_fields[command_class] = result
+    return result
+
+
+@attrs.frozen
+class CommandHandlerSpec:
+    """What ``@command_handler`` records on the function it decorates."""
+
+    command_type: type[Command]
+    creates: bool
+
+
+def _require_message_class(kind: str, base: type, candidate: Any) -> None:
+    if not (isinstance(candidate, type) and issubclass(candidate, base)):
+        raise DefinitionError(
+            f"@{kind}_handler needs a subclass of {base.__name__}, got {candidate!r}"
+        )
+    if not attrs.has(candidate):
+        raise DefinitionError(
+            f"{candidate.__name__} must be an attrs class: decorate it with @attrs.frozen"
+        )
+
+
+def command_handler(command_type: type[Command], *, creates: bool = False) -> Callable[[F], F]:
+    """Declare the handler of ``command_type``.
+
+    On an ``Aggregate`` method, ``handler(self, command)``: the aggregate is loaded by the id in the
+    command's ``target_id()`` field, or created fresh when ``creates=True``. On a plain function,
+    ``handler(uow, command)``, registered with the ``Application``: for commands that touch several
+    aggregates, all committed in one transaction.
+    """
+    _require_message_class("command", Command, command_type)
+
+    def mark(func: F) -> F:
+        setattr(func, _COMMAND_MARK, CommandHandlerSpec(command_type, creates))
+        return func
+
+    return mark
+
+
+def event_handler(event_type: type[Event]) -> Callable[[F], F]:
+    """Declare the method that applies ``event_type`` to an aggregate's (or projector's) state."""
+    _require_message_class("event", Event, event_type)
+
+    def mark(func: F) -> F:
+        setattr(func, _EVENT_MARK, event_type)
+        return func
+
+    return mark
+
+
+def command_handler_spec(func: Any) -> CommandHandlerSpec | None:
+    """The ``@command_handler`` declaration on ``func``, if any."""
+    spec = getattr(func, _COMMAND_MARK, None)
+    return spec if isinstance(spec, CommandHandlerSpec) else None
+
+
+def collect_event_handlers(cls: type) -> dict[type[Event], Callable[..., Any]]:
+    """Build the event handler table of ``cls`` from the ``@event_handler`` methods in its MRO.
+
+    A subclass may override a handler by redefining the method under the same name; two methods
+    of different names for one event type are ambiguous and refused.
+    """
+    return _collect(cls, _EVENT_MARK, lambda mark: mark)
+
+
+def collect_command_handlers(
+    cls: type,
+) -> dict[type[Command], tuple[Callable[..., Any], CommandHandlerSpec]]:
+    """Build the command handler table of ``cls`` (see ``collect_event_handlers``)."""
+    table = _collect(cls, _COMMAND_MARK, lambda spec: spec.command_type)
+    return {
+        command_type: (func, getattr(func, _COMMAND_MARK)) for command_type, func in table.items()
+    }
+
+
+def _collect(cls: type, mark: str, key_of: Callable[[Any], type]) -> dict[Any, Callable[..., Any]]:
+    by_name: dict[str, tuple[type, Callable[..., Any]]] = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            func = value.__func__ if isinstance(value, staticmethod | classmethod) else value
+            declared = getattr(func, mark, None)
+            if declared is not None:
+                by_name[name] = (key_of(declared), func)
+            elif name in by_name:
+                # An undecorated override replaces the decorated method of a base class.
+                del by_name[name]
+    table: dict[Any, Callable[..., Any]] = {}
+    owners: dict[Any, str] = {}
+    for name, (key, func) in by_name.items():
+        if key in table:
+            raise DefinitionError(
+                f"{cls.__name__} declares two handlers for {key.__name__}: "
+                f"{owners[key]}() and {name}()"
+            )
+        table[key] = func
+        owners[key] = name
+    return table
+
+
+class Aggregate:
+    """Base class of aggregates: a consistency boundary rebuilt from its own stream of events.
+
+    State changes only through events: a command handler checks the rules and calls
+    ``self.emit(event)``, which applies the event through its ``@event_handler`` at once and
+    records it for the unit of work to commit. State attributes should be annotated on the class
+    (``balance: Decimal``): the annotations are what snapshots serialize.
+
+    The aggregate type name stored with its events defaults to the class name and can be set with
+    a class keyword: ``class Account(Aggregate, name="BankAccount")``.
+    """
+
+    __aggregate_type__: ClassVar[str] = "Aggregate"
+    _event_handlers: ClassVar[dict[type[Event], Callable[..., Any]]] = {}
+    _command_handlers: ClassVar[
+        dict[type[Command], tuple[Callable[..., Any], CommandHandlerSpec]]
+    ] = {}
+
+    id: str
+    version: int
+
+    def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__aggregate_type__ = name or cls.__name__
+        if "#" in cls.__aggregate_type__:
+            raise DefinitionError(f"aggregate type name {cls.__aggregate_type__!r} contains '#'")
+        cls._event_handlers = collect_event_handlers(cls)
+        cls._command_handlers = collect_command_handlers(cls)
+        for command_type in cls._command_handlers:
+            if command_target_field(command_type) is None:
+                raise DefinitionError(
+                    f"{cls.__name__} handles {command_type.__name__}, which has no field marked "
+                    "with target_id(): the application cannot tell which aggregate to load"
+                )
+
+    def __init__(self, aggregate_id: str) -> None:
+        self.id = aggregate_id
+        self.version = 0
+        self._pending_events: list[Event] = []
+        self._pending_claims: list[UniqueClaimRequest] = []
+
+    @classmethod
+    def aggregate_type(cls) -> str:
+        """The stable type name stored with this aggregate's events."""
+        return cls.__aggregate_type__
+
+    @classmethod
+    def handled_event_types(cls) -> Iterable[type[Event]]:
+        """Event classes this aggregate applies."""
+        return cls._event_handlers.keys()
+
+    @classmethod
+    def handled_command_types(cls) -> Mapping[type[Command], CommandHandlerSpec]:
+        """Command classes this aggregate handles, with their declarations."""
+        return {t: spec for t, (_, spec) in cls._command_handlers.items()}
+
+    def emit(self, event: Event) -> None:
+        """Apply ``event`` to this aggregate now and record it to be committed."""
+        self._apply(event)
+        self._pending_events.append(event)
+
+    def claim_unique(self, scope: str, value: str) -> None:
+        """Claim ``value`` in ``scope`` (e.g. an email address) for this aggregate.
+
+        The claim is written in the same transaction as the events; if another aggregate holds the
+        value, the whole command fails with ``UniqueConstraintViolated`` and nothing is written.
+        """
+        self._pending_claims.append(UniqueClaimRequest(scope, value, claim=True))
+
+    def release_unique(self, scope: str, value: str) -> None:
+        """Give up this aggregate's claim on ``value`` in ``scope``, in the same transaction."""
+        self._pending_claims.append(UniqueClaimRequest(scope, value, claim=False))
+
+    def handle(self, command: Command) -> Any:
+        """Run this aggregate's handler for ``command`` (the unit of work calls this)."""
+        entry = self._command_handlers.get(type(command))
+        if entry is None:
+            raise DefinitionError(
+                f"{type(self).__name__} has no @command_handler for {type(command).__name__}"
+            )
+        return entry[0](self, command)
+
+    def _apply(self, event: Event) -> None:
+        handler = self._event_handlers.get(type(event))
+        if handler is None:
+            raise MissingEventHandler(self.aggregate_type(), type(event).__name__)
+        handler(self, event)
+        self.version += 1
+
+    def _replay(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self._apply(event)
+
+    def _take_pending(self) -> tuple[list[Event], list[UniqueClaimRequest]]:
+        events, claims = self._pending_events, self._pending_claims
+        self._pending_events, self._pending_claims = [], []
+        return events, claims
+
+    @property
+    def has_pending_changes(self) -> bool:
+        """True while the aggregate holds events or claims not yet committed."""
+        return bool(self._pending_events or self._pending_claims)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id!r} v{self.version}>"
+
+
+@attrs.frozen
+class UniqueClaimRequest:
+    """A claim (or release) of a unique value, made by an aggregate during a command."""
+
+    scope: str
+    value: str
+    claim: bool
+
+
+_FRAMEWORK_ATTRIBUTES = frozenset({"id", "version", "_pending_events", "_pending_claims"})
+
+
+def aggregate_state_fields(cls: type[Aggregate]) -> dict[str, Any]:
+    """The annotated state attributes of an aggregate class, with their types.
+
+    These are what a snapshot stores. Class variables and the framework's own attributes are left
+    out.
+    """
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError) as error:
+        raise DefinitionError(
+            f"cannot resolve the state annotations of {cls.__name__}: {error}"
+        ) from error
+    fields: dict[str, Any] = {}
+    for name, hint in hints.items():
+        if name in _FRAMEWORK_ATTRIBUTES or name.startswith("__"):
+            continue
+        if typing.get_origin(hint) is ClassVar or hint is ClassVar:
+            continue
+        fields[name] = hint
+    return fields
+
+
+def undeclared_state(aggregate: Aggregate) -> list[str]:
+    """Instance attributes set on ``aggregate`` that are not declared as annotated state."""
+    declared = aggregate_state_fields(type(aggregate))
+    return sorted(
+        name
+        for name in vars(aggregate)
+        if name not in declared and name not in _FRAMEWORK_ATTRIBUTES
+    )

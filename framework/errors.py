@@ -1,0 +1,176 @@
+"""Every error the framework raises on purpose, in one place.
+
+They live in a module of their own (standard library only) so that the domain layer and the store
+layer can both raise them without importing each other. Each error carries the facts a person needs
+to act on it as attributes, not only in its message.
+"""
+
+from __future__ import annotations
+
+
+class FrameworkError(Exception):
+    """Base class of every error the framework raises on purpose."""
+
+
+class DomainError(FrameworkError):
+    """A business rule refused a command. Raised by user code inside command handlers.
+
+    Nothing is written when a handler raises it.
+    """
+
+
+class InvalidMessage(FrameworkError, TypeError):
+    """A command or event was built with wrongly typed fields."""
+
+
+class InvalidCommand(InvalidMessage):
+    """A command was built with wrongly typed fields: bad input, refused before any work."""
+
+
+class InvalidEvent(InvalidMessage):
+    """An event was built with wrongly typed fields: a bug in the handler that emits it."""
+
+
+class DefinitionError(FrameworkError, TypeError):
+    """An aggregate, command, event or handler is declared in a way that cannot work.
+
+    Raised at class-definition or application start-up time, never in the middle of a request.
+    """
+
+
+class UnknownCommand(FrameworkError):
+    """No handler is registered with the application for this command type."""
+
+
+class MissingEventHandler(FrameworkError):
+    """An aggregate emitted or replayed an event it has no ``@event_handler`` for."""
+
+    def __init__(self, aggregate_type: str, event_type: str) -> None:
+        super().__init__(
+            f"{aggregate_type} has no @event_handler for {event_type}: add one so that the event "
+            "can be applied to the aggregate's state"
+        )
+        self.aggregate_type = aggregate_type
+        self.event_type = event_type
+
+
+class AggregateNotFound(FrameworkError):
+    """The command targets an aggregate that has no events yet."""
+
+    def __init__(self, aggregate_type: str, aggregate_id: str) -> None:
+        super().__init__(f"{aggregate_type} {aggregate_id!r} does not exist")
+        self.aggregate_type = aggregate_type
+        self.aggregate_id = aggregate_id
+
+
+class AggregateAlreadyExists(FrameworkError):
+    """A creating command targets an aggregate id that is already taken."""
+
+    def __init__(self, aggregate_type: str, aggregate_id: str) -> None:
+        super().__init__(f"{aggregate_type} {aggregate_id!r} already exists")
+        self.aggregate_type = aggregate_type
+        self.aggregate_id = aggregate_id
+
+
+class ConflictError(FrameworkError):
+    """Base class of the outcomes where the change set lost a race and nothing was written."""
+
+
+class ConcurrencyError(ConflictError):
+    """Another change set committed to the aggregate after it was loaded (optimistic concurrency).
+
+    ``actual_version`` is ``None`` when the store could not tell it.
+    """
+
+    def __init__(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        expected_version: int,
+        actual_version: int | None,
+    ) -> None:
+        actual = "unknown" if actual_version is None else str(actual_version)
+        super().__init__(
+            f"{aggregate_type} {aggregate_id!r} changed concurrently: expected version "
+            f"{expected_version}, found {actual}"
+        )
+        self.aggregate_type = aggregate_type
+        self.aggregate_id = aggregate_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+
+
+class TransactionConflict(ConflictError):
+    """DynamoDB cancelled the transaction because another transaction touched the same items."""
+
+
+class DuplicateCommand(ConflictError):
+    """The command id was already processed; the first outcome stands."""
+
+    def __init__(self, command_id: str) -> None:
+        super().__init__(f"command {command_id!r} was already processed")
+        self.command_id = command_id
+
+
+class UniqueConstraintViolated(ConflictError):
+    """A unique-value claim (for example an email address) is held by another owner."""
+
+    def __init__(self, scope: str, value: str) -> None:
+        super().__init__(f"{scope} {value!r} is already taken")
+        self.scope = scope
+        self.value = value
+
+
+class ChangeSetTooLarge(FrameworkError):
+    """The change set breaks a DynamoDB transaction limit; it was refused before sending."""
+
+
+class EventStoreError(FrameworkError):
+    """Base class of the store's infrastructure failures."""
+
+
+class TableMissing(EventStoreError):
+    """A table the store needs does not exist (not yet created, or the prefix is wrong)."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(
+            f"table {table!r} does not exist: create it with store.create_tables() or check the "
+            "table prefix (DYNAMO_TABLE_PREFIX)"
+        )
+        self.table = table
+
+
+class StoreUnavailable(EventStoreError):
+    """The store could not be reached or kept throttling after bounded retries.
+
+    For a commit this means its outcome is unknown; retrying the same command (same command id)
+    is safe, because the command id makes a second application impossible.
+    """
+
+
+class Throttled(StoreUnavailable):
+    """DynamoDB kept throttling the request after bounded retries."""
+
+
+class UnknownEventType(EventStoreError):
+    """A stored event's type name is not registered with the application."""
+
+    def __init__(self, event_type: str, stream: str, version: int) -> None:
+        super().__init__(
+            f"unknown event type {event_type!r} at version {version} of stream {stream!r}: "
+            "register the event class (an aggregate or projector must handle it)"
+        )
+        self.event_type = event_type
+        self.stream = stream
+        self.version = version
+
+
+class CorruptEvent(EventStoreError):
+    """A stored item cannot be decoded into a record or an event."""
+
+    def __init__(self, stream: str, version: int | None, reason: str) -> None:
+        where = f"version {version} of stream {stream!r}" if version is not None else repr(stream)
+        super().__init__(f"corrupt stored item at {where}: {reason}")
+        self.stream = stream
+        self.version = version
+        self.reason = reason

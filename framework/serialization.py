@@ -1,0 +1,205 @@
+"""Turning events and aggregate state into bytes and back.
+
+One cattrs converter serves the whole framework. Stored payloads are compact JSON (readable in the
+AWS console), compressed with zlib above a threshold so that typical events stay inside one write
+capacity unit and large ones stay far from DynamoDB's item limit. The first byte tells the format:
+``{`` plain JSON, ``z`` zlib-compressed JSON.
+
+The ``EventRegistry`` maps the stable type names stored with events to the classes that read them;
+it is built by the application from the handlers its aggregates declare, so there is no global
+mutable registry and two classes claiming one name are reported at start-up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+import zlib
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.preconf.json import make_converter
+
+from framework.domain import (
+    Aggregate,
+    Event,
+    aggregate_state_fields,
+    event_schema_version,
+    event_type_name,
+    undeclared_state,
+)
+from framework.errors import CorruptEvent, DefinitionError, UnknownEventType
+
+COMPRESSION_THRESHOLD = 1024
+"""Payloads longer than this many bytes are stored zlib-compressed."""
+
+_PLAIN = ord("{")
+_ZLIB = ord("z")
+
+
+def make_framework_converter() -> cattrs.Converter:
+    """The converter for events and snapshots: exact round trips of Decimal, datetime, UUID."""
+    converter = make_converter()
+    converter.register_unstructure_hook(Decimal, str)
+    converter.register_structure_hook(Decimal, lambda value, _: Decimal(value))
+    converter.register_unstructure_hook(uuid.UUID, str)
+    converter.register_structure_hook(uuid.UUID, lambda value, _: uuid.UUID(value))
+    converter.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
+    converter.register_structure_hook(
+        dt.datetime, lambda value, _: dt.datetime.fromisoformat(value)
+    )
+    return converter
+
+
+converter = make_framework_converter()
+
+
+def encode_json(document: Any, *, threshold: int = COMPRESSION_THRESHOLD) -> bytes:
+    """Encode an unstructured document as compact JSON, compressed when that pays off."""
+    raw = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(raw) > threshold:
+        compressed = zlib.compress(raw, 6)
+        if len(compressed) + 1 < len(raw):
+            return bytes([_ZLIB]) + compressed
+    return raw
+
+
+def decode_json(payload: bytes) -> Any:
+    """Inverse of ``encode_json``. Raises ``ValueError`` on anything it does not recognise."""
+    if not payload:
+        raise ValueError("empty payload")
+    tag = payload[0]
+    if tag == _PLAIN:
+        return json.loads(payload)
+    if tag == _ZLIB:
+        try:
+            return json.loads(zlib.decompress(payload[1:]))
+        except zlib.error as error:
+            raise ValueError(f"bad compressed payload: {error}") from error
+    raise ValueError(f"unknown payload format byte {tag:#04x}")
+
+
+@attrs.frozen
+class EncodedEvent:
+    """An event as the store sees it: type name, schema version and payload bytes."""
+
+    event_type: str
+    schema: int
+    payload: bytes
+
+
+class EventRegistry:
+    """Maps stored event type names to event classes and back."""
+
+    def __init__(self, event_classes: Iterable[type[Event]] = ()) -> None:
+        self._by_name: dict[str, type[Event]] = {}
+        for event_class in event_classes:
+            self.register(event_class)
+
+    def register(self, event_class: type[Event]) -> None:
+        """Register ``event_class`` under its stable name; a clash with another class fails."""
+        name = event_type_name(event_class)
+        known = self._by_name.get(name)
+        if known is not None and known is not event_class:
+            raise DefinitionError(
+                f"event type name {name!r} is used by both {known.__module__}."
+                f"{known.__qualname__} and {event_class.__module__}.{event_class.__qualname__}"
+            )
+        self._by_name[name] = event_class
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def names(self) -> list[str]:
+        """All registered type names, sorted."""
+        return sorted(self._by_name)
+
+    def encode(self, event: Event) -> EncodedEvent:
+        """Serialize ``event`` for storage."""
+        event_class = type(event)
+        document = converter.unstructure(event, event_class)
+        return EncodedEvent(
+            event_type_name(event_class), event_schema_version(event_class), encode_json(document)
+        )
+
+    def decode(
+        self, event_type: str, schema: int, payload: bytes, *, stream: str, version: int
+    ) -> Event:
+        """Deserialize a stored event; unknown types and undecodable payloads raise clearly."""
+        event_class = self._by_name.get(event_type)
+        if event_class is None:
+            raise UnknownEventType(event_type, stream, version)
+        expected_schema = event_schema_version(event_class)
+        if schema != expected_schema:
+            raise CorruptEvent(
+                stream,
+                version,
+                f"{event_type} is stored with schema version {schema} but "
+                f"{event_class.__name__} reads version {expected_schema}",
+            )
+        try:
+            document = decode_json(payload)
+            event: Event = converter.structure(document, event_class)
+        except Exception as error:
+            raise CorruptEvent(stream, version, f"cannot decode {event_type}: {error}") from error
+        return event
+
+
+def state_schema(aggregate_class: type[Aggregate]) -> str:
+    """A fingerprint of the aggregate's declared state, stored with each snapshot.
+
+    Any change to the state annotations (a field added, removed, renamed or retyped) or to the
+    class's ``__snapshot_version__`` changes the fingerprint, and older snapshots are then ignored
+    in favour of a full replay: a snapshot is never applied to a class it was not written by.
+    """
+    fields = aggregate_state_fields(aggregate_class)
+    described = ";".join(f"{name}:{_describe_type(hint)}" for name, hint in sorted(fields.items()))
+    version = getattr(aggregate_class, "__snapshot_version__", 1)
+    text = f"{aggregate_class.aggregate_type()}|{version}|{described}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _describe_type(hint: Any) -> str:
+    if isinstance(hint, type):
+        return f"{hint.__module__}.{hint.__qualname__}"
+    return repr(hint)
+
+
+class SnapshotStateError(DefinitionError):
+    """An aggregate holds state that a snapshot would silently lose."""
+
+
+def encode_state(aggregate: Aggregate) -> bytes:
+    """Serialize the declared state of ``aggregate`` for a snapshot."""
+    undeclared = undeclared_state(aggregate)
+    if undeclared:
+        raise SnapshotStateError(
+            f"{type(aggregate).__name__} sets attributes that are not declared as annotated "
+            f"state ({', '.join(undeclared)}); annotate them on the class so snapshots keep them"
+        )
+    fields = aggregate_state_fields(type(aggregate))
+    state = vars(aggregate)
+    document = {
+        name: converter.unstructure(state[name], hint)
+        for name, hint in fields.items()
+        if name in state
+    }
+    return encode_json(document)
+
+
+def decode_state(aggregate_class: type[Aggregate], payload: bytes) -> Mapping[str, Any]:
+    """Deserialize a snapshot's state into attribute values for ``aggregate_class``."""
+    fields = aggregate_state_fields(aggregate_class)
+    document = decode_json(payload)
+    if not isinstance(document, dict):
+        raise ValueError("snapshot state is not a JSON object")
+    return {
+        name: converter.structure(value, fields[name])
+        for name, value in document.items()
+        if name in fields
+    }

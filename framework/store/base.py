@@ -1,0 +1,50 @@
+"""The event store port: what the unit of work and the projections need from any store."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """Stores streams of events, snapshots, unique claims and processed command ids.
+
+    Implementations must give the same answers and raise the same errors for the same calls; the
+    contract test suite in ``tests/contract`` holds every implementation to that.
+    """
+
+    def commit(self, change_set: ChangeSet) -> None:
+        """Write the whole change set atomically, or nothing.
+
+        Raises ``ConcurrencyError``, ``DuplicateCommand``, ``UniqueConstraintViolated``,
+        ``TransactionConflict``, ``ChangeSetTooLarge``, ``TableMissing`` or ``StoreUnavailable``.
+        """
+        ...
+
+    def load_events(
+        self, aggregate_type: str, aggregate_id: str, after_version: int = 0
+    ) -> list[StoredEvent]:
+        """Events of one stream with a version above ``after_version``, in version order."""
+        ...
+
+    def stream_exists(self, aggregate_type: str, aggregate_id: str) -> bool:
+        """True when the stream has at least one event (a cheap, consistent check)."""
+        ...
+
+    def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> Snapshot | None:
+        """The latest snapshot of the aggregate, if one was written."""
+        ...
+
+    def get_processed_command(self, command_id: str) -> ProcessedCommand | None:
+        """The record of a committed command, if its id was processed (and not yet expired)."""
+        ...
+
+    def create_tables(self) -> None:
+        """Provision what the store needs; idempotent."""
+        ...
+
+    def delete_tables(self) -> None:
+        """Remove everything the store holds."""
+        ...

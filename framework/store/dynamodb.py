@@ -1,0 +1,343 @@
+"""The DynamoDB event store: boto3's low-level client, one ``TransactWriteItems`` per change set.
+
+The commit sends the writes laid out by ``items.plan_transaction`` with their condition expressions
+(optimistic concurrency, unique claims, command idempotency) and a ``ClientRequestToken`` equal to
+the change set id, so that botocore's own retries of a request whose answer was lost cannot apply
+it twice. A cancelled transaction is explained from ``CancellationReasons``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import boto3
+import structlog
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+from framework.errors import (
+    ChangeSetTooLarge,
+    EventStoreError,
+    StoreUnavailable,
+    TableMissing,
+    Throttled,
+    TransactionConflict,
+)
+from framework.store import tables as provisioning
+from framework.store.items import (
+    Item,
+    PlannedWrite,
+    TransactionPlan,
+    WriteKind,
+    command_key,
+    explain_cancellation,
+    item_to_command,
+    item_to_event,
+    item_to_snapshot,
+    plan_transaction,
+)
+from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent, stream_key
+from framework.store.tables import TableNames
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_TABLE_PREFIX = "framework"
+DEFAULT_REGION = "us-east-1"
+
+_THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
+)
+_TRANSPORT_ERRORS = (
+    EndpointConnectionError,
+    ConnectionClosedError,
+    ReadTimeoutError,
+    ConnectTimeoutError,
+)
+_REASON_CODES = re.compile(r"\[([A-Za-z, ]+)\]")
+
+
+def default_client_config() -> Config:
+    """botocore settings for the store: bounded standard retries and finite timeouts."""
+    return Config(
+        retries={"max_attempts": 6, "mode": "standard"},
+        connect_timeout=3,
+        read_timeout=10,
+        tcp_keepalive=True,
+        max_pool_connections=32,
+    )
+
+
+class DynamoDBEventStore:
+    """An event store on four DynamoDB tables named ``{table_prefix}-...``.
+
+    Pass a ready boto3 DynamoDB client, or let the store make one (lazily, on first use) from
+    ``endpoint_url`` and ``region_name``. With an ``endpoint_url`` (DynamoDB Local) and no
+    credentials in the environment, dummy credentials are used.
+    """
+
+    def __init__(
+        self,
+        client: Any | None = None,
+        *,
+        table_prefix: str = DEFAULT_TABLE_PREFIX,
+        endpoint_url: str | None = None,
+        region_name: str | None = None,
+        command_retention: dt.timedelta = dt.timedelta(days=7),
+    ) -> None:
+        self.tables = TableNames(table_prefix)
+        self.endpoint_url = endpoint_url
+        self.region_name = region_name or DEFAULT_REGION
+        self.command_retention = command_retention
+        self._client = client
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DynamoDBEventStore:
+        """Configure from ``AWS_REGION``, ``DYNAMO_TABLE_PREFIX`` and ``DYNAMO_ENDPOINT``."""
+        env = os.environ if environ is None else environ
+        return cls(
+            table_prefix=env.get("DYNAMO_TABLE_PREFIX") or DEFAULT_TABLE_PREFIX,
+            endpoint_url=env.get("DYNAMO_ENDPOINT") or None,
+            region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        )
+
+    @property
+    def client(self) -> Any:
+        """The boto3 low-level DynamoDB client (created on first use)."""
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        options: dict[str, Any] = {
+            "region_name": self.region_name,
+            "config": default_client_config(),
+        }
+        if self.endpoint_url:
+            options["endpoint_url"] = self.endpoint_url
+            if not os.environ.get("AWS_ACCESS_KEY_ID") and not os.environ.get("AWS_PROFILE"):
+                options["aws_access_key_id"] = "local"
+                options["aws_secret_access_key"] = "local"
+        return boto3.session.Session().client("dynamodb", **options)
+
+    # -- provisioning ------------------------------------------------------------------------
+
+    def create_tables(self) -> None:
+        """Create the four tables if missing (Streams and the feed index on) and wait for them."""
+        with self._translated_errors(None):
+            provisioning.create_tables(self.client, self.tables)
+
+    def delete_tables(self) -> None:
+        """Delete the four tables and everything in them."""
+        with self._translated_errors(None):
+            provisioning.delete_tables(self.client, self.tables)
+
+    def table_status(self) -> dict[str, str | None]:
+        """Each table's status, ``None`` for a missing one."""
+        with self._translated_errors(None):
+            return {
+                name: provisioning.describe_table_status(self.client, name)
+                for name in self.tables.all()
+            }
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def commit(self, change_set: ChangeSet) -> None:
+        """Send the change set as one ``TransactWriteItems``; see ``EventStore.commit``."""
+        plan = plan_transaction(change_set, self.tables, command_retention=self.command_retention)
+        request = {
+            "TransactItems": [_transact_item(write) for write in plan.writes],
+            "ClientRequestToken": change_set.change_set_id,
+        }
+        try:
+            with self._translated_errors(None):
+                self.client.transact_write_items(**request)
+        except _Cancelled as cancelled:
+            raise explain_cancellation(plan, cancelled.reasons) from None
+        except TableMissing:
+            raise self._which_table_is_missing(plan) from None
+
+    def _which_table_is_missing(self, plan: TransactionPlan) -> TableMissing:
+        for name in sorted({write.table for write in plan.writes}):
+            if provisioning.describe_table_status(self.client, name) is None:
+                return TableMissing(name)
+        return TableMissing(", ".join(sorted({write.table for write in plan.writes})))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def load_events(
+        self, aggregate_type: str, aggregate_id: str, after_version: int = 0
+    ) -> list[StoredEvent]:
+        """Query the stream (consistent read, every page) for versions above ``after_version``."""
+        key = stream_key(aggregate_type, aggregate_id)
+        return [item_to_event(item) for item in self._query_stream(key, after_version)]
+
+    def stream_exists(self, aggregate_type: str, aggregate_id: str) -> bool:
+        """One consistent Query for at most one key of the stream."""
+        request = self._stream_query(stream_key(aggregate_type, aggregate_id), 0)
+        request["Limit"] = 1
+        request["ProjectionExpression"] = "pk"
+        with self._translated_errors(self.tables.events):
+            page = self.client.query(**request)
+        return bool(page.get("Items"))
+
+    def _stream_query(self, key: str, after_version: int) -> dict[str, Any]:
+        return {
+            "TableName": self.tables.events,
+            "KeyConditionExpression": "pk = :pk AND sk > :after",
+            "ExpressionAttributeValues": {":pk": {"S": key}, ":after": {"N": str(after_version)}},
+            "ConsistentRead": True,
+        }
+
+    def _query_stream(self, key: str, after_version: int) -> Iterator[Item]:
+        request = self._stream_query(key, after_version)
+        while True:
+            with self._translated_errors(self.tables.events):
+                page = self.client.query(**request)
+            yield from page.get("Items", [])
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return
+            request["ExclusiveStartKey"] = last
+
+    def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> Snapshot | None:
+        """GetItem (consistent) of the aggregate's latest snapshot."""
+        with self._translated_errors(self.tables.snapshots):
+            response = self.client.get_item(
+                TableName=self.tables.snapshots,
+                Key={"pk": {"S": stream_key(aggregate_type, aggregate_id)}},
+                ConsistentRead=True,
+            )
+        item = response.get("Item")
+        return None if item is None else item_to_snapshot(item)
+
+    def get_processed_command(self, command_id: str) -> ProcessedCommand | None:
+        """GetItem (consistent) of the processed-command record."""
+        with self._translated_errors(self.tables.aggregates):
+            response = self.client.get_item(
+                TableName=self.tables.aggregates,
+                Key={"pk": {"S": command_key(command_id)}},
+                ConsistentRead=True,
+            )
+        item = response.get("Item")
+        return None if item is None else item_to_command(item)
+
+    # -- error translation ---------------------------------------------------------------------
+
+    def _translated_errors(self, table: str | None) -> _ErrorTranslation:
+        return _ErrorTranslation(table)
+
+
+class _Cancelled(Exception):
+    """Internal: a cancelled transaction, carrying its reasons to ``commit``."""
+
+    def __init__(self, reasons: list[Mapping[str, Any]]) -> None:
+        super().__init__("transaction cancelled")
+        self.reasons = reasons
+
+
+class _ErrorTranslation:
+    """Context manager mapping botocore errors onto the framework's typed errors."""
+
+    def __init__(self, table: str | None) -> None:
+        self.table = table
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        if error is None:
+            return
+        if isinstance(error, ClientError):
+            raise _translate_client_error(error, self.table) from error
+        if isinstance(error, _TRANSPORT_ERRORS):
+            raise StoreUnavailable(
+                f"DynamoDB did not answer ({type(error).__name__}: {error}); the outcome of a "
+                "commit is unknown, retrying the same command id is safe"
+            ) from error
+        if isinstance(error, BotoCoreError):
+            raise StoreUnavailable(f"DynamoDB request failed: {error}") from error
+
+
+def _translate_client_error(error: ClientError, table: str | None) -> Exception:
+    response: Mapping[str, Any] = error.response
+    code = response.get("Error", {}).get("Code", "")
+    message = response.get("Error", {}).get("Message", "")
+    if code == "TransactionCanceledException":
+        return _Cancelled(_cancellation_reasons(response, message))
+    if code == "ResourceNotFoundException":
+        return TableMissing(table or "?")
+    if code in _THROTTLING_CODES:
+        return Throttled(f"DynamoDB throttled the request after retries: {message}")
+    if code in ("TransactionConflictException", "TransactionInProgressException"):
+        return TransactionConflict(f"{code}: {message}")
+    if code == "ValidationException" and "size" in message.lower():
+        return ChangeSetTooLarge(f"DynamoDB refused the change set: {message}")
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if status >= 500:
+        return StoreUnavailable(f"DynamoDB failed ({code}): {message}")
+    return EventStoreError(f"DynamoDB refused the request ({code}): {message}")
+
+
+def _cancellation_reasons(response: Mapping[str, Any], message: str) -> list[Mapping[str, Any]]:
+    reasons = response.get("CancellationReasons")
+    if reasons:
+        return list(reasons)
+    # Some emulators only put the codes in the message: "... [None, ConditionalCheckFailed]".
+    found = _REASON_CODES.search(message)
+    if not found:
+        return []
+    return [{"Code": code.strip()} for code in found.group(1).split(",")]
+
+
+def _transact_item(write: PlannedWrite) -> dict[str, Any]:
+    if write.kind is WriteKind.UPDATE_AGGREGATE:
+        item = write.item
+        return {
+            "Update": {
+                "TableName": write.table,
+                "Key": {"pk": item["pk"]},
+                "UpdateExpression": "SET #v = :v, updated_at = :u, last_change_set_id = :c",
+                "ConditionExpression": "#v = :expected",
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ExpressionAttributeValues": {
+                    ":v": item["version"],
+                    ":u": item["updated_at"],
+                    ":c": item["last_change_set_id"],
+                    ":expected": {"N": str(write.expected_version)},
+                },
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+    if write.kind is WriteKind.RELEASE:
+        return {
+            "Delete": {
+                "TableName": write.table,
+                "Key": {"pk": write.item["pk"]},
+                "ConditionExpression": "attribute_not_exists(pk) OR #o = :o",
+                "ExpressionAttributeNames": {"#o": "owner"},
+                "ExpressionAttributeValues": {":o": write.item["owner"]},
+            }
+        }
+    put: dict[str, Any] = {"TableName": write.table, "Item": write.item}
+    if write.kind in (WriteKind.CREATE_AGGREGATE, WriteKind.COMMAND):
+        put["ConditionExpression"] = "attribute_not_exists(pk)"
+        put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    elif write.kind is WriteKind.EVENT:
+        put["ConditionExpression"] = "attribute_not_exists(sk)"
+    elif write.kind is WriteKind.CLAIM:
+        put["ConditionExpression"] = "attribute_not_exists(pk) OR #o = :o"
+        put["ExpressionAttributeNames"] = {"#o": "owner"}
+        put["ExpressionAttributeValues"] = {":o": write.item["owner"]}
+        put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    return {"Put": put}

@@ -1,0 +1,433 @@
+"""The DynamoDB item layout, the transaction plan of a change set, and DynamoDB's limits.
+
+Everything here is pure: records in, low-level DynamoDB items out (and back). Both stores build the
+same ``TransactionPlan`` from a change set, check it against the same limits and explain a
+cancelled transaction with the same rules, which is how the in-memory store keeps exactly the
+DynamoDB store's semantics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from framework.errors import (
+    ChangeSetTooLarge,
+    ConcurrencyError,
+    CorruptEvent,
+    DuplicateCommand,
+    EventStoreError,
+    Throttled,
+    TransactionConflict,
+    UniqueConstraintViolated,
+)
+from framework.store.records import (
+    AggregateChange,
+    ChangeSet,
+    ProcessedCommand,
+    Snapshot,
+    StoredEvent,
+    UniqueClaim,
+    stream_key,
+)
+from framework.store.tables import COMMAND_TTL_ATTRIBUTE, TableNames
+
+Item = dict[str, dict[str, Any]]
+"""A DynamoDB item in the low-level attribute-value format (``{"pk": {"S": "..."}}``)."""
+
+MAX_TRANSACTION_ITEMS = 100
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
+MAX_ITEM_BYTES = 400 * 1024
+FEED_SHARDS = 4
+"""Events of one commit hour are spread over this many feed partitions (see ``feed_key``)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# attribute values
+
+
+def s(value: str) -> dict[str, Any]:
+    """A string attribute value."""
+    return {"S": value}
+
+
+def n(value: int) -> dict[str, Any]:
+    """A number attribute value."""
+    return {"N": str(value)}
+
+
+def b(value: bytes) -> dict[str, Any]:
+    """A binary attribute value."""
+    return {"B": value}
+
+
+def timestamp(moment: dt.datetime) -> str:
+    """ISO-8601 text in UTC with microseconds: sorts as it reads."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _text(item: Mapping[str, Any], name: str) -> str:
+    value = item[name]["S"]
+    if not isinstance(value, str):
+        raise TypeError(f"{name} is not a string")
+    return value
+
+
+def _number(item: Mapping[str, Any], name: str) -> int:
+    return int(item[name]["N"])
+
+
+def _binary(item: Mapping[str, Any], name: str) -> bytes:
+    value = item[name]["B"]
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    if not isinstance(value, bytes):
+        raise TypeError(f"{name} is not binary")
+    return value
+
+
+def split_stream(pk: str) -> tuple[str, str]:
+    """Inverse of ``stream_key``: aggregate type names never contain ``#``, ids may."""
+    aggregate_type, separator, aggregate_id = pk.partition("#")
+    if not separator:
+        raise ValueError(f"{pk!r} is not a stream key")
+    return aggregate_type, aggregate_id
+
+
+# ---------------------------------------------------------------------------------------------
+# events
+
+
+def feed_key(stream: str, version: int, committed_at: dt.datetime) -> tuple[str, str]:
+    """The (``feed_pk``, ``feed_sk``) of an event in the ``feed`` index.
+
+    ``feed_pk`` is the commit hour plus a shard derived from the stream, so that a busy hour is
+    spread over ``FEED_SHARDS`` partitions instead of one hot key; ``feed_sk`` sorts by commit
+    time, then stream and version. A reader of all events merges the shards of each hour.
+    """
+    moment = committed_at.astimezone(dt.UTC)
+    shard = zlib.crc32(stream.encode()) % FEED_SHARDS
+    return (
+        f"{moment:%Y%m%d%H}#{shard}",
+        f"{moment:%Y%m%dT%H%M%S.%f}#{stream}#{version:010d}",
+    )
+
+
+def event_item(event: StoredEvent) -> Item:
+    """The events-table item of ``event``."""
+    stream = event.stream
+    feed_pk, feed_sk = feed_key(stream, event.version, event.occurred_at)
+    return {
+        "pk": s(stream),
+        "sk": n(event.version),
+        "event_type": s(event.event_type),
+        "schema": n(event.schema),
+        "payload": b(event.payload),
+        "occurred_at": s(timestamp(event.occurred_at)),
+        "change_set_id": s(event.change_set_id),
+        "command_id": s(event.command_id),
+        "correlation_id": s(event.correlation_id),
+        "causation_id": s(event.causation_id),
+        "feed_pk": s(feed_pk),
+        "feed_sk": s(feed_sk),
+    }
+
+
+def item_to_event(item: Mapping[str, Any]) -> StoredEvent:
+    """Read an events-table item; a malformed item raises ``CorruptEvent`` naming it."""
+    stream = str(item.get("pk", {}).get("S", "?"))
+    version: int | None = None
+    try:
+        version = _number(item, "sk")
+        aggregate_type, aggregate_id = split_stream(_text(item, "pk"))
+        return StoredEvent(
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            version=version,
+            event_type=_text(item, "event_type"),
+            schema=_number(item, "schema"),
+            payload=_binary(item, "payload"),
+            occurred_at=dt.datetime.fromisoformat(_text(item, "occurred_at")),
+            change_set_id=_text(item, "change_set_id"),
+            command_id=_text(item, "command_id"),
+            correlation_id=_text(item, "correlation_id"),
+            causation_id=_text(item, "causation_id"),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise CorruptEvent(stream, version, f"malformed event item ({error!r})") from error
+
+
+# ---------------------------------------------------------------------------------------------
+# snapshots
+
+
+def snapshot_item(snapshot: Snapshot) -> Item:
+    """The snapshots-table item of ``snapshot``."""
+    return {
+        "pk": s(stream_key(snapshot.aggregate_type, snapshot.aggregate_id)),
+        "version": n(snapshot.version),
+        "state": b(snapshot.state),
+        "schema": s(snapshot.schema),
+        "created_at": s(timestamp(snapshot.created_at)),
+    }
+
+
+def item_to_snapshot(item: Mapping[str, Any]) -> Snapshot:
+    """Read a snapshots-table item; a malformed item raises ``CorruptEvent``."""
+    stream = str(item.get("pk", {}).get("S", "?"))
+    try:
+        aggregate_type, aggregate_id = split_stream(_text(item, "pk"))
+        return Snapshot(
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            version=_number(item, "version"),
+            state=_binary(item, "state"),
+            schema=_text(item, "schema"),
+            created_at=dt.datetime.fromisoformat(_text(item, "created_at")),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise CorruptEvent(stream, None, f"malformed snapshot item ({error!r})") from error
+
+
+# ---------------------------------------------------------------------------------------------
+# processed commands
+
+
+def command_key(command_id: str) -> str:
+    """The aggregates-table key that records a processed command id."""
+    return f"command#{command_id}"
+
+
+def item_to_command(item: Mapping[str, Any]) -> ProcessedCommand:
+    """Read a processed-command item."""
+    key = _text(item, "pk")
+    return ProcessedCommand(
+        command_id=key.removeprefix("command#"),
+        change_set_id=_text(item, "change_set_id"),
+        result=_binary(item, "result"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the transaction plan
+
+
+class WriteKind(enum.Enum):
+    """What a write in a change set's transaction does; decides how its failure is explained."""
+
+    CREATE_AGGREGATE = "create_aggregate"
+    UPDATE_AGGREGATE = "update_aggregate"
+    EVENT = "event"
+    SNAPSHOT = "snapshot"
+    CLAIM = "claim"
+    RELEASE = "release"
+    COMMAND = "command"
+
+
+@attrs.frozen
+class PlannedWrite:
+    """One item of the transaction, independent of how a store carries it out.
+
+    ``item`` is the full item for puts, and the key plus the attributes to set for updates and
+    deletes. ``expected_version`` is the aggregate version the write is conditional on.
+    """
+
+    kind: WriteKind
+    table: str
+    item: Item
+    aggregate: AggregateChange | None = None
+    claim: UniqueClaim | None = None
+    expected_version: int = 0
+
+    @property
+    def key(self) -> tuple[str, str, int | None]:
+        """(table, pk, sk) identifying the item written."""
+        sk = self.item.get("sk")
+        return (self.table, self.item["pk"]["S"], int(sk["N"]) if sk else None)
+
+
+@attrs.frozen
+class TransactionPlan:
+    """All writes of one change set, in the order they are sent."""
+
+    change_set: ChangeSet
+    writes: tuple[PlannedWrite, ...]
+
+
+def plan_transaction(
+    change_set: ChangeSet, tables: TableNames, *, command_retention: dt.timedelta
+) -> TransactionPlan:
+    """Lay out ``change_set`` as transaction writes and check DynamoDB's limits before sending.
+
+    Raises ``ChangeSetTooLarge`` (too many items, an item or the whole request too big) and
+    ``UniqueConstraintViolated`` (two aggregates claiming one value in the same change set).
+    """
+    now = timestamp(change_set.committed_at)
+    writes: list[PlannedWrite] = []
+    for change in change_set.aggregates:
+        writes.append(_aggregate_write(change, change_set, tables, now))
+        for event in change.events:
+            writes.append(PlannedWrite(WriteKind.EVENT, tables.events, event_item(event), change))
+        if change.snapshot is not None:
+            writes.append(
+                PlannedWrite(
+                    WriteKind.SNAPSHOT, tables.snapshots, snapshot_item(change.snapshot), change
+                )
+            )
+    for claim in change_set.claims:
+        if claim.claim:
+            item = {"pk": s(claim.key), "owner": s(claim.owner), "claimed_at": s(now)}
+            writes.append(PlannedWrite(WriteKind.CLAIM, tables.aggregates, item, claim=claim))
+        else:
+            item = {"pk": s(claim.key), "owner": s(claim.owner)}
+            writes.append(PlannedWrite(WriteKind.RELEASE, tables.aggregates, item, claim=claim))
+    expires = change_set.committed_at + command_retention
+    command_item = {
+        "pk": s(command_key(change_set.command_id)),
+        "change_set_id": s(change_set.change_set_id),
+        "result": b(change_set.result),
+        COMMAND_TTL_ATTRIBUTE: n(int(expires.timestamp())),
+    }
+    writes.append(PlannedWrite(WriteKind.COMMAND, tables.aggregates, command_item))
+    plan = TransactionPlan(change_set, tuple(writes))
+    _check_plan(plan)
+    return plan
+
+
+def _aggregate_write(
+    change: AggregateChange, change_set: ChangeSet, tables: TableNames, now: str
+) -> PlannedWrite:
+    item = {
+        "pk": s(change.stream),
+        "version": n(change.new_version),
+        "updated_at": s(now),
+        "last_change_set_id": s(change_set.change_set_id),
+    }
+    if change.expected_version == 0:
+        item["aggregate_type"] = s(change.aggregate_type)
+        item["created_at"] = s(now)
+        return PlannedWrite(WriteKind.CREATE_AGGREGATE, tables.aggregates, item, change)
+    return PlannedWrite(
+        WriteKind.UPDATE_AGGREGATE,
+        tables.aggregates,
+        item,
+        change,
+        expected_version=change.expected_version,
+    )
+
+
+def attribute_size(value: Mapping[str, Any]) -> int:
+    """DynamoDB's billing size of one attribute value, in bytes (a safe upper estimate)."""
+    ((kind, content),) = value.items()
+    if kind == "S":
+        return len(content.encode())
+    if kind == "N":
+        digits = len(content.lstrip("-").replace(".", "").lstrip("0")) or 1
+        return (digits + 1) // 2 + 1
+    if kind == "B":
+        return len(content)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + attribute_size(v) + 1 for k, v in content.items())
+    if kind == "L":
+        return 3 + sum(attribute_size(v) + 1 for v in content)
+    if kind in ("SS", "BS"):
+        return sum(len(x.encode()) if isinstance(x, str) else len(x) for x in content)
+    if kind == "NS":
+        return sum(attribute_size({"N": x}) for x in content)
+    raise ValueError(f"unknown attribute type {kind!r}")
+
+
+def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
+    """DynamoDB's size of a whole item: attribute names plus values."""
+    return sum(len(name.encode()) + attribute_size(value) for name, value in item.items())
+
+
+def _check_plan(plan: TransactionPlan) -> None:
+    writes = plan.writes
+    if len(writes) > MAX_TRANSACTION_ITEMS:
+        raise ChangeSetTooLarge(
+            f"change set {plan.change_set.change_set_id} needs {len(writes)} transaction items; "
+            f"DynamoDB allows {MAX_TRANSACTION_ITEMS}: split the command into smaller ones"
+        )
+    total = 0
+    seen: dict[tuple[str, str, int | None], PlannedWrite] = {}
+    for write in writes:
+        size = item_size(write.item)
+        total += size
+        if size > MAX_ITEM_BYTES:
+            raise ChangeSetTooLarge(
+                f"{write.kind.value} item {write.item['pk']['S']!r} is {size} bytes; DynamoDB "
+                f"allows {MAX_ITEM_BYTES} bytes per item"
+            )
+        earlier = seen.get(write.key)
+        if earlier is not None:
+            if write.claim is not None:
+                raise UniqueConstraintViolated(write.claim.scope, write.claim.value)
+            raise EventStoreError(f"change set writes item {write.key} twice")
+        seen[write.key] = write
+    if total > MAX_TRANSACTION_BYTES:
+        raise ChangeSetTooLarge(
+            f"change set {plan.change_set.change_set_id} is {total} bytes; DynamoDB allows "
+            f"{MAX_TRANSACTION_BYTES} bytes per transaction"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# explaining a cancelled transaction
+
+
+def explain_cancellation(plan: TransactionPlan, reasons: Sequence[Mapping[str, Any]]) -> Exception:
+    """Turn DynamoDB's ``CancellationReasons`` (one per write, in order) into a typed error.
+
+    When several writes failed, the most telling one wins: a duplicate command explains every
+    other failure (the first run already wrote them), then a unique claim, then a version
+    conflict, then transient causes.
+    """
+    duplicate: Exception | None = None
+    unique: Exception | None = None
+    concurrency: Exception | None = None
+    transient: Exception | None = None
+    other: list[str] = []
+    for write, reason in zip(plan.writes, reasons, strict=False):
+        code = reason.get("Code", "None")
+        if code in ("None", None):
+            continue
+        if code == "ConditionalCheckFailed":
+            if write.kind is WriteKind.COMMAND:
+                duplicate = duplicate or DuplicateCommand(plan.change_set.command_id)
+            elif write.claim is not None:
+                unique = unique or UniqueConstraintViolated(write.claim.scope, write.claim.value)
+            elif write.aggregate is not None and concurrency is None:
+                concurrency = ConcurrencyError(
+                    write.aggregate.aggregate_type,
+                    write.aggregate.aggregate_id,
+                    write.aggregate.expected_version,
+                    _actual_version(write, reason),
+                )
+        elif code == "TransactionConflict":
+            transient = transient or TransactionConflict(
+                f"transaction conflict on {write.item['pk']['S']!r}: another transaction was "
+                "writing the same item"
+            )
+        elif code in ("ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"):
+            transient = transient or Throttled(f"throttled writing {write.item['pk']['S']!r}")
+        else:
+            other.append(f"{write.kind.value} {write.item['pk']['S']!r}: {code} {reason}")
+    for error in (duplicate, unique, concurrency, transient):
+        if error is not None:
+            return error
+    return EventStoreError("transaction cancelled: " + "; ".join(other or [str(list(reasons))]))
+
+
+def _actual_version(write: PlannedWrite, reason: Mapping[str, Any]) -> int | None:
+    old = reason.get("Item")
+    if write.kind is WriteKind.EVENT or not old or "version" not in old:
+        return None
+    return int(old["version"]["N"])

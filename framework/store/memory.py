@@ -1,0 +1,142 @@
+"""An in-memory event store with exactly the DynamoDB store's semantics.
+
+It keeps the very items the DynamoDB store would write (built by the same functions in
+``items.py``), checks the same limits, evaluates the same conditions and explains a refused change
+set with the same rules. Users' fast unit tests therefore see the errors production would raise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from framework.store.items import (
+    Item,
+    PlannedWrite,
+    TransactionPlan,
+    WriteKind,
+    command_key,
+    explain_cancellation,
+    item_to_command,
+    item_to_event,
+    item_to_snapshot,
+    plan_transaction,
+)
+from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent, stream_key
+from framework.store.tables import TableNames
+
+_OK: Mapping[str, Any] = {"Code": "None"}
+
+
+class InMemoryEventStore:
+    """A thread-safe event store held in process memory. Nothing survives the process."""
+
+    def __init__(
+        self,
+        *,
+        table_prefix: str = "memory",
+        command_retention: dt.timedelta = dt.timedelta(days=7),
+    ) -> None:
+        self.tables = TableNames(table_prefix)
+        self.command_retention = command_retention
+        self._lock = threading.Lock()
+        self._aggregates: dict[str, Item] = {}
+        self._events: dict[str, dict[int, Item]] = {}
+        self._snapshots: dict[str, Item] = {}
+
+    # -- EventStore ------------------------------------------------------------------------
+
+    def commit(self, change_set: ChangeSet) -> None:
+        """Apply the change set atomically, under the same conditions as DynamoDB."""
+        plan = plan_transaction(change_set, self.tables, command_retention=self.command_retention)
+        with self._lock:
+            reasons = [self._check(write) for write in plan.writes]
+            if any(reason is not _OK for reason in reasons):
+                raise explain_cancellation(plan, reasons)
+            self._apply(plan)
+
+    def load_events(
+        self, aggregate_type: str, aggregate_id: str, after_version: int = 0
+    ) -> list[StoredEvent]:
+        """Events of one stream after ``after_version``, in version order."""
+        with self._lock:
+            stream = self._events.get(stream_key(aggregate_type, aggregate_id), {})
+            items = [stream[v] for v in sorted(stream) if v > after_version]
+        return [item_to_event(item) for item in items]
+
+    def stream_exists(self, aggregate_type: str, aggregate_id: str) -> bool:
+        """True when the stream has at least one event."""
+        with self._lock:
+            return bool(self._events.get(stream_key(aggregate_type, aggregate_id)))
+
+    def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> Snapshot | None:
+        """The latest snapshot of the aggregate, if any."""
+        with self._lock:
+            item = self._snapshots.get(stream_key(aggregate_type, aggregate_id))
+        return None if item is None else item_to_snapshot(item)
+
+    def get_processed_command(self, command_id: str) -> ProcessedCommand | None:
+        """The stored record of a processed command id, if any."""
+        with self._lock:
+            item = self._aggregates.get(command_key(command_id))
+        return None if item is None else item_to_command(item)
+
+    def create_tables(self) -> None:
+        """Nothing to provision in memory."""
+
+    def delete_tables(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._aggregates.clear()
+            self._events.clear()
+            self._snapshots.clear()
+
+    # -- test support ------------------------------------------------------------------------
+
+    def put_raw_event_item(self, item: Item) -> None:
+        """Store an events-table item as is, bypassing every check (to plant corrupt data)."""
+        with self._lock:
+            self._events.setdefault(item["pk"]["S"], {})[int(item["sk"]["N"])] = item
+
+    def aggregate_item(self, key: str) -> Item | None:
+        """The aggregates-table item under ``key`` (metadata, claim or command), if any."""
+        with self._lock:
+            return self._aggregates.get(key)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _check(self, write: PlannedWrite) -> Mapping[str, Any]:
+        pk = write.item["pk"]["S"]
+        failed: Mapping[str, Any] | None = None
+        if write.kind in (WriteKind.CREATE_AGGREGATE, WriteKind.COMMAND):
+            existing = self._aggregates.get(pk)
+            if existing is not None:
+                failed = {"Code": "ConditionalCheckFailed", "Item": existing}
+        elif write.kind is WriteKind.UPDATE_AGGREGATE:
+            existing = self._aggregates.get(pk)
+            if existing is None or int(existing["version"]["N"]) != write.expected_version:
+                failed = {"Code": "ConditionalCheckFailed", "Item": existing or {}}
+        elif write.kind is WriteKind.EVENT:
+            if int(write.item["sk"]["N"]) in self._events.get(pk, {}):
+                failed = {"Code": "ConditionalCheckFailed"}
+        elif write.kind in (WriteKind.CLAIM, WriteKind.RELEASE):
+            existing = self._aggregates.get(pk)
+            if existing is not None and existing["owner"] != write.item["owner"]:
+                failed = {"Code": "ConditionalCheckFailed", "Item": existing}
+        return failed or _OK
+
+    def _apply(self, plan: TransactionPlan) -> None:
+        for write in plan.writes:
+            pk = write.item["pk"]["S"]
+            if write.kind is WriteKind.UPDATE_AGGREGATE:
+                self._aggregates[pk] = {**self._aggregates[pk], **write.item}
+            elif write.kind in (WriteKind.CREATE_AGGREGATE, WriteKind.CLAIM, WriteKind.COMMAND):
+                self._aggregates[pk] = write.item
+            elif write.kind is WriteKind.RELEASE:
+                self._aggregates.pop(pk, None)
+            elif write.kind is WriteKind.EVENT:
+                self._events.setdefault(pk, {})[int(write.item["sk"]["N"])] = write.item
+            elif write.kind is WriteKind.SNAPSHOT:
+                self._snapshots[pk] = write.item

@@ -1,0 +1,111 @@
+"""The records an event store reads and writes.
+
+The store deals in these plain, immutable records only: it never sees aggregate or event classes.
+Payloads arrive already encoded (bytes), so every store writes exactly the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+
+
+def stream_key(aggregate_type: str, aggregate_id: str) -> str:
+    """The partition key of an aggregate's stream: ``{aggregate_type}#{aggregate_id}``."""
+    return f"{aggregate_type}#{aggregate_id}"
+
+
+@attrs.frozen
+class StoredEvent:
+    """One event of one stream, as stored."""
+
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+    event_type: str
+    schema: int
+    payload: bytes
+    occurred_at: dt.datetime
+    change_set_id: str
+    command_id: str
+    correlation_id: str
+    causation_id: str
+
+    @property
+    def stream(self) -> str:
+        """The stream key this event belongs to."""
+        return stream_key(self.aggregate_type, self.aggregate_id)
+
+
+@attrs.frozen
+class Snapshot:
+    """The serialized state of an aggregate at ``version``; ``schema`` fingerprints its shape."""
+
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+    state: bytes
+    schema: str
+    created_at: dt.datetime
+
+
+@attrs.frozen
+class AggregateChange:
+    """What one command did to one aggregate: the version it started from and its new events."""
+
+    aggregate_type: str
+    aggregate_id: str
+    expected_version: int
+    events: tuple[StoredEvent, ...]
+    snapshot: Snapshot | None = None
+
+    @property
+    def new_version(self) -> int:
+        """The version the aggregate has once the change is committed."""
+        return self.expected_version + len(self.events)
+
+    @property
+    def stream(self) -> str:
+        """The stream key of the changed aggregate."""
+        return stream_key(self.aggregate_type, self.aggregate_id)
+
+
+@attrs.frozen
+class UniqueClaim:
+    """Take (``claim=True``) or give up (``claim=False``) ``value`` in ``scope`` for ``owner``."""
+
+    scope: str
+    value: str
+    owner: str
+    claim: bool = True
+
+    @property
+    def key(self) -> str:
+        """The aggregates-table key of the claim: ``unique#{scope}#{value}``."""
+        return f"unique#{self.scope}#{self.value}"
+
+
+@attrs.frozen
+class ChangeSet:
+    """Everything one command changes, committed atomically or not at all.
+
+    ``result`` is the command's outcome (a small JSON document); it is stored with the command id
+    so that a repeated command can be answered with the first outcome.
+    """
+
+    change_set_id: str
+    command_id: str
+    committed_at: dt.datetime
+    aggregates: tuple[AggregateChange, ...]
+    claims: tuple[UniqueClaim, ...] = ()
+    result: bytes = b"{}"
+
+
+@attrs.frozen
+class ProcessedCommand:
+    """The stored record of a command that was committed."""
+
+    command_id: str
+    change_set_id: str
+    result: bytes

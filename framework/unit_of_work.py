@@ -1,0 +1,303 @@
+"""The unit of work: loads aggregates for one command and commits everything they did, at once.
+
+Every aggregate a handler touches is tracked here with the version it was loaded at. ``commit``
+turns their new events, snapshots and unique claims, plus the command id, into one ``ChangeSet``,
+which the store writes as one transaction: all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+import attrs
+import structlog
+
+from framework.domain import Aggregate, Command, Event
+from framework.errors import (
+    AggregateAlreadyExists,
+    AggregateNotFound,
+    CorruptEvent,
+)
+from framework.results import CommandResult
+from framework.serialization import (
+    EventRegistry,
+    decode_state,
+    encode_state,
+    state_schema,
+)
+from framework.snapshots import NoSnapshots, SnapshotPolicy
+from framework.store.base import EventStore
+from framework.store.items import MAX_ITEM_BYTES
+from framework.store.records import (
+    AggregateChange,
+    ChangeSet,
+    Snapshot,
+    StoredEvent,
+    UniqueClaim,
+    stream_key,
+)
+
+A = TypeVar("A", bound=Aggregate)
+
+log = structlog.get_logger(__name__)
+
+_NO_SNAPSHOTS = NoSnapshots()
+_SNAPSHOT_HEADROOM = 1024
+"""Bytes kept free in a snapshot item for its key and other attributes."""
+
+
+def utc_now() -> dt.datetime:
+    """The current time, timezone-aware in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+@attrs.define
+class _Tracked:
+    aggregate: Aggregate
+    loaded_version: int
+
+
+class UnitOfWork:
+    """Tracks the aggregates of one command and commits their changes as one change set.
+
+    Multi-aggregate handlers receive it: ``def transfer(uow, cmd)`` calls ``uow.get(Account, id)``
+    for each aggregate it needs, asks them to act, and the application commits afterwards.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        registry: EventRegistry,
+        *,
+        command: Command,
+        snapshot_policies: Mapping[type[Aggregate], SnapshotPolicy] | None = None,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.command = command
+        self._policies = snapshot_policies or {}
+        self._clock = clock
+        self._tracked: dict[tuple[type[Aggregate], str], _Tracked] = {}
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def get(self, aggregate_class: type[A], aggregate_id: str) -> A:
+        """The aggregate, loaded once per unit of work. Raises ``AggregateNotFound``."""
+        tracked = self._tracked.get((aggregate_class, aggregate_id))
+        if tracked is not None:
+            return tracked.aggregate  # type: ignore[return-value]
+        aggregate = self._load(aggregate_class, aggregate_id)
+        if aggregate is None:
+            raise AggregateNotFound(aggregate_class.aggregate_type(), aggregate_id)
+        self._track(aggregate)
+        return aggregate
+
+    def create(self, aggregate_class: type[A], aggregate_id: str) -> A:
+        """A new, empty aggregate. Raises ``AggregateAlreadyExists`` when the id is taken."""
+        if (aggregate_class, aggregate_id) in self._tracked or self._exists(
+            aggregate_class, aggregate_id
+        ):
+            raise AggregateAlreadyExists(aggregate_class.aggregate_type(), aggregate_id)
+        aggregate = aggregate_class(aggregate_id)
+        self._track(aggregate)
+        return aggregate
+
+    def _track(self, aggregate: Aggregate) -> None:
+        self._tracked[(type(aggregate), aggregate.id)] = _Tracked(aggregate, aggregate.version)
+
+    def _policy(self, aggregate_class: type[Aggregate]) -> SnapshotPolicy:
+        return self._policies.get(aggregate_class, _NO_SNAPSHOTS)
+
+    def _exists(self, aggregate_class: type[Aggregate], aggregate_id: str) -> bool:
+        return self.store.stream_exists(aggregate_class.aggregate_type(), aggregate_id)
+
+    def _load(self, aggregate_class: type[A], aggregate_id: str) -> A | None:
+        return load_aggregate(
+            self.store,
+            self.registry,
+            aggregate_class,
+            aggregate_id,
+            use_snapshot=not isinstance(self._policy(aggregate_class), NoSnapshots),
+        )
+
+    # -- committing --------------------------------------------------------------------------
+
+    def commit(self) -> CommandResult:
+        """Write everything the tracked aggregates did as one change set.
+
+        A command that changed nothing writes nothing (not even its command id).
+        """
+        change_set_id = str(uuid.uuid4())
+        now = self._clock()
+        changes: list[AggregateChange] = []
+        claims: dict[tuple[str, str, str], UniqueClaim] = {}
+        new_events: list[Event] = []
+        for tracked in self._tracked.values():
+            aggregate = tracked.aggregate
+            if not aggregate.has_pending_changes:
+                continue
+            events, claim_requests = aggregate._take_pending()
+            new_events.extend(events)
+            owner = stream_key(aggregate.aggregate_type(), aggregate.id)
+            for request in claim_requests:
+                # The last word on a value wins: claim-then-release within one command releases.
+                claims[(request.scope, request.value, owner)] = UniqueClaim(
+                    request.scope, request.value, owner, request.claim
+                )
+            changes.append(self._aggregate_change(tracked, events, change_set_id, now))
+        if not changes:
+            return CommandResult(command_id=self.command.command_id, change_set_id=None)
+        versions = {change.stream: change.new_version for change in changes}
+        result = CommandResult(
+            command_id=self.command.command_id,
+            change_set_id=change_set_id,
+            versions=versions,
+            events=tuple(new_events),
+        )
+        self.store.commit(
+            ChangeSet(
+                change_set_id=change_set_id,
+                command_id=self.command.command_id,
+                committed_at=now,
+                aggregates=tuple(changes),
+                claims=tuple(claims.values()),
+                result=result.to_json(),
+            )
+        )
+        for tracked in self._tracked.values():
+            tracked.loaded_version = tracked.aggregate.version
+        return result
+
+    def _aggregate_change(
+        self, tracked: _Tracked, events: list[Event], change_set_id: str, now: dt.datetime
+    ) -> AggregateChange:
+        aggregate = tracked.aggregate
+        command = self.command
+        correlation_id = command.correlation_id or command.command_id
+        causation_id = command.causation_id or command.command_id
+        aggregate_type = aggregate.aggregate_type()
+        stored = []
+        for offset, event in enumerate(events, start=1):
+            encoded = self.registry.encode(event)
+            stored.append(
+                StoredEvent(
+                    aggregate_type=aggregate_type,
+                    aggregate_id=aggregate.id,
+                    version=tracked.loaded_version + offset,
+                    event_type=encoded.event_type,
+                    schema=encoded.schema,
+                    payload=encoded.payload,
+                    occurred_at=now,
+                    change_set_id=change_set_id,
+                    command_id=command.command_id,
+                    correlation_id=correlation_id,
+                    causation_id=causation_id,
+                )
+            )
+        return AggregateChange(
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate.id,
+            expected_version=tracked.loaded_version,
+            events=tuple(stored),
+            snapshot=self._snapshot_if_due(tracked, now),
+        )
+
+    def _snapshot_if_due(self, tracked: _Tracked, now: dt.datetime) -> Snapshot | None:
+        aggregate = tracked.aggregate
+        if not self._policy(type(aggregate))(aggregate, tracked.loaded_version):
+            return None
+        state = encode_state(aggregate)
+        if len(state) > MAX_ITEM_BYTES - _SNAPSHOT_HEADROOM:
+            # A snapshot only speeds up loading; refusing the command because of it would be
+            # worse than a slower load.
+            log.warning(
+                "snapshot.skipped_too_large",
+                aggregate_type=aggregate.aggregate_type(),
+                aggregate_id=aggregate.id,
+                size=len(state),
+            )
+            return None
+        return Snapshot(
+            aggregate_type=aggregate.aggregate_type(),
+            aggregate_id=aggregate.id,
+            version=aggregate.version,
+            state=state,
+            schema=state_schema(type(aggregate)),
+            created_at=now,
+        )
+
+    @property
+    def aggregates(self) -> list[Aggregate]:
+        """The aggregates loaded or created so far."""
+        return [tracked.aggregate for tracked in self._tracked.values()]
+
+
+def load_aggregate(
+    store: EventStore,
+    registry: EventRegistry,
+    aggregate_class: type[A],
+    aggregate_id: str,
+    *,
+    use_snapshot: bool,
+) -> A | None:
+    """Rebuild an aggregate from its snapshot (when usable) and the events after it.
+
+    Returns ``None`` when the stream is empty. A snapshot written for another shape of the class
+    (its schema fingerprint differs) or one that fails to decode is ignored: the stream is then
+    replayed from the start, never a mismatched state applied.
+    """
+    aggregate_type = aggregate_class.aggregate_type()
+    aggregate: A | None = None
+    if use_snapshot:
+        snapshot = store.load_snapshot(aggregate_type, aggregate_id)
+        if snapshot is not None:
+            aggregate = _restore(aggregate_class, snapshot)
+    start = aggregate.version if aggregate is not None else 0
+    records = store.load_events(aggregate_type, aggregate_id, start)
+    if aggregate is None:
+        if not records:
+            return None
+        aggregate = aggregate_class(aggregate_id)
+    stream = stream_key(aggregate_type, aggregate_id)
+    for record in records:
+        if record.version != aggregate.version + 1:
+            raise CorruptEvent(
+                stream, record.version, f"expected version {aggregate.version + 1} (gap in stream)"
+            )
+        event = registry.decode(
+            record.event_type, record.schema, record.payload, stream=stream, version=record.version
+        )
+        aggregate._apply(event)
+    return aggregate
+
+
+def _restore(aggregate_class: type[A], snapshot: Snapshot) -> A | None:
+    expected = state_schema(aggregate_class)
+    if snapshot.schema != expected:
+        log.info(
+            "snapshot.ignored_schema_changed",
+            aggregate_type=snapshot.aggregate_type,
+            aggregate_id=snapshot.aggregate_id,
+            stored_schema=snapshot.schema,
+            current_schema=expected,
+        )
+        return None
+    try:
+        state = decode_state(aggregate_class, snapshot.state)
+    except Exception as error:  # any failure (JSON, cattrs' exception groups) means: replay
+        log.warning(
+            "snapshot.ignored_undecodable",
+            aggregate_type=snapshot.aggregate_type,
+            aggregate_id=snapshot.aggregate_id,
+            error=repr(error),
+        )
+        return None
+    aggregate = aggregate_class(snapshot.aggregate_id)
+    for name, value in state.items():
+        setattr(aggregate, name, value)
+    aggregate.version = snapshot.version
+    return aggregate
