@@ -93,7 +93,7 @@ class _Route:
             aggregate = uow.create(self.aggregate_class, aggregate_id)
         else:
             aggregate = uow.get(self.aggregate_class, aggregate_id)
-        aggregate.handle(command)
+        aggregate.handle_command(command)
 
 
 class Application:

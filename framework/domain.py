@@ -323,7 +323,7 @@ class Aggregate:
         """Give up this aggregate's claim on ``value`` in ``scope``, in the same transaction."""
         self._pending_claims.append(UniqueClaimRequest(scope, value, claim=False))
 
-    def handle(self, command: Command) -> Any:
+    def handle_command(self, command: Command) -> Any:
         """Run this aggregate's handler for ``command`` (the unit of work calls this)."""
         entry = self._command_handlers.get(type(command))
         if entry is None:

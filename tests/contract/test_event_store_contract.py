@@ -1,0 +1,302 @@
+"""One contract for every event store: in-memory, moto and DynamoDB Local must answer alike.
+
+``EventStoreContract`` holds the tests; each ``Test...`` subclass only says how to get a store.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+
+import pytest
+
+from framework import (
+    AggregateAlreadyExists,
+    AggregateNotFound,
+    Application,
+    ChangeSetTooLarge,
+    ConcurrencyError,
+    CorruptEvent,
+    DomainError,
+    DuplicateCommand,
+    EventStore,
+    EveryNEvents,
+    UniqueConstraintViolated,
+    UnknownEventType,
+)
+from framework.store import UniqueClaim
+from framework.store.items import MAX_ITEM_BYTES
+from tests.support.bank import (
+    Account,
+    ClaimHandle,
+    Deposit,
+    OpenAccount,
+    Transfer,
+    Withdraw,
+    transfer,
+)
+from tests.support.records import change_set, plant_event_item, stream_dump
+
+
+class EventStoreContract:
+    """Behaviour every ``EventStore`` must show. Subclasses provide the ``store`` fixture."""
+
+    # -- appending and reading -----------------------------------------------------------
+
+    def test_committed_events_read_back_identically(self, store: EventStore) -> None:
+        committed = change_set([("a1", 0, 3)])
+        store.commit(committed)
+        assert list(store.load_events("Account", "a1")) == list(committed.aggregates[0].events)
+
+    def test_load_after_version_returns_only_later_events(self, store: EventStore) -> None:
+        store.commit(change_set([("a1", 0, 2)]))
+        store.commit(change_set([("a1", 2, 3)]))
+        assert [e.version for e in store.load_events("Account", "a1", 3)] == [4, 5]
+        assert [e.version for e in store.load_events("Account", "a1")] == [1, 2, 3, 4, 5]
+
+    def test_unknown_stream_is_empty(self, store: EventStore) -> None:
+        assert store.load_events("Account", "nobody") == []
+        assert not store.stream_exists("Account", "nobody")
+        assert store.load_snapshot("Account", "nobody") is None
+
+    def test_stream_exists_after_commit(self, store: EventStore) -> None:
+        store.commit(change_set([("a1", 0, 1)]))
+        assert store.stream_exists("Account", "a1")
+
+    def test_aggregate_ids_may_contain_the_separator(self, store: EventStore) -> None:
+        store.commit(change_set([("tenant#7#a", 0, 1)]))
+        (event,) = store.load_events("Account", "tenant#7#a")
+        assert event.aggregate_id == "tenant#7#a"
+
+    def test_many_events_are_read_across_pages(self, store: EventStore) -> None:
+        payload = b'{"note":"' + b"x" * 9000 + b'"}'
+        for start in range(0, 240, 80):
+            store.commit(change_set([("big", start, 80)], payload=payload))
+        versions = [e.version for e in store.load_events("Account", "big")]
+        assert versions == list(range(1, 241))
+
+    # -- optimistic concurrency ----------------------------------------------------------
+
+    def test_creating_an_existing_stream_is_a_concurrency_error(self, store: EventStore) -> None:
+        store.commit(change_set([("a1", 0, 2)]))
+        before = stream_dump(store, ["a1"])
+        with pytest.raises(ConcurrencyError) as raised:
+            store.commit(change_set([("a1", 0, 1)]))
+        assert (raised.value.aggregate_id, raised.value.expected_version) == ("a1", 0)
+        assert raised.value.actual_version == 2
+        assert stream_dump(store, ["a1"]) == before
+
+    def test_stale_expected_version_is_a_concurrency_error(self, store: EventStore) -> None:
+        store.commit(change_set([("a1", 0, 1)]))
+        store.commit(change_set([("a1", 1, 1)]))
+        before = stream_dump(store, ["a1"])
+        with pytest.raises(ConcurrencyError) as raised:
+            store.commit(change_set([("a1", 1, 1)]))
+        assert (raised.value.expected_version, raised.value.actual_version) == (1, 2)
+        assert stream_dump(store, ["a1"]) == before
+
+    def test_one_conflicting_aggregate_fails_the_whole_change_set(self, store: EventStore) -> None:
+        store.commit(change_set([("a1", 0, 1), ("a2", 0, 1)]))
+        before = stream_dump(store, ["a1", "a2"])
+        with pytest.raises(ConcurrencyError) as raised:
+            store.commit(change_set([("a1", 1, 1), ("a2", 0, 1)]))
+        assert raised.value.aggregate_id == "a2"
+        assert stream_dump(store, ["a1", "a2"]) == before
+
+    # -- idempotency ---------------------------------------------------------------------
+
+    def test_a_processed_command_id_is_refused(self, store: EventStore) -> None:
+        store.commit(change_set([("a1", 0, 1)], command_id="same"))
+        with pytest.raises(DuplicateCommand) as raised:
+            store.commit(change_set([("a2", 0, 1)], command_id="same"))
+        assert raised.value.command_id == "same"
+        assert store.load_events("Account", "a2") == []
+
+    def test_processed_command_record_keeps_the_result(self, store: EventStore) -> None:
+        committed = change_set([("a1", 0, 1)], command_id="c-1")
+        store.commit(committed)
+        record = store.get_processed_command("c-1")
+        assert record is not None
+        assert (record.change_set_id, record.result) == (committed.change_set_id, b'{"ok":true}')
+        assert store.get_processed_command("c-unknown") is None
+
+    # -- unique values -------------------------------------------------------------------
+
+    def test_a_claimed_value_is_refused_to_another_owner(self, store: EventStore) -> None:
+        store.commit(change_set([("a1", 0, 1)], claims=[UniqueClaim("email", "x@y", "Account#a1")]))
+        with pytest.raises(UniqueConstraintViolated) as raised:
+            store.commit(
+                change_set([("a2", 0, 1)], claims=[UniqueClaim("email", "x@y", "Account#a2")])
+            )
+        assert (raised.value.scope, raised.value.value) == ("email", "x@y")
+        assert store.load_events("Account", "a2") == []
+
+    def test_the_owner_may_claim_its_value_again(self, store: EventStore) -> None:
+        claim = UniqueClaim("email", "x@y", "Account#a1")
+        store.commit(change_set([("a1", 0, 1)], claims=[claim]))
+        store.commit(change_set([("a1", 1, 1)], claims=[claim]))
+        assert len(store.load_events("Account", "a1")) == 2
+
+    def test_a_released_value_can_be_claimed_by_another(self, store: EventStore) -> None:
+        store.commit(change_set([("a1", 0, 1)], claims=[UniqueClaim("email", "x@y", "Account#a1")]))
+        release = UniqueClaim("email", "x@y", "Account#a1", claim=False)
+        store.commit(change_set([("a1", 1, 1)], claims=[release]))
+        store.commit(change_set([("a2", 0, 1)], claims=[UniqueClaim("email", "x@y", "Account#a2")]))
+        assert len(store.load_events("Account", "a2")) == 1
+
+    def test_only_the_owner_can_release_a_value(self, store: EventStore) -> None:
+        store.commit(change_set([("a1", 0, 1)], claims=[UniqueClaim("email", "x@y", "Account#a1")]))
+        theft = UniqueClaim("email", "x@y", "Account#a2", claim=False)
+        with pytest.raises(UniqueConstraintViolated):
+            store.commit(change_set([("a2", 0, 1)], claims=[theft]))
+        with pytest.raises(UniqueConstraintViolated):
+            store.commit(
+                change_set([("a3", 0, 1)], claims=[UniqueClaim("email", "x@y", "Account#a3")])
+            )
+
+    def test_two_owners_claiming_one_value_in_one_change_set(self, store: EventStore) -> None:
+        claims = [
+            UniqueClaim("email", "x@y", "Account#a1"),
+            UniqueClaim("email", "x@y", "Account#a2"),
+        ]
+        with pytest.raises(UniqueConstraintViolated):
+            store.commit(change_set([("a1", 0, 1), ("a2", 0, 1)], claims=claims))
+        assert stream_dump(store, ["a1", "a2"]) == [[], None, [], None]
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def test_snapshot_is_written_with_the_change_set(self, store: EventStore) -> None:
+        store.commit(change_set([("a1", 0, 5)], snapshot_state=b'{"balance":"5"}'))
+        snapshot = store.load_snapshot("Account", "a1")
+        assert snapshot is not None
+        assert (snapshot.version, snapshot.state, snapshot.schema) == (5, b'{"balance":"5"}', "s1")
+        store.commit(change_set([("a1", 5, 2)], snapshot_state=b'{"balance":"7"}'))
+        latest = store.load_snapshot("Account", "a1")
+        assert latest is not None and latest.version == 7
+
+    # -- limits, checked before anything is sent -----------------------------------------
+
+    def test_a_change_set_of_exactly_100_items_is_accepted(self, store: EventStore) -> None:
+        # 98 events + the aggregate item + the command item = 100 transaction items.
+        store.commit(change_set([("a1", 0, 98)]))
+        assert len(store.load_events("Account", "a1")) == 98
+
+    def test_more_than_100_items_is_refused_before_writing(self, store: EventStore) -> None:
+        with pytest.raises(ChangeSetTooLarge, match="101 transaction items"):
+            store.commit(change_set([("a1", 0, 99)]))
+        assert stream_dump(store, ["a1"]) == [[], None]
+
+    def test_an_item_over_400_kb_is_refused_before_writing(self, store: EventStore) -> None:
+        payload = os.urandom(MAX_ITEM_BYTES)
+        with pytest.raises(ChangeSetTooLarge, match="per item"):
+            store.commit(change_set([("a1", 0, 1)], payload=payload))
+        assert stream_dump(store, ["a1"]) == [[], None]
+
+    def test_a_change_set_over_4_mb_is_refused_before_writing(self, store: EventStore) -> None:
+        payload = os.urandom(390 * 1024)
+        with pytest.raises(ChangeSetTooLarge, match="per transaction"):
+            store.commit(change_set([("a1", 0, 11)], payload=payload))
+        assert stream_dump(store, ["a1"]) == [[], None]
+
+    # -- corrupt data --------------------------------------------------------------------
+
+    def test_a_malformed_stored_item_is_a_clear_error(self, store: EventStore) -> None:
+        store.commit(change_set([("a1", 0, 1)]))
+        plant_event_item(
+            store, {"pk": {"S": "Account#a1"}, "sk": {"N": "2"}, "event_type": {"S": "Deposited"}}
+        )
+        with pytest.raises(CorruptEvent) as raised:
+            store.load_events("Account", "a1")
+        assert (raised.value.stream, raised.value.version) == ("Account#a1", 2)
+        assert len(store.load_events("Account", "a2")) == 0
+
+    # -- the application on top of the store ---------------------------------------------
+
+    def test_application_round_trip(self, store: EventStore) -> None:
+        app = Application(
+            store=store,
+            aggregates=[Account],
+            handlers=[transfer],
+            snapshots={Account: EveryNEvents(3)},
+        )
+        app.handle(OpenAccount(account_id="a", owner="Ann"))
+        app.handle(OpenAccount(account_id="b", owner="Bob"))
+        for amount in ("10.50", "20", "0.01"):
+            app.handle(Deposit(account_id="a", amount=Decimal(amount)))
+        result = app.handle(Transfer(source_id="a", target_id="b", amount=Decimal("5.51")))
+        assert result.versions == {"Account#a": 5, "Account#b": 2}
+        with pytest.raises(DomainError):
+            app.handle(Withdraw(account_id="b", amount=Decimal("100")))
+        with pytest.raises(AggregateAlreadyExists):
+            app.handle(OpenAccount(account_id="a", owner="Eve"))
+        with pytest.raises(AggregateNotFound):
+            app.handle(Deposit(account_id="zz", amount=Decimal(1)))
+        assert app.get(Account, "a").balance == Decimal("25.00")
+        assert app.get(Account, "b").balance == Decimal("5.51")
+        snapshot = store.load_snapshot("Account", "a")
+        assert snapshot is not None and snapshot.version == 3
+
+    def test_application_unique_claims_move_atomically(self, store: EventStore) -> None:
+        app = Application(store=store, aggregates=[Account])
+        app.handle(OpenAccount(account_id="a", owner="Ann"))
+        app.handle(OpenAccount(account_id="b", owner="Bob"))
+        app.handle(ClaimHandle(account_id="a", handle="ann"))
+        with pytest.raises(UniqueConstraintViolated):
+            app.handle(ClaimHandle(account_id="b", handle="ann"))
+        assert app.get(Account, "b").version == 1
+        app.handle(ClaimHandle(account_id="a", handle="annie"))
+        app.handle(ClaimHandle(account_id="b", handle="ann"))
+        assert app.get(Account, "b").handle == "ann"
+
+    def test_application_repeated_command_returns_the_first_result(self, store: EventStore) -> None:
+        app = Application(store=store, aggregates=[Account])
+        app.handle(OpenAccount(account_id="a", owner="Ann"))
+        first = app.handle(Deposit(account_id="a", amount=Decimal(7), command_id="pay-1"))
+        again = app.handle(Deposit(account_id="a", amount=Decimal(7), command_id="pay-1"))
+        assert again.duplicate and not first.duplicate
+        assert (again.change_set_id, again.versions) == (first.change_set_id, first.versions)
+        assert app.get(Account, "a").balance == Decimal(7)
+
+    def test_unknown_event_type_names_the_type_and_stream(self, store: EventStore) -> None:
+        Application(store=store, aggregates=[Account]).handle(
+            OpenAccount(account_id="a", owner="Ann")
+        )
+        event = store.load_events("Account", "a")[0]
+        plant_event_item(
+            store,
+            {
+                "pk": {"S": "Account#a"},
+                "sk": {"N": "2"},
+                "event_type": {"S": "Vanished"},
+                "schema": {"N": "1"},
+                "payload": {"B": b"{}"},
+                "occurred_at": {"S": event.occurred_at.isoformat()},
+                "change_set_id": {"S": "x"},
+                "command_id": {"S": "x"},
+                "correlation_id": {"S": "x"},
+                "causation_id": {"S": "x"},
+            },
+        )
+        app = Application(store=store, aggregates=[Account])
+        with pytest.raises(UnknownEventType) as raised:
+            app.get(Account, "a")
+        assert (raised.value.event_type, raised.value.stream) == ("Vanished", "Account#a")
+
+
+class TestInMemoryStore(EventStoreContract):
+    @pytest.fixture
+    def store(self, memory_store: EventStore) -> EventStore:
+        return memory_store
+
+
+class TestMotoStore(EventStoreContract):
+    @pytest.fixture
+    def store(self, moto_store: EventStore) -> EventStore:
+        return moto_store
+
+
+@pytest.mark.dynamodb_local
+class TestDynamoDBLocalStore(EventStoreContract):
+    @pytest.fixture
+    def store(self, local_store: EventStore) -> EventStore:
+        return local_store

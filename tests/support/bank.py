@@ -1,0 +1,168 @@
+"""A small bank domain used by the framework's own tests (the example app has its own)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from decimal import Decimal
+
+from attrs import frozen
+
+from framework import (
+    Aggregate,
+    Command,
+    DomainError,
+    Event,
+    UnitOfWork,
+    command_handler,
+    event_handler,
+    target_id,
+)
+
+
+class Currency(enum.Enum):
+    EUR = "EUR"
+    USD = "USD"
+
+
+@frozen
+class Address:
+    street: str
+    city: str
+
+
+@frozen
+class OpenAccount(Command):
+    account_id: str = target_id()
+    owner: str
+    currency: Currency = Currency.EUR
+
+
+@frozen
+class Deposit(Command):
+    account_id: str = target_id()
+    amount: Decimal
+
+
+@frozen
+class DepositMany(Command):
+    """Emits one ``Deposited`` per amount: a cheap way to grow long streams in tests."""
+
+    account_id: str = target_id()
+    amounts: tuple[Decimal, ...]
+
+
+@frozen
+class Withdraw(Command):
+    account_id: str = target_id()
+    amount: Decimal
+
+
+@frozen
+class ClaimHandle(Command):
+    account_id: str = target_id()
+    handle: str
+
+
+@frozen
+class Transfer(Command):
+    source_id: str
+    target_id: str
+    amount: Decimal
+
+
+@frozen
+class AccountOpened(Event):
+    owner: str
+    currency: Currency
+    opened_at: dt.datetime
+    reference: uuid.UUID
+    address: Address | None = None
+
+
+@frozen
+class Deposited(Event):
+    amount: Decimal
+
+
+@frozen
+class Withdrawn(Event):
+    amount: Decimal
+
+
+@frozen
+class HandleClaimed(Event):
+    handle: str
+
+
+class Account(Aggregate):
+    owner: str
+    currency: Currency
+    balance: Decimal
+    handle: str | None
+
+    @command_handler(OpenAccount, creates=True)
+    def open(self, command: OpenAccount) -> None:
+        self.emit(
+            AccountOpened(
+                owner=command.owner,
+                currency=command.currency,
+                opened_at=dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC),
+                reference=uuid.UUID(int=42),
+            )
+        )
+
+    @command_handler(Deposit)
+    def deposit(self, command: Deposit) -> None:
+        if command.amount <= 0:
+            raise DomainError("a deposit must be positive")
+        self.emit(Deposited(amount=command.amount))
+
+    @command_handler(DepositMany)
+    def deposit_many(self, command: DepositMany) -> None:
+        for amount in command.amounts:
+            self.emit(Deposited(amount=amount))
+
+    @command_handler(Withdraw)
+    def withdraw(self, command: Withdraw) -> None:
+        if command.amount > self.balance:
+            raise DomainError(f"insufficient funds: balance {self.balance}")
+        self.emit(Withdrawn(amount=command.amount))
+
+    @command_handler(ClaimHandle)
+    def claim_handle(self, command: ClaimHandle) -> None:
+        if self.handle is not None:
+            self.release_unique("handle", self.handle)
+        self.claim_unique("handle", command.handle)
+        self.emit(HandleClaimed(handle=command.handle))
+
+    @event_handler(AccountOpened)
+    def _opened(self, event: AccountOpened) -> None:
+        self.owner = event.owner
+        self.currency = event.currency
+        self.balance = Decimal(0)
+        self.handle = None
+
+    @event_handler(Deposited)
+    def _deposited(self, event: Deposited) -> None:
+        self.balance += event.amount
+
+    @event_handler(Withdrawn)
+    def _withdrawn(self, event: Withdrawn) -> None:
+        self.balance -= event.amount
+
+    @event_handler(HandleClaimed)
+    def _handle_claimed(self, event: HandleClaimed) -> None:
+        self.handle = event.handle
+
+
+@command_handler(Transfer)
+def transfer(uow: UnitOfWork, command: Transfer) -> None:
+    """Move money between two accounts in one change set."""
+    if command.source_id == command.target_id:
+        raise DomainError("cannot transfer to the same account")
+    source = uow.get(Account, command.source_id)
+    target = uow.get(Account, command.target_id)
+    source.handle_command(Withdraw(account_id=source.id, amount=command.amount))
+    target.handle_command(Deposit(account_id=target.id, amount=command.amount))

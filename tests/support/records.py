@@ -1,0 +1,112 @@
+"""Builders of store records for tests that talk to a store directly."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from framework.store import (
+    AggregateChange,
+    ChangeSet,
+    EventStore,
+    Snapshot,
+    StoredEvent,
+    UniqueClaim,
+)
+from framework.store.items import Item
+
+COMMITTED_AT = dt.datetime(2026, 11, 24, 9, 30, 0, 123456, tzinfo=dt.UTC)
+
+
+def new_events(
+    aggregate_id: str,
+    first_version: int,
+    count: int,
+    *,
+    aggregate_type: str = "Account",
+    payload: bytes = b'{"amount":"1"}',
+    change_set_id: str = "cs",
+    command_id: str = "cmd",
+) -> tuple[StoredEvent, ...]:
+    return tuple(
+        StoredEvent(
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            version=first_version + offset,
+            event_type="Deposited",
+            schema=1,
+            payload=payload,
+            occurred_at=COMMITTED_AT,
+            change_set_id=change_set_id,
+            command_id=command_id,
+            correlation_id="corr",
+            causation_id=command_id,
+        )
+        for offset in range(count)
+    )
+
+
+def change_set(
+    changes: Sequence[tuple[str, int, int]],
+    *,
+    command_id: str | None = None,
+    claims: Sequence[UniqueClaim] = (),
+    payload: bytes = b'{"amount":"1"}',
+    snapshot_state: bytes | None = None,
+    aggregate_type: str = "Account",
+) -> ChangeSet:
+    """A change set appending ``count`` events to each ``(aggregate_id, expected, count)``."""
+    change_set_id = str(uuid.uuid4())
+    command_id = command_id or str(uuid.uuid4())
+    aggregates = []
+    for aggregate_id, expected, count in changes:
+        events = new_events(
+            aggregate_id,
+            expected + 1,
+            count,
+            aggregate_type=aggregate_type,
+            payload=payload,
+            change_set_id=change_set_id,
+            command_id=command_id,
+        )
+        snapshot = None
+        if snapshot_state is not None:
+            snapshot = Snapshot(
+                aggregate_type=aggregate_type,
+                aggregate_id=aggregate_id,
+                version=expected + count,
+                state=snapshot_state,
+                schema="s1",
+                created_at=COMMITTED_AT,
+            )
+        aggregates.append(AggregateChange(aggregate_type, aggregate_id, expected, events, snapshot))
+    return ChangeSet(
+        change_set_id=change_set_id,
+        command_id=command_id,
+        committed_at=COMMITTED_AT,
+        aggregates=tuple(aggregates),
+        claims=tuple(claims),
+        result=b'{"ok":true}',
+    )
+
+
+def plant_event_item(store: EventStore, item: Item) -> None:
+    """Write an events-table item as is, bypassing the store's checks (to plant bad data)."""
+    from framework import DynamoDBEventStore, InMemoryEventStore
+
+    if isinstance(store, InMemoryEventStore):
+        store.put_raw_event_item(item)
+    elif isinstance(store, DynamoDBEventStore):
+        store.client.put_item(TableName=store.tables.events, Item=item)
+    else:  # pragma: no cover - a new backend must say how
+        raise TypeError(f"cannot plant items in {type(store).__name__}")
+
+
+def stream_dump(store: EventStore, aggregate_ids: Sequence[str]) -> list[object]:
+    """Everything readable about some streams, to show that a refused change wrote nothing."""
+    dump: list[object] = []
+    for aggregate_id in aggregate_ids:
+        dump.append(store.load_events("Account", aggregate_id))
+        dump.append(store.load_snapshot("Account", aggregate_id))
+    return dump
