@@ -167,7 +167,9 @@ def _require_message_class(kind: str, base: type, candidate: Any) -> None:
         raise DefinitionError(
             f"@{kind}_handler needs a subclass of {base.__name__}, got {candidate!r}"
         )
-    if not attrs.has(candidate):
+    # attrs.has() is true for an undecorated subclass too (it inherits the base's fields), so
+    # look for the class's own attrs definition: a forgotten @frozen would drop every field.
+    if "__attrs_attrs__" not in vars(candidate):
         raise DefinitionError(
             f"{candidate.__name__} must be an attrs class: decorate it with @attrs.frozen"
         )

@@ -12,6 +12,7 @@ guessed at.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -48,10 +49,22 @@ def _build_class_checkers(cls: type) -> tuple[tuple[str, Checker], ...]:
     checkers = []
     for field in attrs.fields(cls):
         annotation = hints.get(field.name, field.type)
-        if annotation is None or isinstance(annotation, str):
+        if isinstance(annotation, str):
+            annotation = _resolve_one(cls, annotation)
+        if annotation is None:
             continue
         checkers.append((field.name, checker_for(annotation)))
     return tuple(checkers)
+
+
+def _resolve_one(cls: type, annotation: str) -> Any:
+    """Resolve one string annotation, or ``None`` when it names something out of reach."""
+    module = sys.modules.get(cls.__module__)
+    namespace = dict(vars(module)) if module is not None else {}
+    try:
+        return eval(annotation, namespace, dict(vars(cls)))  # the same lookup get_type_hints does
+    except Exception:
+        return None
 
 
 def _describe(value: Any) -> str:

@@ -1,0 +1,240 @@
+"""Aggregates, commands, events and handler declarations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+
+import pytest
+from attrs import frozen
+
+from framework import (
+    Aggregate,
+    Command,
+    DefinitionError,
+    Event,
+    InvalidCommand,
+    InvalidEvent,
+    MissingEventHandler,
+    command_handler,
+    event_handler,
+    target_id,
+)
+from framework.domain import event_schema_version, event_type_name
+from tests.support.bank import Account, AccountOpened, Deposit, Deposited, OpenAccount
+
+
+@frozen
+class Ping(Command):
+    thing_id: str = target_id()
+
+
+@frozen
+class Pinged(Event):
+    pass
+
+
+@frozen
+class Other(Event):
+    note: str
+
+
+@frozen
+class Note:
+    text: str
+
+
+@frozen
+class Rich(Command):
+    thing_id: str = target_id()
+    count: int
+    when: dt.datetime
+    notes: tuple[Note, ...] = ()
+    label: str | None = None
+
+
+class Thing(Aggregate):
+    pings: int
+
+    @command_handler(Ping, creates=True)
+    def ping(self, command: Ping) -> None:
+        self.emit(Pinged())
+
+    @event_handler(Pinged)
+    def _pinged(self, event: Pinged) -> None:
+        self.pings = getattr(self, "pings", 0) + 1
+
+
+def test_emit_applies_the_event_and_records_it() -> None:
+    thing = Thing("t1")
+    thing.handle_command(Ping(thing_id="t1"))
+    assert (thing.pings, thing.version, thing.has_pending_changes) == (1, 1, True)
+
+
+def test_emitting_an_event_without_handler_fails_and_records_nothing() -> None:
+    thing = Thing("t1")
+    with pytest.raises(MissingEventHandler, match="Thing has no @event_handler for Other"):
+        thing.emit(Other(note="x"))
+    assert (thing.version, thing.has_pending_changes) == (0, False)
+
+
+def test_handlers_are_inherited_and_can_be_overridden_by_name() -> None:
+    class LoudThing(Thing):
+        @event_handler(Pinged)
+        def _pinged(self, event: Pinged) -> None:
+            self.pings = getattr(self, "pings", 0) + 10
+
+        @event_handler(Other)
+        def _other(self, event: Other) -> None:
+            pass
+
+    loud = LoudThing("t")
+    loud.handle_command(Ping(thing_id="t"))
+    loud.emit(Other(note="n"))
+    assert (loud.pings, loud.version) == (10, 2)
+    assert set(LoudThing.handled_event_types()) == {Pinged, Other}
+    assert set(Thing.handled_event_types()) == {Pinged}
+
+
+def test_two_handlers_for_one_event_type_fail_at_class_definition() -> None:
+    with pytest.raises(DefinitionError, match="two handlers for Pinged: _pinged\\(\\) and again"):
+
+        class Twice(Thing):
+            @event_handler(Pinged)
+            def again(self, event: Pinged) -> None:
+                pass
+
+
+def test_two_handlers_for_one_command_type_fail_at_class_definition() -> None:
+    with pytest.raises(DefinitionError, match="two handlers for Ping"):
+
+        class Twice(Aggregate):
+            @command_handler(Ping)
+            def one(self, command: Ping) -> None:
+                pass
+
+            @command_handler(Ping)
+            def two(self, command: Ping) -> None:
+                pass
+
+
+def test_handler_for_a_class_that_is_not_an_event_fails_at_decoration() -> None:
+    with pytest.raises(DefinitionError, match="needs a subclass of Event"):
+        event_handler(Ping)  # type: ignore[arg-type]
+    with pytest.raises(DefinitionError, match="needs a subclass of Command"):
+        command_handler(Pinged)  # type: ignore[arg-type]
+    with pytest.raises(DefinitionError, match="needs a subclass of Event"):
+        event_handler(dict)  # type: ignore[arg-type]
+
+
+def test_handler_for_an_event_class_without_its_own_attrs_decorator_fails() -> None:
+    class Plain(Event):  # forgot @frozen: its fields would silently not exist
+        amount: Decimal
+
+    with pytest.raises(DefinitionError, match="Plain must be an attrs class"):
+        event_handler(Plain)
+
+
+def test_aggregate_handling_a_command_without_target_fails_at_definition() -> None:
+    @frozen
+    class Untargeted(Command):
+        value: int
+
+    with pytest.raises(DefinitionError, match="no field marked with target_id"):
+
+        class Bad(Aggregate):
+            @command_handler(Untargeted)
+            def handle_it(self, command: Untargeted) -> None:
+                pass
+
+
+def test_two_target_fields_are_refused() -> None:
+    @frozen
+    class TwoTargets(Command):
+        a: str = target_id()
+        b: str = target_id()
+
+    with pytest.raises(DefinitionError, match="marks 2 fields with target_id"):
+
+        class Bad(Aggregate):
+            @command_handler(TwoTargets)
+            def handle_it(self, command: TwoTargets) -> None:
+                pass
+
+
+def test_aggregate_type_name_defaults_to_class_name_and_can_be_set() -> None:
+    class Named(Aggregate, name="BankAccount"):
+        pass
+
+    assert Account.aggregate_type() == "Account"
+    assert Named.aggregate_type() == "BankAccount"
+    with pytest.raises(DefinitionError, match="contains '#'"):
+
+        class Hashed(Aggregate, name="a#b"):
+            pass
+
+
+def test_event_names_and_versions() -> None:
+    @frozen
+    class Renamed(Event, name="MoneyDeposited", version=3):
+        amount: Decimal
+
+    assert (event_type_name(Deposited), event_schema_version(Deposited)) == ("Deposited", 1)
+    assert (event_type_name(Renamed), event_schema_version(Renamed)) == ("MoneyDeposited", 3)
+    with pytest.raises(DefinitionError, match="version must be an int >= 1"):
+
+        @frozen
+        class Bad(Event, version=0):
+            pass
+
+
+class TestCommandValidation:
+    def test_a_wrongly_typed_field_names_the_field(self) -> None:
+        with pytest.raises(InvalidCommand, match=r"Deposit: amount: expected Decimal, got str '5'"):
+            Deposit(account_id="a", amount="5")  # type: ignore[arg-type]
+
+    def test_floats_are_not_accepted_for_decimals(self) -> None:
+        with pytest.raises(InvalidCommand, match="amount: expected Decimal, got float"):
+            Deposit(account_id="a", amount=0.1)  # type: ignore[arg-type]
+
+    def test_missing_fields_are_a_type_error(self) -> None:
+        with pytest.raises(TypeError, match="amount"):
+            Deposit(account_id="a")  # type: ignore[call-arg]
+
+    def test_every_problem_is_reported_at_once(self) -> None:
+        with pytest.raises(InvalidCommand) as raised:
+            Deposit(account_id=7, amount=None)  # type: ignore[arg-type]
+        assert "account_id: expected str" in str(raised.value)
+        assert "amount: expected Decimal" in str(raised.value)
+
+    def test_optional_nested_and_collection_fields(self) -> None:
+        now = dt.datetime.now(dt.UTC)
+        Rich(thing_id="t", count=1, when=now, notes=(Note("a"),), label=None)
+        with pytest.raises(InvalidCommand, match="count: expected int, got bool"):
+            Rich(thing_id="t", count=True, when=now)  # type: ignore[arg-type]
+        with pytest.raises(InvalidCommand, match="timezone-aware"):
+            Rich(thing_id="t", count=1, when=dt.datetime(2026, 1, 1))
+        with pytest.raises(InvalidCommand, match="notes: item 0: expected Note"):
+            Rich(thing_id="t", count=1, when=now, notes=("a",))  # type: ignore[arg-type]
+        with pytest.raises(
+            InvalidCommand, match=re.escape("label: expected str | NoneType, got int 3")
+        ):
+            Rich(thing_id="t", count=1, when=now, label=3)  # type: ignore[arg-type]
+
+    def test_fields_of_function_local_classes_are_checked_where_resolvable(self) -> None:
+        @frozen
+        class Local(Command):
+            thing_id: str = target_id()
+            amount: Decimal
+
+        with pytest.raises(InvalidCommand, match="amount: expected Decimal"):
+            Local(thing_id="t", amount="1")  # type: ignore[arg-type]
+
+    def test_empty_command_id_is_refused(self) -> None:
+        with pytest.raises(InvalidCommand, match="command_id"):
+            OpenAccount(account_id="a", owner="x", command_id="")
+
+    def test_events_are_checked_too(self) -> None:
+        with pytest.raises(InvalidEvent, match="AccountOpened: owner: expected str"):
+            AccountOpened(owner=3, currency=None, opened_at=None, reference=None)  # type: ignore[arg-type]
