@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent
+from framework.store.tables import TableNames
 
 
 @runtime_checkable
@@ -14,6 +15,9 @@ class EventStore(Protocol):
     Implementations must give the same answers and raise the same errors for the same calls; the
     contract test suite in ``tests/contract`` holds every implementation to that.
     """
+
+    tables: TableNames
+    """The names of the tables the store keeps its items in."""
 
     def commit(self, change_set: ChangeSet) -> None:
         """Write the whole change set atomically, or nothing.

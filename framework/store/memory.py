@@ -95,10 +95,20 @@ class InMemoryEventStore:
 
     # -- test support ------------------------------------------------------------------------
 
-    def put_raw_event_item(self, item: Item) -> None:
-        """Store an events-table item as is, bypassing every check (to plant corrupt data)."""
+    def put_raw_item(self, table: str, item: Item) -> None:
+        """Store an item as is in ``table`` (one of ``self.tables``), bypassing every check.
+
+        The in-memory twin of a raw ``PutItem``: tests use it to plant corrupt or old data.
+        """
         with self._lock:
-            self._events.setdefault(item["pk"]["S"], {})[int(item["sk"]["N"])] = item
+            if table == self.tables.events:
+                self._events.setdefault(item["pk"]["S"], {})[int(item["sk"]["N"])] = item
+            elif table == self.tables.snapshots:
+                self._snapshots[item["pk"]["S"]] = item
+            elif table == self.tables.aggregates:
+                self._aggregates[item["pk"]["S"]] = item
+            else:
+                raise ValueError(f"no table {table!r} in this store")
 
     def aggregate_item(self, key: str) -> Item | None:
         """The aggregates-table item under ``key`` (metadata, claim or command), if any."""

@@ -91,16 +91,21 @@ def change_set(
     )
 
 
-def plant_event_item(store: EventStore, item: Item) -> None:
-    """Write an events-table item as is, bypassing the store's checks (to plant bad data)."""
+def plant_item(store: EventStore, table: str, item: Item) -> None:
+    """Write an item as is, bypassing the store's checks (to plant bad or old data)."""
     from framework import DynamoDBEventStore, InMemoryEventStore
 
     if isinstance(store, InMemoryEventStore):
-        store.put_raw_event_item(item)
+        store.put_raw_item(table, item)
     elif isinstance(store, DynamoDBEventStore):
-        store.client.put_item(TableName=store.tables.events, Item=item)
+        store.client.put_item(TableName=table, Item=item)
     else:  # pragma: no cover - a new backend must say how
         raise TypeError(f"cannot plant items in {type(store).__name__}")
+
+
+def plant_event_item(store: EventStore, item: Item) -> None:
+    """Write an events-table item as is."""
+    plant_item(store, store.tables.events, item)
 
 
 def stream_dump(store: EventStore, aggregate_ids: Sequence[str]) -> list[object]:

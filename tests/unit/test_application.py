@@ -1,0 +1,275 @@
+"""The command bus: routing, retries, idempotency, refusals and logging (in-memory store)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+import structlog
+from attrs import frozen
+
+from framework import (
+    AggregateNotFound,
+    Application,
+    Backoff,
+    Command,
+    ConcurrencyError,
+    DefinitionError,
+    DomainError,
+    EveryNEvents,
+    InvalidCommand,
+    StoreUnavailable,
+    Throttled,
+    TransactionConflict,
+    UnitOfWork,
+    UnknownCommand,
+    command_handler,
+)
+from framework.store import ChangeSet
+from tests.support.bank import (
+    Account,
+    Deposit,
+    OpenAccount,
+    Transfer,
+    Withdraw,
+    transfer,
+)
+from tests.support.stores import SpyStore
+
+NO_WAIT = Backoff(base=0.0, cap=0.0)
+
+
+def bank(store: SpyStore, **options: object) -> Application:
+    return Application(
+        store=store,  # type: ignore[arg-type]
+        aggregates=[Account],
+        handlers=[transfer],
+        backoff=NO_WAIT,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def spy() -> SpyStore:
+    return SpyStore()
+
+
+@pytest.fixture
+def app(spy: SpyStore) -> Application:
+    application = bank(spy)
+    application.handle(OpenAccount(account_id="a", owner="Ann"))
+    application.handle(OpenAccount(account_id="b", owner="Bob"))
+    application.handle(Deposit(account_id="a", amount=Decimal(100)))
+    spy.calls.clear()
+    return application
+
+
+def test_a_command_loads_the_stream_and_commits_once(app: Application, spy: SpyStore) -> None:
+    result = app.handle(Deposit(account_id="a", amount=Decimal(5)))
+    assert result.version == 3 and result.attempts == 1
+    assert spy.names() == ["load_events", "commit"]
+
+
+def test_a_creating_command_checks_existence_then_commits(app: Application, spy: SpyStore) -> None:
+    app.handle(OpenAccount(account_id="c", owner="Cy"))
+    assert spy.names() == ["stream_exists", "commit"]
+
+
+def test_a_concurrency_conflict_is_retried_on_fresh_state(app: Application, spy: SpyStore) -> None:
+    def competitor_commits_first(attempt: int, change_set: ChangeSet) -> None:
+        if attempt == 1:
+            spy.before_commit = None
+            app.handle(Deposit(account_id="a", amount=Decimal(1), command_id="competitor"))
+            spy.before_commit = competitor_commits_first
+
+    spy.commits = 0
+    spy.before_commit = competitor_commits_first
+    result = app.handle(Withdraw(account_id="a", amount=Decimal(100)))
+    assert (result.attempts, result.version) == (2, 4)
+    account = app.get(Account, "a")
+    assert (account.balance, account.version) == (Decimal(1), 4)
+
+
+def test_retries_re_run_the_rules_against_the_new_state(app: Application, spy: SpyStore) -> None:
+    def competitor_withdraws(attempt: int, change_set: ChangeSet) -> None:
+        if attempt == 1:
+            spy.before_commit = None
+            app.handle(Withdraw(account_id="a", amount=Decimal(60)))
+
+    spy.commits = 0
+    spy.before_commit = competitor_withdraws
+    with pytest.raises(DomainError, match="insufficient funds"):
+        app.handle(Withdraw(account_id="a", amount=Decimal(60)))
+    assert app.get(Account, "a").balance == Decimal(40)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConcurrencyError("Account", "a", 2, 3),
+        TransactionConflict("conflict"),
+        Throttled("slow down"),
+    ],
+)
+def test_retryable_errors_are_retried_then_given_up(
+    spy: SpyStore, app: Application, error: Exception
+) -> None:
+    def always_fail(attempt: int, change_set: ChangeSet) -> None:
+        raise error
+
+    spy.before_commit = always_fail
+    spy.commits = 0
+    limited = bank(spy, max_attempts=3)
+    with structlog.testing.capture_logs() as logs, pytest.raises(type(error)):
+        limited.handle(Deposit(account_id="a", amount=Decimal(1)))
+    assert spy.commits == 3
+    assert [entry["event"] for entry in logs] == [
+        "command.retrying",
+        "command.retrying",
+        "command.gave_up",
+    ]
+    spy.before_commit = None
+    assert app.get(Account, "a").balance == Decimal(100)
+
+
+def test_store_unavailable_is_not_retried_by_the_bus(spy: SpyStore, app: Application) -> None:
+    def down(attempt: int, change_set: ChangeSet) -> None:
+        raise StoreUnavailable("no route to host")
+
+    spy.before_commit = down
+    spy.commits = 0
+    with pytest.raises(StoreUnavailable):
+        app.handle(Deposit(account_id="a", amount=Decimal(1)))
+    assert spy.commits == 1
+
+
+def test_backoff_is_jittered_and_capped() -> None:
+    backoff = Backoff(base=0.01, cap=0.05)
+    delays = [backoff.delay(attempt) for attempt in range(1, 10) for _ in range(50)]
+    assert all(0.0 <= delay <= 0.05 for delay in delays)
+    assert len(set(delays)) > 100
+    assert max(backoff.delay(1) for _ in range(200)) <= 0.01
+
+
+def test_repeated_command_id_returns_the_first_result_and_writes_nothing(
+    app: Application, spy: SpyStore
+) -> None:
+    first = app.handle(Deposit(account_id="a", amount=Decimal(5), command_id="k1"))
+    spy.calls.clear()
+    again = app.handle(Deposit(account_id="a", amount=Decimal(5), command_id="k1"))
+    assert again.duplicate and again.versions == first.versions
+    assert again.change_set_id == first.change_set_id
+    assert app.get(Account, "a").balance == Decimal(105)
+
+
+def test_a_repeat_that_the_rules_would_now_refuse_still_returns_the_first_result(
+    app: Application,
+) -> None:
+    first = app.handle(Withdraw(account_id="a", amount=Decimal(100), command_id="w1"))
+    again = app.handle(Withdraw(account_id="a", amount=Decimal(100), command_id="w1"))
+    assert again.duplicate and again.change_set_id == first.change_set_id
+    assert app.get(Account, "a").balance == Decimal(0)
+
+
+def test_a_refused_command_writes_nothing(app: Application, spy: SpyStore) -> None:
+    with pytest.raises(DomainError):
+        app.handle(Withdraw(account_id="a", amount=Decimal(1000)))
+    assert "commit" not in spy.names()
+
+
+def test_multi_aggregate_handler_commits_both_in_one_change_set(
+    app: Application, spy: SpyStore
+) -> None:
+    result = app.handle(Transfer(source_id="a", target_id="b", amount=Decimal(30)))
+    assert result.versions == {"Account#a": 3, "Account#b": 2}
+    assert spy.names().count("commit") == 1
+    assert app.get(Account, "a").balance + app.get(Account, "b").balance == Decimal(100)
+
+
+def test_a_multi_aggregate_handler_that_fails_half_way_writes_nothing(app: Application) -> None:
+    with pytest.raises(AggregateNotFound):
+        app.handle(Transfer(source_id="a", target_id="nobody", amount=Decimal(30)))
+    with pytest.raises(DomainError):
+        app.handle(Transfer(source_id="b", target_id="a", amount=Decimal(30)))
+    assert app.get(Account, "a").version == 2 and app.get(Account, "b").version == 1
+
+
+def test_a_command_that_changes_nothing_writes_nothing(spy: SpyStore) -> None:
+    @frozen
+    class Noop(Command):
+        pass
+
+    @command_handler(Noop)
+    def noop(uow: UnitOfWork, command: Noop) -> None:
+        uow.get(Account, "a")
+
+    app = Application(store=spy, aggregates=[Account], handlers=[noop])  # type: ignore[arg-type]
+    app.handle(OpenAccount(account_id="a", owner="Ann"))
+    spy.calls.clear()
+    result = app.handle(Noop())
+    assert (result.change_set_id, dict(result.versions)) == (None, {})
+    assert "commit" not in spy.names()
+
+
+def test_correlation_and_causation_ids_reach_the_stored_events(
+    app: Application, spy: SpyStore
+) -> None:
+    app.handle(Deposit(account_id="a", amount=Decimal(1), command_id="c9", correlation_id="req-7"))
+    app.handle(Deposit(account_id="a", amount=Decimal(1), command_id="c10"))
+    *_, with_ids, without = spy.inner.load_events("Account", "a")
+    assert (with_ids.command_id, with_ids.correlation_id, with_ids.causation_id) == (
+        "c9",
+        "req-7",
+        "c9",
+    )
+    assert (without.correlation_id, without.causation_id) == ("c10", "c10")
+
+
+def test_unknown_and_malformed_commands_are_refused_before_any_work(
+    app: Application, spy: SpyStore
+) -> None:
+    @frozen
+    class Unrouted(Command):
+        pass
+
+    with pytest.raises(UnknownCommand, match="no handler for Unrouted"):
+        app.handle(Unrouted())
+    with pytest.raises(InvalidCommand, match="expected a Command, got dict"):
+        app.handle({"account_id": "a"})  # type: ignore[arg-type]
+    with pytest.raises(InvalidCommand, match="account_id must be a non-empty string"):
+        app.handle(Deposit(account_id="", amount=Decimal(1)))
+    assert spy.calls == []
+
+
+def test_registration_mistakes_fail_when_the_application_is_built(spy: SpyStore) -> None:
+    @command_handler(Deposit)
+    def second_deposit_handler(uow: UnitOfWork, command: Deposit) -> None:
+        pass
+
+    with pytest.raises(DefinitionError, match="Deposit has two handlers"):
+        Application(store=spy, aggregates=[Account], handlers=[second_deposit_handler])  # type: ignore[arg-type]
+    with pytest.raises(DefinitionError, match="not decorated with @command_handler"):
+        Application(store=spy, handlers=[lambda uow, command: None])  # type: ignore[arg-type]
+    with pytest.raises(DefinitionError, match="not one of the application's aggregates"):
+        Application(store=spy, snapshots={Account: EveryNEvents(5)})  # type: ignore[arg-type]
+    with pytest.raises(DefinitionError, match="is not an Aggregate subclass"):
+        Application(store=spy, aggregates=[dict])  # type: ignore[arg-type, list-item]
+
+
+def test_each_command_is_logged_with_its_outcome_and_no_payload(app: Application) -> None:
+    with structlog.testing.capture_logs() as logs:
+        app.handle(
+            Deposit(
+                account_id="a", amount=Decimal("12345.67"), command_id="c1", correlation_id="r1"
+            )
+        )
+        with pytest.raises(DomainError):
+            app.handle(Withdraw(account_id="a", amount=Decimal(10**6)))
+    handled, refused = logs
+    assert handled["event"] == "command.handled" and handled["log_level"] == "info"
+    assert handled["command_type"] == "Deposit"
+    assert (handled["command_id"], handled["correlation_id"]) == ("c1", "r1")
+    assert handled["versions"] == {"Account#a": 3}
+    assert handled["retries"] == 0 and handled["duration_ms"] >= 0
+    assert refused["event"] == "command.refused" and refused["error_type"] == "DomainError"
+    assert "12345.67" not in repr(handled)

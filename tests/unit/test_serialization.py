@@ -1,0 +1,154 @@
+"""Event and state serialization: exact round trips, compression and clear failures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+from attrs import frozen
+from hypothesis import given
+from hypothesis import strategies as st
+
+from framework import CorruptEvent, DefinitionError, Event, UnknownEventType
+from framework.serialization import (
+    COMPRESSION_THRESHOLD,
+    EventRegistry,
+    decode_json,
+    encode_json,
+    state_schema,
+)
+from tests.support.bank import Account, AccountOpened, Address, Currency, Deposited
+
+
+@frozen
+class Everything(Event):
+    amount: Decimal
+    when: dt.datetime
+    day: dt.date
+    reference: uuid.UUID
+    currency: Currency
+    address: Address
+    tags: tuple[str, ...]
+    counts: dict[str, int]
+    maybe: Address | None
+    ratio: float
+    blob: bytes
+
+
+finite_decimals = st.decimals(allow_nan=False, allow_infinity=False)
+aware_datetimes = st.datetimes(
+    timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=-7, minutes=-30))])
+)
+addresses = st.builds(Address, street=st.text(), city=st.text())
+everything = st.builds(
+    Everything,
+    amount=finite_decimals,
+    when=aware_datetimes,
+    day=st.dates(),
+    reference=st.uuids(),
+    currency=st.sampled_from(Currency),
+    address=addresses,
+    tags=st.lists(st.text(), max_size=5).map(tuple),
+    counts=st.dictionaries(st.text(), st.integers()),
+    maybe=st.none() | addresses,
+    ratio=st.floats(allow_nan=False),
+    blob=st.binary(),
+)
+
+
+@given(everything)
+def test_every_supported_type_round_trips_exactly(event: Everything) -> None:
+    registry = EventRegistry([Everything])
+    encoded = registry.encode(event)
+    decoded = registry.decode(
+        encoded.event_type, encoded.schema, encoded.payload, stream="s", version=1
+    )
+    assert decoded == event
+    assert isinstance(decoded, Everything)
+    assert str(decoded.amount) == str(event.amount)  # same digits, same exponent
+    assert decoded.when.utcoffset() == event.when.utcoffset()
+
+
+def test_small_payloads_are_plain_json_and_large_ones_compressed() -> None:
+    small = encode_json({"amount": "1"})
+    assert small == b'{"amount":"1"}'
+    large_document = {"text": "word " * COMPRESSION_THRESHOLD}
+    large = encode_json(large_document)
+    assert large[:1] == b"z" and len(large) < COMPRESSION_THRESHOLD
+    assert decode_json(large) == large_document
+
+
+@given(st.dictionaries(st.text(), st.text() | st.integers()))
+def test_encoding_is_never_larger_than_plain_json(document: dict[str, object]) -> None:
+    plain = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    encoded = encode_json(document, threshold=16)
+    assert len(encoded) <= len(plain)
+    assert decode_json(encoded) == document
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x00abc", b"z-not-zlib", b"{not json"])
+def test_undecodable_payloads_raise(payload: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode_json(payload)
+
+
+def test_unknown_event_type_is_named_with_its_stream() -> None:
+    with pytest.raises(UnknownEventType) as raised:
+        EventRegistry([Deposited]).decode("Gone", 1, b"{}", stream="Account#a", version=4)
+    assert "'Gone' at version 4 of stream 'Account#a'" in str(raised.value)
+
+
+def test_payload_that_does_not_fit_the_class_is_corrupt() -> None:
+    registry = EventRegistry([Deposited])
+    with pytest.raises(CorruptEvent, match="version 2 of stream 'Account#a'"):
+        registry.decode("Deposited", 1, b'{"amount":"lots"}', stream="Account#a", version=2)
+    with pytest.raises(CorruptEvent):
+        registry.decode("Deposited", 1, b'{"other":1}', stream="Account#a", version=2)
+
+
+def test_a_schema_version_the_class_does_not_read_is_refused() -> None:
+    registry = EventRegistry([Deposited])
+    with pytest.raises(CorruptEvent, match="schema version 2 but Deposited reads version 1"):
+        registry.decode("Deposited", 2, b'{"amount":"1"}', stream="Account#a", version=2)
+
+
+def test_two_classes_with_one_name_are_refused() -> None:
+    @frozen
+    class Deposited(Event):  # same name as tests.support.bank.Deposited
+        amount: Decimal
+
+    from tests.support import bank
+
+    with pytest.raises(DefinitionError, match="'Deposited' is used by both"):
+        EventRegistry([bank.Deposited, Deposited])
+
+
+def test_renamed_class_keeps_reading_its_stored_name() -> None:
+    @frozen
+    class CashDeposited(Event, name="Deposited"):
+        amount: Decimal
+
+    stored = EventRegistry([Deposited]).encode(Deposited(amount=Decimal("2.50")))
+    decoded = EventRegistry([CashDeposited]).decode(
+        stored.event_type, stored.schema, stored.payload, stream="s", version=1
+    )
+    assert decoded == CashDeposited(amount=Decimal("2.50"))
+
+
+def test_state_schema_changes_with_the_declared_state() -> None:
+    class Account2(Account, name="Account"):
+        nickname: str
+
+    class Account3(Account, name="Account"):
+        __snapshot_version__ = 2
+
+    assert state_schema(Account) == state_schema(Account)
+    assert state_schema(Account2) != state_schema(Account)
+    assert state_schema(Account3) != state_schema(Account)
+
+
+def test_registry_lists_names() -> None:
+    assert EventRegistry([Deposited, AccountOpened]).names() == ["AccountOpened", "Deposited"]
