@@ -27,12 +27,12 @@ def dynamodb_local_endpoint() -> Iterator[str]:
     Set FRAMEWORK_TEST_DYNAMODB_ENDPOINT to reuse one that is already running. Without Java or
     npm the tests that need it are skipped, except under CI, where that is a failure.
     """
-    from framework.dynamodb_local import DynamoDBLocal, DynamoDBLocalUnavailable
-
     existing = os.environ.get(ENDPOINT_VARIABLE)
     if existing:
         yield existing
         return
+    from framework.dynamodb_local import DynamoDBLocal, DynamoDBLocalUnavailable
+
     server = DynamoDBLocal()
     try:
         server.start()

@@ -82,8 +82,9 @@ class DynamoDBEventStore:
     """An event store on four DynamoDB tables named ``{table_prefix}-...``.
 
     Pass a ready boto3 DynamoDB client, or let the store make one (lazily, on first use) from
-    ``endpoint_url`` and ``region_name``. With an ``endpoint_url`` (DynamoDB Local) and no
-    credentials in the environment, dummy credentials are used.
+    ``endpoint_url``, ``region_name`` and ``client_config`` (default: ``default_client_config()``).
+    With an ``endpoint_url`` (DynamoDB Local) and no credentials in the environment, dummy
+    credentials are used.
     """
 
     def __init__(
@@ -94,8 +95,10 @@ class DynamoDBEventStore:
         endpoint_url: str | None = None,
         region_name: str | None = None,
         command_retention: dt.timedelta = dt.timedelta(days=7),
+        client_config: Config | None = None,
     ) -> None:
         self.tables = TableNames(table_prefix)
+        self.client_config = client_config or default_client_config()
         self.endpoint_url = endpoint_url
         self.region_name = region_name or DEFAULT_REGION
         self.command_retention = command_retention
@@ -121,7 +124,7 @@ class DynamoDBEventStore:
     def _make_client(self) -> Any:
         options: dict[str, Any] = {
             "region_name": self.region_name,
-            "config": default_client_config(),
+            "config": self.client_config,
         }
         if self.endpoint_url:
             options["endpoint_url"] = self.endpoint_url
