@@ -76,7 +76,7 @@ class _Route:
 
     aggregate_class: type[Aggregate] | None
     function: FunctionHandler | None
-    creates: bool
+    creates: bool | None
     target_field: str | None
 
     def run(self, uow: UnitOfWork, command: Command) -> None:
@@ -89,7 +89,9 @@ class _Route:
             raise InvalidCommand(
                 f"{type(command).__name__}.{self.target_field} must be a non-empty string"
             )
-        if self.creates:
+        if self.creates is None:
+            aggregate = uow.get_or_create(self.aggregate_class, aggregate_id)
+        elif self.creates:
             aggregate = uow.create(self.aggregate_class, aggregate_id)
         else:
             aggregate = uow.get(self.aggregate_class, aggregate_id)

@@ -159,7 +159,7 @@ class CommandHandlerSpec:
     """What ``@command_handler`` records on the function it decorates."""
 
     command_type: type[Command]
-    creates: bool
+    creates: bool | None
 
 
 def _require_message_class(kind: str, base: type, candidate: Any) -> None:
@@ -175,11 +175,16 @@ def _require_message_class(kind: str, base: type, candidate: Any) -> None:
         )
 
 
-def command_handler(command_type: type[Command], *, creates: bool = False) -> Callable[[F], F]:
+def command_handler(
+    command_type: type[Command], *, creates: bool | None = False
+) -> Callable[[F], F]:
     """Declare the handler of ``command_type``.
 
-    On an ``Aggregate`` method, ``handler(self, command)``: the aggregate is loaded by the id in the
-    command's ``target_id()`` field, or created fresh when ``creates=True``. On a plain function,
+    On an ``Aggregate`` method, ``handler(self, command)``: the aggregate is named by the command's
+    ``target_id()`` field and is loaded (``creates=False``, the default: a missing aggregate is
+    ``AggregateNotFound``), created fresh (``creates=True``: an existing one is
+    ``AggregateAlreadyExists``), or loaded if it exists and created otherwise (``creates=None``).
+    On a plain function,
     ``handler(uow, command)``, registered with the ``Application``: for commands that touch several
     aggregates, all committed in one transaction.
     """

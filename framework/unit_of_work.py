@@ -106,6 +106,19 @@ class UnitOfWork:
         self._track(aggregate)
         return aggregate
 
+    def get_or_create(self, aggregate_class: type[A], aggregate_id: str) -> A:
+        """The aggregate if it exists, else a new, empty one (one read either way).
+
+        Two commands creating the same aggregate at once cannot both win: the second commit
+        fails its condition and the command is retried, finding the aggregate this time.
+        """
+        tracked = self._tracked.get((aggregate_class, aggregate_id))
+        if tracked is not None:
+            return tracked.aggregate  # type: ignore[return-value]
+        aggregate = self._load(aggregate_class, aggregate_id) or aggregate_class(aggregate_id)
+        self._track(aggregate)
+        return aggregate
+
     def _track(self, aggregate: Aggregate) -> None:
         self._tracked[(type(aggregate), aggregate.id)] = _Tracked(aggregate, aggregate.version)
 

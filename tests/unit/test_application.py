@@ -273,3 +273,32 @@ def test_each_command_is_logged_with_its_outcome_and_no_payload(app: Application
     assert handled["retries"] == 0 and handled["duration_ms"] >= 0
     assert refused["event"] == "command.refused" and refused["error_type"] == "DomainError"
     assert "12345.67" not in repr(handled)
+
+
+def test_creates_none_creates_on_first_use_and_loads_afterwards(spy: SpyStore) -> None:
+    from framework import Aggregate, Event, event_handler, target_id
+
+    @frozen
+    class Tick(Command):
+        counter_id: str = target_id()
+
+    @frozen
+    class Ticked(Event):
+        pass
+
+    class Counter(Aggregate):
+        ticks: int = 0
+
+        @command_handler(Tick, creates=None)
+        def tick(self, command: Tick) -> None:
+            self.emit(Ticked())
+
+        @event_handler(Ticked)
+        def _ticked(self, event: Ticked) -> None:
+            self.ticks += 1
+
+    app = Application(store=spy, aggregates=[Counter])  # type: ignore[arg-type]
+    assert app.handle(Tick(counter_id="c")).version == 1
+    assert app.handle(Tick(counter_id="c")).version == 2
+    assert spy.names() == ["load_events", "commit", "load_events", "commit"]
+    assert app.get(Counter, "c").ticks == 2
