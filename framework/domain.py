@@ -315,6 +315,8 @@ class Aggregate:
 
     def emit(self, event: Event) -> None:
         """Apply ``event`` to this aggregate now and record it to be committed."""
+        if not isinstance(event, Event):
+            raise InvalidEvent(f"emit() takes an Event, got {type(event).__name__}")
         self._apply(event)
         self._pending_events.append(event)
 

@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import re
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -137,17 +138,17 @@ class DynamoDBEventStore:
 
     def create_tables(self) -> None:
         """Create the four tables if missing (Streams and the feed index on) and wait for them."""
-        with self._translated_errors(None):
+        with _translated_errors(None):
             provisioning.create_tables(self.client, self.tables)
 
     def delete_tables(self) -> None:
         """Delete the four tables and everything in them."""
-        with self._translated_errors(None):
+        with _translated_errors(None):
             provisioning.delete_tables(self.client, self.tables)
 
     def table_status(self) -> dict[str, str | None]:
         """Each table's status, ``None`` for a missing one."""
-        with self._translated_errors(None):
+        with _translated_errors(None):
             return {
                 name: provisioning.describe_table_status(self.client, name)
                 for name in self.tables.all()
@@ -163,7 +164,7 @@ class DynamoDBEventStore:
             "ClientRequestToken": change_set.change_set_id,
         }
         try:
-            with self._translated_errors(None):
+            with _translated_errors(None):
                 self.client.transact_write_items(**request)
         except _Cancelled as cancelled:
             raise explain_cancellation(plan, cancelled.reasons) from None
@@ -190,7 +191,7 @@ class DynamoDBEventStore:
         request = self._stream_query(stream_key(aggregate_type, aggregate_id), 0)
         request["Limit"] = 1
         request["ProjectionExpression"] = "pk"
-        with self._translated_errors(self.tables.events):
+        with _translated_errors(self.tables.events):
             page = self.client.query(**request)
         return bool(page.get("Items"))
 
@@ -205,7 +206,7 @@ class DynamoDBEventStore:
     def _query_stream(self, key: str, after_version: int) -> Iterator[Item]:
         request = self._stream_query(key, after_version)
         while True:
-            with self._translated_errors(self.tables.events):
+            with _translated_errors(self.tables.events):
                 page = self.client.query(**request)
             yield from page.get("Items", [])
             last = page.get("LastEvaluatedKey")
@@ -215,7 +216,7 @@ class DynamoDBEventStore:
 
     def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> Snapshot | None:
         """GetItem (consistent) of the aggregate's latest snapshot."""
-        with self._translated_errors(self.tables.snapshots):
+        with _translated_errors(self.tables.snapshots):
             response = self.client.get_item(
                 TableName=self.tables.snapshots,
                 Key={"pk": {"S": stream_key(aggregate_type, aggregate_id)}},
@@ -226,7 +227,7 @@ class DynamoDBEventStore:
 
     def get_processed_command(self, command_id: str) -> ProcessedCommand | None:
         """GetItem (consistent) of the processed-command record."""
-        with self._translated_errors(self.tables.aggregates):
+        with _translated_errors(self.tables.aggregates):
             response = self.client.get_item(
                 TableName=self.tables.aggregates,
                 Key={"pk": {"S": command_key(command_id)}},
@@ -234,11 +235,6 @@ class DynamoDBEventStore:
             )
         item = response.get("Item")
         return None if item is None else item_to_command(item)
-
-    # -- error translation ---------------------------------------------------------------------
-
-    def _translated_errors(self, table: str | None) -> _ErrorTranslation:
-        return _ErrorTranslation(table)
 
 
 class _Cancelled(Exception):
@@ -249,27 +245,20 @@ class _Cancelled(Exception):
         self.reasons = reasons
 
 
-class _ErrorTranslation:
-    """Context manager mapping botocore errors onto the framework's typed errors."""
-
-    def __init__(self, table: str | None) -> None:
-        self.table = table
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
-        if error is None:
-            return
-        if isinstance(error, ClientError):
-            raise _translate_client_error(error, self.table) from error
-        if isinstance(error, _TRANSPORT_ERRORS):
-            raise StoreUnavailable(
-                f"DynamoDB did not answer ({type(error).__name__}: {error}); the outcome of a "
-                "commit is unknown, retrying the same command id is safe"
-            ) from error
-        if isinstance(error, BotoCoreError):
-            raise StoreUnavailable(f"DynamoDB request failed: {error}") from error
+@contextmanager
+def _translated_errors(table: str | None) -> Iterator[None]:
+    """Map botocore's errors onto the framework's typed errors; ``table`` names the one read."""
+    try:
+        yield
+    except ClientError as error:
+        raise _translate_client_error(error, table) from error
+    except _TRANSPORT_ERRORS as error:
+        raise StoreUnavailable(
+            f"DynamoDB did not answer ({type(error).__name__}: {error}); the outcome of a "
+            "commit is unknown, retrying the same command id is safe"
+        ) from error
+    except BotoCoreError as error:
+        raise StoreUnavailable(f"DynamoDB request failed: {error}") from error
 
 
 def _translate_client_error(error: ClientError, table: str | None) -> Exception:

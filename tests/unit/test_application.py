@@ -29,6 +29,7 @@ from framework.store import ChangeSet
 from tests.support.bank import (
     Account,
     Deposit,
+    Deposited,
     OpenAccount,
     Transfer,
     Withdraw,
@@ -302,3 +303,36 @@ def test_creates_none_creates_on_first_use_and_loads_afterwards(spy: SpyStore) -
     assert app.handle(Tick(counter_id="c")).version == 2
     assert spy.names() == ["load_events", "commit", "load_events", "commit"]
     assert app.get(Counter, "c").ticks == 2
+
+
+def test_an_event_without_handler_fails_the_command_and_writes_nothing(spy: SpyStore) -> None:
+    from framework import Event, MissingEventHandler
+
+    @frozen
+    class Audited(Event):  # Account has no handler for it
+        note: str
+
+    @frozen
+    class Audit(Command):
+        account_id: str
+
+    @command_handler(Audit)
+    def audit(uow: UnitOfWork, command: Audit) -> None:
+        account = uow.get(Account, command.account_id)
+        account.emit(Deposited(amount=Decimal(1)))
+        account.emit(Audited(note="checked"))
+
+    app = Application(store=spy, aggregates=[Account], handlers=[audit])  # type: ignore[arg-type]
+    app.handle(OpenAccount(account_id="a", owner="Ann"))
+    before = spy.inner.load_events("Account", "a")
+    with pytest.raises(MissingEventHandler, match="Account has no @event_handler for Audited"):
+        app.handle(Audit(account_id="a"))
+    assert spy.inner.load_events("Account", "a") == before
+
+
+def test_emitting_something_that_is_not_an_event_is_refused() -> None:
+    from framework import InvalidEvent
+
+    account = Account("a")
+    with pytest.raises(InvalidEvent, match="emit\(\) takes an Event, got Deposit"):
+        account.emit(Deposit(account_id="a", amount=Decimal(1)))  # type: ignore[arg-type]
