@@ -334,5 +334,5 @@ def test_emitting_something_that_is_not_an_event_is_refused() -> None:
     from framework import InvalidEvent
 
     account = Account("a")
-    with pytest.raises(InvalidEvent, match="emit\(\) takes an Event, got Deposit"):
+    with pytest.raises(InvalidEvent, match=r"emit\(\) takes an Event, got Deposit"):
         account.emit(Deposit(account_id="a", amount=Decimal(1)))  # type: ignore[arg-type]
