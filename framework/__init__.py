@@ -35,9 +35,12 @@ from framework.errors import (
     UnknownCommand,
     UnknownEventType,
 )
+from framework.projections import CatchUpRunner, Envelope, Projector, StreamsPoller
 from framework.results import CommandResult
 from framework.snapshots import EveryNEvents, NoSnapshots, SnapshotPolicy
 from framework.store import DynamoDBEventStore, EventStore, InMemoryEventStore
+from framework.store.dynamodb_positions import DynamoDBPositionStore
+from framework.store.positions import InMemoryPositionStore, PositionStore
 from framework.unit_of_work import UnitOfWork
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "AggregateNotFound",
     "Application",
     "Backoff",
+    "CatchUpRunner",
     "ChangeSetTooLarge",
     "Command",
     "CommandResult",
@@ -56,18 +60,24 @@ __all__ = [
     "DomainError",
     "DuplicateCommand",
     "DynamoDBEventStore",
+    "DynamoDBPositionStore",
+    "Envelope",
     "Event",
     "EventStore",
     "EventStoreError",
     "EveryNEvents",
     "FrameworkError",
     "InMemoryEventStore",
+    "InMemoryPositionStore",
     "InvalidCommand",
     "InvalidEvent",
     "MissingEventHandler",
     "NoSnapshots",
+    "PositionStore",
+    "Projector",
     "SnapshotPolicy",
     "StoreUnavailable",
+    "StreamsPoller",
     "TableMissing",
     "Throttled",
     "TransactionConflict",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent
@@ -39,6 +41,17 @@ class EventStore(Protocol):
 
     def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> Snapshot | None:
         """The latest snapshot of the aggregate, if one was written."""
+        ...
+
+    def read_feed(
+        self, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> Iterator[StoredEvent]:
+        """Every event of every stream committed in [``since``, ``until``), in commit order.
+
+        Lazily, hour by hour: memory use does not grow with the number of events. Commit time
+        is not a gap-free total order (see the projections docs); within a stream, versions
+        ascend.
+        """
         ...
 
     def get_processed_command(self, command_id: str) -> ProcessedCommand | None:

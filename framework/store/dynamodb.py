@@ -9,11 +9,12 @@ it twice. A cancelled transaction is explained from ``CancellationReasons``.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import structlog
@@ -43,13 +44,15 @@ from framework.store.items import (
     WriteKind,
     command_key,
     explain_cancellation,
+    feed_hour,
+    feed_partitions,
     item_to_command,
     item_to_event,
     item_to_snapshot,
     plan_transaction,
 )
 from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent, stream_key
-from framework.store.tables import TableNames
+from framework.store.tables import FEED_INDEX, TableNames
 
 log = structlog.get_logger(__name__)
 
@@ -119,10 +122,11 @@ class DynamoDBEventStore:
     def client(self) -> Any:
         """The boto3 low-level DynamoDB client (created on first use)."""
         if self._client is None:
-            self._client = self._make_client()
+            self._client = self.make_client("dynamodb")
         return self._client
 
-    def _make_client(self) -> Any:
+    def make_client(self, service: Literal["dynamodb", "dynamodbstreams"]) -> Any:
+        """A boto3 client for ``service`` on this store's endpoint, region and credentials."""
         options: dict[str, Any] = {
             "region_name": self.region_name,
             "config": self.client_config,
@@ -132,23 +136,23 @@ class DynamoDBEventStore:
             if not os.environ.get("AWS_ACCESS_KEY_ID") and not os.environ.get("AWS_PROFILE"):
                 options["aws_access_key_id"] = "local"
                 options["aws_secret_access_key"] = "local"
-        return boto3.session.Session().client("dynamodb", **options)
+        return boto3.session.Session().client(service, **options)
 
     # -- provisioning ------------------------------------------------------------------------
 
     def create_tables(self) -> None:
         """Create the four tables if missing (Streams and the feed index on) and wait for them."""
-        with _translated_errors(None):
+        with translated_errors(None):
             provisioning.create_tables(self.client, self.tables)
 
     def delete_tables(self) -> None:
         """Delete the four tables and everything in them."""
-        with _translated_errors(None):
+        with translated_errors(None):
             provisioning.delete_tables(self.client, self.tables)
 
     def table_status(self) -> dict[str, str | None]:
         """Each table's status, ``None`` for a missing one."""
-        with _translated_errors(None):
+        with translated_errors(None):
             return {
                 name: provisioning.describe_table_status(self.client, name)
                 for name in self.tables.all()
@@ -164,9 +168,9 @@ class DynamoDBEventStore:
             "ClientRequestToken": change_set.change_set_id,
         }
         try:
-            with _translated_errors(None):
+            with translated_errors(None):
                 self.client.transact_write_items(**request)
-        except _Cancelled as cancelled:
+        except TransactionCancelled as cancelled:
             raise explain_cancellation(plan, cancelled.reasons) from None
         except TableMissing:
             raise self._which_table_is_missing(plan) from None
@@ -191,7 +195,7 @@ class DynamoDBEventStore:
         request = self._stream_query(stream_key(aggregate_type, aggregate_id), 0)
         request["Limit"] = 1
         request["ProjectionExpression"] = "pk"
-        with _translated_errors(self.tables.events):
+        with translated_errors(self.tables.events):
             page = self.client.query(**request)
         return bool(page.get("Items"))
 
@@ -206,7 +210,7 @@ class DynamoDBEventStore:
     def _query_stream(self, key: str, after_version: int) -> Iterator[Item]:
         request = self._stream_query(key, after_version)
         while True:
-            with _translated_errors(self.tables.events):
+            with translated_errors(self.tables.events):
                 page = self.client.query(**request)
             yield from page.get("Items", [])
             last = page.get("LastEvaluatedKey")
@@ -216,7 +220,7 @@ class DynamoDBEventStore:
 
     def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> Snapshot | None:
         """GetItem (consistent) of the aggregate's latest snapshot."""
-        with _translated_errors(self.tables.snapshots):
+        with translated_errors(self.tables.snapshots):
             response = self.client.get_item(
                 TableName=self.tables.snapshots,
                 Key={"pk": {"S": stream_key(aggregate_type, aggregate_id)}},
@@ -225,9 +229,52 @@ class DynamoDBEventStore:
         item = response.get("Item")
         return None if item is None else item_to_snapshot(item)
 
+    def feed_start(self) -> dt.datetime:
+        """When the events table was created: no event can be older."""
+        with translated_errors(self.tables.events):
+            table = self.client.describe_table(TableName=self.tables.events)["Table"]
+        created: dt.datetime = table["CreationDateTime"]
+        return created.astimezone(dt.UTC)
+
+    def read_feed(
+        self, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> Iterator[StoredEvent]:
+        """Walk the ``feed`` index hour by hour, merging each hour's shards in commit order.
+
+        Without ``since`` the walk starts at the table's creation. One page per shard is held
+        in memory at a time.
+        """
+        end = until or dt.datetime.now(dt.UTC)
+        hour = feed_hour(since or self.feed_start())
+        while hour <= end:
+            shards = [self._query_feed(partition) for partition in feed_partitions(hour)]
+            for item in heapq.merge(*shards, key=lambda item: str(item["feed_sk"]["S"])):
+                event = item_to_event(item)
+                if since is not None and event.occurred_at < since:
+                    continue
+                if event.occurred_at >= end:
+                    return
+                yield event
+            hour += dt.timedelta(hours=1)
+
+    def _query_feed(self, partition: str) -> Iterator[Item]:
+        request: dict[str, Any] = {
+            "TableName": self.tables.events,
+            "IndexName": FEED_INDEX,
+            "KeyConditionExpression": "feed_pk = :p",
+            "ExpressionAttributeValues": {":p": {"S": partition}},
+        }
+        while True:
+            with translated_errors(self.tables.events):
+                page = self.client.query(**request)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def get_processed_command(self, command_id: str) -> ProcessedCommand | None:
         """GetItem (consistent) of the processed-command record."""
-        with _translated_errors(self.tables.aggregates):
+        with translated_errors(self.tables.aggregates):
             response = self.client.get_item(
                 TableName=self.tables.aggregates,
                 Key={"pk": {"S": command_key(command_id)}},
@@ -237,8 +284,8 @@ class DynamoDBEventStore:
         return None if item is None else item_to_command(item)
 
 
-class _Cancelled(Exception):
-    """Internal: a cancelled transaction, carrying its reasons to ``commit``."""
+class TransactionCancelled(Exception):
+    """A cancelled transaction with its reasons; the store package explains it further."""
 
     def __init__(self, reasons: list[Mapping[str, Any]]) -> None:
         super().__init__("transaction cancelled")
@@ -246,7 +293,7 @@ class _Cancelled(Exception):
 
 
 @contextmanager
-def _translated_errors(table: str | None) -> Iterator[None]:
+def translated_errors(table: str | None) -> Iterator[None]:
     """Map botocore's errors onto the framework's typed errors; ``table`` names the one read."""
     try:
         yield
@@ -266,7 +313,7 @@ def _translate_client_error(error: ClientError, table: str | None) -> Exception:
     code = response.get("Error", {}).get("Code", "")
     message = response.get("Error", {}).get("Message", "")
     if code == "TransactionCanceledException":
-        return _Cancelled(_cancellation_reasons(response, message))
+        return TransactionCancelled(_cancellation_reasons(response, message))
     if code == "ResourceNotFoundException":
         return TableMissing(table or "?")
     if code in _THROTTLING_CODES:

@@ -118,6 +118,16 @@ def feed_key(stream: str, version: int, committed_at: dt.datetime) -> tuple[str,
     )
 
 
+def feed_hour(moment: dt.datetime) -> dt.datetime:
+    """The start of the commit hour ``moment`` falls in, in UTC."""
+    return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def feed_partitions(hour: dt.datetime) -> list[str]:
+    """The ``feed_pk`` values of every shard of one commit hour."""
+    return [f"{hour.astimezone(dt.UTC):%Y%m%d%H}#{shard}" for shard in range(FEED_SHARDS)]
+
+
 def event_item(event: StoredEvent) -> Item:
     """The events-table item of ``event``."""
     stream = event.stream

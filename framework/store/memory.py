@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from framework.store.items import (
@@ -76,6 +76,21 @@ class InMemoryEventStore:
         with self._lock:
             item = self._snapshots.get(stream_key(aggregate_type, aggregate_id))
         return None if item is None else item_to_snapshot(item)
+
+    def read_feed(
+        self, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> Iterator[StoredEvent]:
+        """Every event committed in [``since``, ``until``), in the feed index's order."""
+        with self._lock:
+            items = [item for stream in self._events.values() for item in stream.values()]
+        items.sort(key=lambda item: item["feed_sk"]["S"])
+        for item in items:
+            event = item_to_event(item)
+            if since is not None and event.occurred_at < since:
+                continue
+            if until is not None and event.occurred_at >= until:
+                continue
+            yield event
 
     def get_processed_command(self, command_id: str) -> ProcessedCommand | None:
         """The stored record of a processed command id, if any."""

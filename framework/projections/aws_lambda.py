@@ -1,0 +1,108 @@
+"""An AWS Lambda handler for the events table's DynamoDB Stream.
+
+Configure the event source mapping with ``FunctionResponseTypes: [ReportBatchItemFailures]``
+(see ``docs/deploying-on-aws.md`` and ``deploy/template.yaml``). The handler applies each stream's
+records through the projection engine, so duplicates, reordering and gaps are handled as for every
+other runner. When a stream cannot be applied (the store is unreachable, a record is corrupt), its
+records are reported in ``batchItemFailures`` and Lambda retries from the first of them; other
+streams in the batch still count as done. A handler that keeps failing on one event does not block
+the shard: the event is parked after bounded retries and reported by ``python -m framework``.
+
+``handler`` is ready for ``Handler: framework.projections.aws_lambda.handler``: it reads
+``PROJECTORS`` (comma-separated ``module:Class``) and the store settings from the environment, on
+its first invocation.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import structlog
+
+from framework.errors import DefinitionError
+from framework.projections.engine import ProjectionEngine, group_by_stream
+from framework.projections.projector import Projector
+from framework.store.base import EventStore
+from framework.store.dynamodb import DynamoDBEventStore
+from framework.store.dynamodb_positions import DynamoDBPositionStore
+from framework.store.positions import PositionStore
+from framework.store.records import StoredEvent
+from framework.store.streams import record_to_event
+
+log = structlog.get_logger(__name__)
+
+LambdaHandler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
+
+
+def make_handler(
+    projectors: Iterable[Projector],
+    store: EventStore,
+    positions: PositionStore,
+    **engine_options: Any,
+) -> LambdaHandler:
+    """A Lambda handler applying DynamoDB Streams batches to ``projectors``."""
+    engines = [ProjectionEngine(p, store, positions, **engine_options) for p in projectors]
+
+    def handle_batch(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        sequence_of: dict[tuple[str, int], str] = {}
+        failed: list[str] = []
+        events: list[StoredEvent] = []
+        for raw in event.get("Records", []):
+            sequence = str(raw["dynamodb"]["SequenceNumber"])
+            try:
+                decoded = record_to_event(raw, binary_as_base64=True)
+            except Exception as error:  # a corrupt record: let Lambda retry, then dead-letter it
+                log.error("projection.record_undecodable", sequence=sequence, error=str(error))
+                failed.append(sequence)
+                continue
+            if decoded is not None:
+                sequence_of[(decoded.stream, decoded.version)] = sequence
+                events.append(decoded)
+        for records in group_by_stream(events).values():
+            for engine in engines:
+                try:
+                    engine.apply_stream(records)
+                except Exception as error:  # report, so Lambda delivers these records again
+                    log.error(
+                        "projection.stream_failed",
+                        projector=engine.name,
+                        stream=records[0].stream,
+                        error_type=type(error).__name__,
+                        error=str(error),
+                    )
+                    failed.extend(sequence_of[(r.stream, r.version)] for r in records)
+                    break
+        unique = sorted(set(failed), key=int)
+        return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in unique]}
+
+    return handle_batch
+
+
+def load_projectors(spec: str) -> list[Projector]:
+    """Instantiate projectors from ``module:Class,module:Class``."""
+    projectors: list[Projector] = []
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        module_name, _, class_name = entry.partition(":")
+        cls = getattr(importlib.import_module(module_name), class_name, None)
+        if not (isinstance(cls, type) and issubclass(cls, Projector)):
+            raise DefinitionError(f"{entry!r} does not name a Projector subclass")
+        projectors.append(cls())
+    if not projectors:
+        raise DefinitionError("PROJECTORS names no projector (expected module:Class,...)")
+    return projectors
+
+
+_handler: LambdaHandler | None = None
+
+
+def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """The Lambda entry point, configured from the environment on first use."""
+    global _handler
+    if _handler is None:
+        store = DynamoDBEventStore.from_env()
+        projectors = load_projectors(os.environ.get("PROJECTORS", ""))
+        _handler = make_handler(projectors, store, DynamoDBPositionStore(store))
+    return _handler(event, context)

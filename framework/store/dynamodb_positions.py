@@ -1,0 +1,245 @@
+"""Projector positions and runner checkpoints in the ``{prefix}-positions`` table.
+
+An advance without read-model writes is one conditional ``UpdateItem``; with writes, it is one
+``TransactWriteItems`` whose first item is that same conditional update, so the read model and the
+position move together or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from framework.store.dynamodb import (
+    DynamoDBEventStore,
+    TransactionCancelled,
+    translated_errors,
+)
+from framework.store.items import MAX_TRANSACTION_ITEMS, n, s, timestamp
+from framework.store.positions import (
+    ParkedEvent,
+    Position,
+    PositionConflict,
+    ProjectionWriteError,
+    TransactItem,
+    position_key,
+)
+
+_NOT_PARKED = "attribute_not_exists(parked_version)"
+
+
+class DynamoDBPositionStore:
+    """Positions kept next to the event store's other tables (same client, same prefix)."""
+
+    def __init__(self, store: DynamoDBEventStore) -> None:
+        self.store = store
+        self.table = store.tables.positions
+
+    @property
+    def client(self) -> Any:
+        """The event store's boto3 client."""
+        return self.store.client
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, projector: str, stream: str) -> Position:
+        with translated_errors(self.table):
+            response = self.client.get_item(
+                TableName=self.table,
+                Key={"pk": s(position_key(projector, stream))},
+                ConsistentRead=True,
+            )
+        item = response.get("Item")
+        return Position(projector, stream) if item is None else _to_position(item)
+
+    def parked(self, projector: str | None = None) -> list[Position]:
+        condition = "attribute_exists(parked_version)"
+        values: dict[str, Any] = {}
+        if projector is not None:
+            condition += " AND projector = :p"
+            values[":p"] = s(projector)
+        return [_to_position(item) for item in self._scan(condition, values)]
+
+    def positions(self, projector: str) -> list[Position]:
+        items = self._scan(
+            "projector = :p AND kind = :k", {":p": s(projector), ":k": s("position")}
+        )
+        return [_to_position(item) for item in items]
+
+    def _scan(self, condition: str, values: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        request: dict[str, Any] = {"TableName": self.table, "FilterExpression": condition}
+        if values:
+            request["ExpressionAttributeValues"] = dict(values)
+        while True:
+            with translated_errors(self.table):
+                page = self.client.scan(**request)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- moving ----------------------------------------------------------------------------
+
+    def advance(
+        self,
+        projector: str,
+        stream: str,
+        expected_version: int,
+        new_version: int,
+        writes: Sequence[TransactItem] = (),
+    ) -> None:
+        if len(writes) + 1 > MAX_TRANSACTION_ITEMS:
+            raise ProjectionWriteError(
+                f"projector {projector!r} queued {len(writes)} writes for one transaction; at most "
+                f"{MAX_TRANSACTION_ITEMS - 1} fit beside the position"
+            )
+        update = self._advance_update(projector, stream, expected_version, new_version)
+        if not writes:
+            self._conditional(
+                projector, stream, expected_version, lambda: self.client.update_item(**update)
+            )
+            return
+        request = {"TransactItems": [{"Update": update}, *writes]}
+        try:
+            with translated_errors(self.table):
+                self.client.transact_write_items(**request)
+        except TransactionCancelled as cancelled:
+            codes = [reason.get("Code") for reason in cancelled.reasons]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                raise PositionConflict(projector, stream, expected_version) from None
+            raise ProjectionWriteError(
+                f"projector {projector!r} could not write its read model for {stream!r} "
+                f"version {new_version}: {codes}"
+            ) from None
+
+    def _advance_update(
+        self, projector: str, stream: str, expected_version: int, new_version: int
+    ) -> dict[str, Any]:
+        condition = f"#v = :expected AND {_NOT_PARKED}"
+        if expected_version == 0:
+            condition = f"attribute_not_exists(pk) OR ({condition})"
+        return {
+            "TableName": self.table,
+            "Key": {"pk": s(position_key(projector, stream))},
+            "UpdateExpression": (
+                "SET #v = :new, updated_at = :now, projector = :p, stream = :s, kind = :k"
+            ),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#v": "version"},
+            "ExpressionAttributeValues": {
+                ":new": n(new_version),
+                ":expected": n(expected_version),
+                ":now": s(timestamp(dt.datetime.now(dt.UTC))),
+                ":p": s(projector),
+                ":s": s(stream),
+                ":k": s("position"),
+            },
+        }
+
+    def park(self, projector: str, stream: str, expected_version: int, parked: ParkedEvent) -> None:
+        condition = "#v = :expected"
+        if expected_version == 0:
+            condition = f"attribute_not_exists(pk) OR ({condition})"
+        request = {
+            "TableName": self.table,
+            "Key": {"pk": s(position_key(projector, stream))},
+            "UpdateExpression": (
+                "SET #v = :expected, projector = :p, stream = :s, kind = :k, "
+                "parked_version = :pv, parked_error = :pe, parked_attempts = :pa, parked_at = :pt"
+            ),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#v": "version"},
+            "ExpressionAttributeValues": {
+                ":expected": n(expected_version),
+                ":p": s(projector),
+                ":s": s(stream),
+                ":k": s("position"),
+                ":pv": n(parked.version),
+                ":pe": s(parked.error[:2000]),
+                ":pa": n(parked.attempts),
+                ":pt": s(timestamp(parked.parked_at)),
+            },
+        }
+        self._conditional(
+            projector, stream, expected_version, lambda: self.client.update_item(**request)
+        )
+
+    def release(self, projector: str, stream: str, *, skip: bool) -> Position:
+        current = self.get(projector, stream)
+        if current.parked is None:
+            return current
+        version = current.parked.version if skip else current.version
+        request = {
+            "TableName": self.table,
+            "Key": {"pk": s(position_key(projector, stream))},
+            "UpdateExpression": (
+                "SET #v = :v REMOVE parked_version, parked_error, parked_attempts, parked_at"
+            ),
+            "ConditionExpression": "parked_version = :pv",
+            "ExpressionAttributeNames": {"#v": "version"},
+            "ExpressionAttributeValues": {":v": n(version), ":pv": n(current.parked.version)},
+        }
+        self._conditional(
+            projector, stream, current.version, lambda: self.client.update_item(**request)
+        )
+        return Position(projector, stream, version)
+
+    def _conditional(self, projector: str, stream: str, expected: int, call: Any) -> None:
+        with translated_errors(self.table):
+            try:
+                call()
+            except ClientError as error:
+                if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                    raise PositionConflict(projector, stream, expected) from None
+                raise
+
+    # -- administration ----------------------------------------------------------------------
+
+    def reset(self, projector: str) -> int:
+        keys = [item["pk"] for item in self._scan("projector = :p", {":p": s(projector)})]
+        for key in keys:
+            with translated_errors(self.table):
+                self.client.delete_item(TableName=self.table, Key={"pk": key})
+        return len(keys)
+
+    def get_checkpoint(self, key: str) -> str | None:
+        with translated_errors(self.table):
+            response = self.client.get_item(
+                TableName=self.table, Key={"pk": s(key)}, ConsistentRead=True
+            )
+        item = response.get("Item")
+        return None if item is None else str(item["value"]["S"])
+
+    def put_checkpoint(self, key: str, value: str) -> None:
+        projector = key.rsplit("#", 1)[-1]
+        with translated_errors(self.table):
+            self.client.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": s(key),
+                    "kind": s("checkpoint"),
+                    "projector": s(projector),
+                    "value": s(value),
+                    "updated_at": s(timestamp(dt.datetime.now(dt.UTC))),
+                },
+            )
+
+
+def _to_position(item: Mapping[str, Any]) -> Position:
+    parked = None
+    if "parked_version" in item:
+        parked = ParkedEvent(
+            version=int(item["parked_version"]["N"]),
+            error=str(item["parked_error"]["S"]),
+            attempts=int(item["parked_attempts"]["N"]),
+            parked_at=dt.datetime.fromisoformat(item["parked_at"]["S"]),
+        )
+    return Position(
+        projector=str(item["projector"]["S"]),
+        stream=str(item["stream"]["S"]),
+        version=int(item["version"]["N"]),
+        parked=parked,
+    )

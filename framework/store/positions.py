@@ -1,0 +1,197 @@
+"""Projector positions: per (projector, stream) the last applied version, and parked events.
+
+A projector's position in a stream advances only with a condition on the version it had, so two
+runners that deliver the same events cannot both apply them; the read-model writes a projector
+queued travel in the same transaction as the advance, so a crash can never separate them.
+
+Positions live in the ``{prefix}-positions`` table (``PositionStore`` for DynamoDB) or in memory
+(``InMemoryPositionStore``). Both also keep the runners' checkpoints: how far the catch-up reader
+got in the feed, and each DynamoDB Streams shard's last sequence number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from framework.errors import ConflictError, EventStoreError
+
+TransactItem = Mapping[str, Any]
+"""One low-level ``TransactWriteItems`` entry (``{"Put": {...}}``, ``{"Update": {...}}``...)."""
+
+
+class PositionConflict(ConflictError):
+    """Another runner moved the projector's position in this stream first."""
+
+    def __init__(self, projector: str, stream: str, expected: int) -> None:
+        super().__init__(
+            f"projector {projector!r} moved past version {expected} of {stream!r} elsewhere"
+        )
+        self.projector = projector
+        self.stream = stream
+        self.expected = expected
+
+
+class ProjectionWriteError(EventStoreError):
+    """A read-model write queued by a projector was refused (the position did not move)."""
+
+
+@attrs.frozen
+class ParkedEvent:
+    """An event a projector failed to apply after its retries; its stream waits at it."""
+
+    version: int
+    error: str
+    attempts: int
+    parked_at: dt.datetime
+
+
+@attrs.frozen
+class Position:
+    """How far ``projector`` got in ``stream``."""
+
+    projector: str
+    stream: str
+    version: int = 0
+    parked: ParkedEvent | None = None
+
+
+def position_key(projector: str, stream: str) -> str:
+    """The positions-table key of a projector's position in a stream."""
+    return f"{projector}#{stream}"
+
+
+class PositionStore(Protocol):
+    """Where projector positions and runner checkpoints are kept."""
+
+    def get(self, projector: str, stream: str) -> Position:
+        """The position (version 0 when the projector never saw the stream)."""
+        ...
+
+    def advance(
+        self,
+        projector: str,
+        stream: str,
+        expected_version: int,
+        new_version: int,
+        writes: Sequence[TransactItem] = (),
+    ) -> None:
+        """Move the position from ``expected_version`` to ``new_version`` with ``writes``.
+
+        Raises ``PositionConflict`` when the stored version is not ``expected_version``.
+        """
+        ...
+
+    def park(self, projector: str, stream: str, expected_version: int, parked: ParkedEvent) -> None:
+        """Record that the event after ``expected_version`` failed; the stream waits."""
+        ...
+
+    def release(self, projector: str, stream: str, *, skip: bool) -> Position:
+        """Clear a parked event: to retry it (``skip=False``) or to step over it (``skip=True``)."""
+        ...
+
+    def parked(self, projector: str | None = None) -> list[Position]:
+        """Every position holding a parked event (of one projector, or all)."""
+        ...
+
+    def positions(self, projector: str) -> list[Position]:
+        """Every stream position of ``projector``."""
+        ...
+
+    def reset(self, projector: str) -> int:
+        """Forget every position and checkpoint of ``projector`` (to rebuild it); count them."""
+        ...
+
+    def get_checkpoint(self, key: str) -> str | None:
+        """A runner's checkpoint value."""
+        ...
+
+    def put_checkpoint(self, key: str, value: str) -> None:
+        """Store a runner's checkpoint value."""
+        ...
+
+
+class InMemoryPositionStore:
+    """Positions in process memory, for projectors whose read models are in memory too.
+
+    It cannot carry DynamoDB writes: a projector that queues them needs the DynamoDB store.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._positions: dict[tuple[str, str], Position] = {}
+        self._checkpoints: dict[str, str] = {}
+
+    def get(self, projector: str, stream: str) -> Position:
+        with self._lock:
+            return self._positions.get((projector, stream)) or Position(projector, stream)
+
+    def advance(
+        self,
+        projector: str,
+        stream: str,
+        expected_version: int,
+        new_version: int,
+        writes: Sequence[TransactItem] = (),
+    ) -> None:
+        if writes:
+            raise ProjectionWriteError(
+                "the in-memory position store cannot apply DynamoDB writes: use the DynamoDB "
+                "position store for projectors with DynamoDB read models"
+            )
+        with self._lock:
+            current = self._positions.get((projector, stream)) or Position(projector, stream)
+            if current.version != expected_version or current.parked is not None:
+                raise PositionConflict(projector, stream, expected_version)
+            self._positions[(projector, stream)] = Position(projector, stream, new_version)
+
+    def park(self, projector: str, stream: str, expected_version: int, parked: ParkedEvent) -> None:
+        with self._lock:
+            current = self._positions.get((projector, stream)) or Position(projector, stream)
+            if current.version != expected_version:
+                raise PositionConflict(projector, stream, expected_version)
+            self._positions[(projector, stream)] = attrs.evolve(current, parked=parked)
+
+    def release(self, projector: str, stream: str, *, skip: bool) -> Position:
+        with self._lock:
+            current = self._positions.get((projector, stream)) or Position(projector, stream)
+            if current.parked is None:
+                return current
+            version = current.parked.version if skip else current.version
+            released = Position(projector, stream, version)
+            self._positions[(projector, stream)] = released
+            return released
+
+    def parked(self, projector: str | None = None) -> list[Position]:
+        with self._lock:
+            return [
+                position
+                for position in self._positions.values()
+                if position.parked is not None and projector in (None, position.projector)
+            ]
+
+    def positions(self, projector: str) -> list[Position]:
+        with self._lock:
+            return [p for p in self._positions.values() if p.projector == projector]
+
+    def reset(self, projector: str) -> int:
+        with self._lock:
+            keys = [key for key in self._positions if key[0] == projector]
+            for key in keys:
+                del self._positions[key]
+            checkpoints = [k for k in self._checkpoints if k.endswith(f"#{projector}")]
+            for checkpoint in checkpoints:
+                del self._checkpoints[checkpoint]
+            return len(keys) + len(checkpoints)
+
+    def get_checkpoint(self, key: str) -> str | None:
+        with self._lock:
+            return self._checkpoints.get(key)
+
+    def put_checkpoint(self, key: str, value: str) -> None:
+        with self._lock:
+            self._checkpoints[key] = value
