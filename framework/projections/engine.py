@@ -9,15 +9,16 @@ events out of order, events of many streams interleaved, gaps. Per stream the en
 3. applies the events strictly in version order, retrying a failing handler a bounded number of
    times; an event that still fails is *parked*: the stream waits at it (other streams go on)
    until a person retries or skips it;
-4. commits the read-model writes the handlers queued together with the position advance, in
-   transactions of at most ``MAX_TRANSACTION_ITEMS`` items.
+4. commits the read-model writes the handlers queued together with the position advance, several
+   events to a transaction while they touch distinct items and stay under
+   ``MAX_TRANSACTION_ITEMS`` (DynamoDB lets a transaction touch an item only once).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 import attrs
@@ -132,6 +133,7 @@ class ProjectionEngine:
     ) -> None:
         committed = version
         batch: list[TransactItem] = []
+        touched: set[Hashable] = set()
         batch_last = version
         for record in records:
             try:
@@ -140,11 +142,15 @@ class ProjectionEngine:
                 if self._flush(stream, committed, batch_last, batch, report):
                     self._park(stream, batch_last, record, failure, report)
                 return
-            if batch and len(batch) + len(writes) >= MAX_TRANSACTION_ITEMS:
+            identities = {self.positions.item_identity(write) for write in writes}
+            too_many = len(batch) + len(writes) >= MAX_TRANSACTION_ITEMS
+            if batch and (too_many or not identities.isdisjoint(touched)):
+                # A transaction holds at most 100 items and touches each item once.
                 if not self._flush(stream, committed, batch_last, batch, report):
                     return
-                committed, batch = batch_last, []
+                committed, batch, touched = batch_last, [], set()
             batch.extend(writes)
+            touched |= identities
             batch_last = record.version
             report.applied += 1
         self._flush(stream, committed, batch_last, batch, report)

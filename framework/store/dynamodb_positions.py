@@ -8,7 +8,7 @@ position move together or not at all.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -37,6 +37,7 @@ class DynamoDBPositionStore:
     def __init__(self, store: DynamoDBEventStore) -> None:
         self.store = store
         self.table = store.tables.positions
+        self._key_names: dict[str, tuple[str, ...]] = {}
 
     @property
     def client(self) -> Any:
@@ -65,7 +66,7 @@ class DynamoDBPositionStore:
 
     def positions(self, projector: str) -> list[Position]:
         items = self._scan(
-            "projector = :p AND kind = :k", {":p": s(projector), ":k": s("position")}
+            "projector = :p AND item_kind = :k", {":p": s(projector), ":k": s("position")}
         )
         return [_to_position(item) for item in items]
 
@@ -80,6 +81,26 @@ class DynamoDBPositionStore:
             if "LastEvaluatedKey" not in page:
                 return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def item_identity(self, write: TransactItem) -> Hashable:
+        """(table, key values) of the item a queued write touches."""
+        ((action, request),) = write.items()
+        table = str(request["TableName"])
+        if action == "Put":
+            names = self._key_attributes(table)
+            key = {name: request["Item"][name] for name in names}
+        else:
+            key = request["Key"]
+        return (table, tuple(sorted((name, repr(value)) for name, value in key.items())))
+
+    def _key_attributes(self, table: str) -> tuple[str, ...]:
+        names = self._key_names.get(table)
+        if names is None:
+            with translated_errors(table):
+                schema = self.client.describe_table(TableName=table)["Table"]["KeySchema"]
+            names = tuple(entry["AttributeName"] for entry in schema)
+            self._key_names[table] = names
+        return names
 
     # -- moving ----------------------------------------------------------------------------
 
@@ -125,7 +146,7 @@ class DynamoDBPositionStore:
             "TableName": self.table,
             "Key": {"pk": s(position_key(projector, stream))},
             "UpdateExpression": (
-                "SET #v = :new, updated_at = :now, projector = :p, stream = :s, kind = :k"
+                "SET #v = :new, updated_at = :now, projector = :p, stream_key = :s, item_kind = :k"
             ),
             "ConditionExpression": condition,
             "ExpressionAttributeNames": {"#v": "version"},
@@ -147,7 +168,7 @@ class DynamoDBPositionStore:
             "TableName": self.table,
             "Key": {"pk": s(position_key(projector, stream))},
             "UpdateExpression": (
-                "SET #v = :expected, projector = :p, stream = :s, kind = :k, "
+                "SET #v = :expected, projector = :p, stream_key = :s, item_kind = :k, "
                 "parked_version = :pv, parked_error = :pe, parked_attempts = :pa, parked_at = :pt"
             ),
             "ConditionExpression": condition,
@@ -220,7 +241,7 @@ class DynamoDBPositionStore:
                 TableName=self.table,
                 Item={
                     "pk": s(key),
-                    "kind": s("checkpoint"),
+                    "item_kind": s("checkpoint"),
                     "projector": s(projector),
                     "value": s(value),
                     "updated_at": s(timestamp(dt.datetime.now(dt.UTC))),
@@ -239,7 +260,7 @@ def _to_position(item: Mapping[str, Any]) -> Position:
         )
     return Position(
         projector=str(item["projector"]["S"]),
-        stream=str(item["stream"]["S"]),
+        stream=str(item["stream_key"]["S"]),
         version=int(item["version"]["N"]),
         parked=parked,
     )

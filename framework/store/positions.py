@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -90,6 +90,10 @@ class PositionStore(Protocol):
         """Record that the event after ``expected_version`` failed; the stream waits."""
         ...
 
+    def item_identity(self, write: TransactItem) -> Hashable:
+        """Which item ``write`` touches: one transaction may touch an item only once."""
+        ...
+
     def release(self, projector: str, stream: str, *, skip: bool) -> Position:
         """Clear a parked event: to retry it (``skip=False``) or to step over it (``skip=True``)."""
         ...
@@ -148,6 +152,9 @@ class InMemoryPositionStore:
             if current.version != expected_version or current.parked is not None:
                 raise PositionConflict(projector, stream, expected_version)
             self._positions[(projector, stream)] = Position(projector, stream, new_version)
+
+    def item_identity(self, write: TransactItem) -> Hashable:
+        return id(write)  # never reached with writes: ``advance`` refuses them
 
     def park(self, projector: str, stream: str, expected_version: int, parked: ParkedEvent) -> None:
         with self._lock:
