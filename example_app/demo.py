@@ -1,15 +1,17 @@
 """``python -m example_app demo``: a short banking story, told step by step.
 
 With no configuration it runs on the embedded DynamoDB (moto, in process). With
-``DYNAMO_ENDPOINT`` (DynamoDB Local) or AWS credentials and ``AWS_REGION`` it runs there, unchanged.
+``DYNAMO_ENDPOINT`` (DynamoDB Local) or ``AWS_REGION`` (and AWS credentials) it runs there,
+unchanged, in tables named after ``DYNAMO_TABLE_PREFIX``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any, TextIO
 
@@ -21,8 +23,19 @@ from example_app.bank import (
     TransferMoney,
     WithdrawMoney,
 )
-from example_app.wiring import build_application
-from framework import Application, DomainError, DynamoDBEventStore
+from example_app.read_models import all_projectors, create_read_model_tables, models_for
+from example_app.users import ChangeEmail, ForgetUser, RegisterUser
+from example_app.wiring import SNAPSHOT_EVERY, build_application
+from framework import (
+    Application,
+    CatchUpRunner,
+    Command,
+    ConcurrencyError,
+    DomainError,
+    DynamoDBEventStore,
+    DynamoDBPositionStore,
+    UniqueConstraintViolated,
+)
 from framework.store.embedded import embedded_dynamodb_store
 
 
@@ -54,92 +67,171 @@ class RequestCounter:
         return calls
 
 
+class Narrator:
+    """Writes the demo's story: one line per command and what came of it."""
+
+    def __init__(self, out: TextIO, app: Application) -> None:
+        self.out = out
+        self.app = app
+
+    def line(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+
+    def step(self, title: str, command: Command) -> None:
+        if title:
+            self.line(f"* {title}")
+        try:
+            result = self.app.handle(command)
+        except (DomainError, UniqueConstraintViolated) as error:
+            self.line(f"    refused: {error}")
+            return
+        versions = ", ".join(f"{stream} v{version}" for stream, version in result.versions.items())
+        if result.duplicate:
+            self.line(
+                f"    already done: the first result is returned, nothing written ({versions})"
+            )
+        elif not result.versions:
+            self.line("    nothing to change")
+        else:
+            self.line(f"    committed {len(result.events)} event(s): {versions}")
+
+    def table(self, title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        self.line(title)
+        widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+        for index, row in enumerate([header, *rows]):
+            self.line(
+                "  "
+                + "  ".join(
+                    str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+                ).rstrip()
+            )
+            if index == 0:
+                self.line("  " + "  ".join("-" * width for width in widths))
+        self.line()
+
+
 def run_demo(out: TextIO) -> None:
     """Play the story and write what happened to ``out``."""
     with demo_store() as (store, where):
         counter = RequestCounter(store.client)
         app = build_application(store)
-        embedded = where.startswith("embedded")
-        suffix = "" if embedded else f"-{uuid.uuid4().hex[:6]}"
+        external = not where.startswith("embedded")
+        suffix = f"-{uuid.uuid4().hex[:6]}" if external else ""
         alice, bob = f"alice{suffix}", f"bob{suffix}"
-        say = Narrator(out)
+        say = Narrator(out, app)
         say.line(f"Event store: {where}")
-        say.line("")
+        say.line()
 
-        say.step("Alice and Bob open accounts", app, OpenAccount(account_id=alice, owner="Alice"))
-        say.step("", app, OpenAccount(account_id=bob, owner="Bob"))
+        say.step("Alice and Bob open accounts", OpenAccount(account_id=alice, owner="Alice"))
+        say.step("", OpenAccount(account_id=bob, owner="Bob"))
         for amount in ("100.00", "25.50", "4.50", "70.00"):
             say.step(
-                f"Alice deposits {amount}",
-                app,
-                DepositMoney(account_id=alice, amount=Decimal(amount)),
+                f"Alice deposits {amount}", DepositMoney(account_id=alice, amount=Decimal(amount))
             )
         say.step(
-            "Bob tries to withdraw 10.00 from an empty account",
-            app,
+            "Bob tries to withdraw 10.00 from his empty account",
             WithdrawMoney(account_id=bob, amount=Decimal("10.00")),
         )
         say.step(
             "Alice transfers 60.00 to Bob (both accounts, one transaction)",
-            app,
             TransferMoney(source_account_id=alice, target_account_id=bob, amount=Decimal("60")),
         )
         payment = DepositMoney(account_id=bob, amount=Decimal("15.00"), command_id=f"pay{suffix}-1")
-        say.step("Bob deposits 15.00 with idempotency key pay-1", app, payment)
-        say.step("The client retries the same request (same key)", app, payment)
-        say.step("Bob tries to close his account", app, CloseAccount(account_id=bob))
+        say.step("Bob deposits 15.00 with the idempotency key pay-1", payment)
+        say.step("His banking app retries the request (same key)", payment)
+        say.step("Bob tries to close his account", CloseAccount(account_id=bob))
+
+        teller = DepositMoney(account_id=alice, amount=Decimal("1.00"))
+        stale = app.unit_of_work(teller)  # the second teller's screen, loaded now
+        stale.get(Account, alice).deposit(teller)
+        say.step(
+            "Two tellers load Alice's account at the same moment; the first deposits 2.00",
+            DepositMoney(account_id=alice, amount=Decimal("2.00")),
+        )
+        try:
+            stale.commit()
+        except ConcurrencyError as conflict:
+            say.line(f"    the second teller's deposit of 1.00 is refused at commit: {conflict}")
+        result = app.handle(teller)
+        say.line(
+            "    Application.handle reloads and re-runs such a command by itself: "
+            f"committed 1 event(s): Account#{alice} v{result.version}"
+        )
+
+        say.step(
+            "Carol registers as carol@example.com",
+            RegisterUser(
+                user_id=f"carol{suffix}", name="Carol", email=f"Carol{suffix}@Example.com"
+            ),
+        )
+        say.step(
+            "Dave tries to register with the same address",
+            RegisterUser(user_id=f"dave{suffix}", name="Dave", email=f"carol{suffix}@example.com"),
+        )
+        say.step(
+            "Carol moves to carol@example.org (the address claim moves in the same transaction)",
+            ChangeEmail(user_id=f"carol{suffix}", email=f"carol{suffix}@example.org"),
+        )
+        say.step(
+            "Dave registers with Carol's old address, now free",
+            RegisterUser(user_id=f"dave{suffix}", name="Dave", email=f"carol{suffix}@example.com"),
+        )
+        say.step("Dave asks to be forgotten", ForgetUser(user_id=f"dave{suffix}"))
 
         counter.take()
         account = app.get(Account, alice)
         loaded_with = counter.take()
         snapshot = store.load_snapshot(Account.aggregate_type(), alice)
-        counter.take()
-        say.line("")
+        say.line()
         say.line(
             f"Alice's account is at version {account.version}; its latest snapshot is at version "
-            f"{snapshot.version if snapshot else 'none'} (one every 5 events)."
+            f"{snapshot.version if snapshot else 'none'} (one every {SNAPSHOT_EVERY} events)."
         )
         say.line(f"Loading it took {len(loaded_with)} requests: {', '.join(loaded_with)}.")
-        say.line("")
-        say.table(app, [alice, bob])
+        say.line()
 
-
-class Narrator:
-    """Writes the demo's story: one line per command and what came of it."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-
-    def line(self, text: str) -> None:
-        self.out.write(text + "\n")
-
-    def step(self, title: str, app: Application, command: Any) -> None:
-        if title:
-            self.line(f"* {title}")
-        try:
-            result = app.handle(command)
-        except DomainError as error:
-            self.line(f"    refused: {error}")
-            return
-        versions = ", ".join(
-            f"{stream} -> v{version}" for stream, version in result.versions.items()
+        create_read_model_tables(store)
+        runner = CatchUpRunner(
+            store,
+            DynamoDBPositionStore(store),
+            all_projectors(store),
+            safety_window=dt.timedelta(0),
         )
-        if result.duplicate:
-            self.line(f"    already done: first result returned, nothing written ({versions})")
-        else:
-            self.line(f"    committed {len(result.events)} event(s): {versions}")
+        report = runner.run(until=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
+        parked = f", {len(report.parked)} parked" if report.parked else ""
+        say.line(f"The projectors caught up over the feed index{parked}; the read models:")
+        say.line()
+        print_read_models(say, store, [alice, bob], [f"carol{suffix}", f"dave{suffix}"])
 
-    def table(self, app: Application, account_ids: list[str]) -> None:
-        rows = [("account", "owner", "balance", "version")]
-        for account_id in account_ids:
-            account = app.get(Account, account_id)
-            rows.append((account.id, account.owner, f"{account.balance:.2f}", str(account.version)))
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        for index, row in enumerate(rows):
-            cells = [
-                cell.ljust(width) if i < 2 else cell.rjust(width)
-                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-            ]
-            self.line("  " + "  ".join(cells))
-            if index == 0:
-                self.line("  " + "  ".join("-" * width for width in widths))
+
+def print_read_models(
+    say: Narrator, store: DynamoDBEventStore, accounts: list[str], users: list[str]
+) -> None:
+    """Print the read models the projectors built."""
+    models = models_for(store)
+    balances = [models.balances.get(account_id, consistent_read=True) for account_id in accounts]
+    say.table(
+        "Account balances (read model)",
+        ("account", "owner", "balance", "status"),
+        [
+            (
+                row.account_id,
+                row.owner,
+                f"{Decimal(str(row.balance)):.2f}",
+                "closed" if row.closed else "open",
+            )
+            for row in balances
+        ],
+    )
+    lines = list(models.statements.query(accounts[0], consistent_read=True))
+    say.table(
+        f"Statement of {accounts[0]} (read model)",
+        ("version", "movement", "amount"),
+        [(str(line.version), line.kind, f"{line.amount:+.2f}") for line in lines],
+    )
+    entries = [models.users.get(user_id, consistent_read=True) for user_id in users]
+    say.table(
+        "User directory (read model)",
+        ("user", "name", "email"),
+        [(entry.user_id, entry.name, entry.email) for entry in entries],
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from example_app.bank import Account, transfer_money
+from example_app.users import User
 from framework import Application, EventStore, EveryNEvents
 
 SNAPSHOT_EVERY = 5
@@ -10,10 +11,10 @@ SNAPSHOT_EVERY = 5
 
 
 def build_application(store: EventStore) -> Application:
-    """The bank application: accounts, transfers, a snapshot every few events."""
+    """The bank application: accounts, transfers, users, a snapshot every few events."""
     return Application(
         store=store,
-        aggregates=[Account],
+        aggregates=[Account, User],
         handlers=[transfer_money],
         snapshots={Account: EveryNEvents(SNAPSHOT_EVERY)},
     )

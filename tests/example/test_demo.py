@@ -1,0 +1,62 @@
+"""The demo runs on the embedded store and on DynamoDB Local, and prints the right read models."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from example_app.demo import run_demo
+
+
+def normalised(text: str) -> str:
+    return "\n".join(" ".join(line.split()) for line in text.splitlines())
+
+
+EXPECTED_LINES = [
+    "refused: insufficient funds in bob: balance 0, asked 10.00",
+    "committed 2 event(s): Account#alice v6, Account#bob v2",
+    "already done: the first result is returned, nothing written (Account#bob v3)",
+    "refused: account bob still holds 75.00",
+    "the second teller's deposit of 1.00 is refused at commit: Account 'alice' changed "
+    "concurrently: expected version 6, found 7",
+    "Application.handle reloads and re-runs such a command by itself: committed 1 event(s): "
+    "Account#alice v8",
+    "refused: user-email 'carol@example.com' is already taken",
+    "Alice's account is at version 8; its latest snapshot is at version 5 (one every 5 events).",
+    "Loading it took 2 requests: GetItem, Query.",
+    "The projectors caught up over the feed index; the read models:",
+    "alice Alice 143.00 open",
+    "bob Bob 75.00 open",
+    "6 withdrawal -60.00",
+    "8 deposit +1.00",
+    "carol Carol carol@example.org",
+    "dave (erased) (erased)",
+]
+
+
+def test_the_demo_on_the_embedded_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DYNAMO_ENDPOINT", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    out = io.StringIO()
+    run_demo(out)
+    text = normalised(out.getvalue())
+    assert text.startswith("Event store: embedded DynamoDB (moto, in process)")
+    for line in EXPECTED_LINES:
+        assert line in text
+
+
+@pytest.mark.dynamodb_local
+def test_the_demo_runs_unchanged_on_dynamodb_local(
+    monkeypatch: pytest.MonkeyPatch, dynamodb_local_endpoint: str
+) -> None:
+    monkeypatch.setenv("DYNAMO_ENDPOINT", dynamodb_local_endpoint)
+    monkeypatch.setenv("DYNAMO_TABLE_PREFIX", "demo-test")
+    first, second = io.StringIO(), io.StringIO()
+    run_demo(first)
+    run_demo(second)  # a second run on the same tables works too (ids get a run suffix)
+    for out in (first, second):
+        text = normalised(out.getvalue())
+        assert f"DynamoDB at {dynamodb_local_endpoint}, tables demo-test-*" in text
+        assert "refused: insufficient funds" in text and "(erased)" in text
+        assert "Loading it took 2 requests: GetItem, Query." in text
