@@ -1,0 +1,275 @@
+"""``python -m framework``: tables, streams and projections from the command line.
+
+Every command reads the store settings from the environment (``AWS_REGION``,
+``DYNAMO_TABLE_PREFIX``, ``DYNAMO_ENDPOINT``) unless ``--prefix``/``--endpoint`` say otherwise.
+Errors are one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from framework.errors import FrameworkError
+from framework.logs import configure_logging
+from framework.projections.catch_up import DEFAULT_SAFETY_WINDOW, CatchUpRunner
+from framework.projections.engine import ProjectionEngine
+from framework.projections.projector import Projector
+from framework.serialization import decode_json
+from framework.store.dynamodb import DynamoDBEventStore
+from framework.store.dynamodb_positions import DynamoDBPositionStore
+from framework.store.items import split_stream
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console()
+
+
+def _store() -> DynamoDBEventStore:
+    """The store the environment (and ``main``'s options) describe."""
+    return DynamoDBEventStore.from_env()
+
+
+def _load_projector(spec: str) -> Projector:
+    """Import ``module:Class`` and build it with no arguments (it reads the environment)."""
+    module_name, _, class_name = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise click.BadParameter(f"cannot import {spec!r}: {error}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Projector)):
+        raise click.BadParameter(f"{spec!r} is not a Projector subclass")
+    projector: Projector = cls()
+    return projector
+
+
+class _FrameworkGroup(click.Group):
+    """Turns the framework's errors into one clear line and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FrameworkError as error:
+            raise click.ClickException(f"{type(error).__name__}: {error}") from None
+
+
+@click.group(cls=_FrameworkGroup)
+@click.option("--prefix", help="table prefix (default: $DYNAMO_TABLE_PREFIX or 'framework')")
+@click.option("--endpoint", help="DynamoDB endpoint URL (default: $DYNAMO_ENDPOINT or AWS)")
+@click.option("-v", "--verbose", is_flag=True, help="show the framework's logs on stderr")
+def main(prefix: str | None, endpoint: str | None, verbose: bool) -> None:
+    """Operate an event store on DynamoDB and the projections built from it."""
+    configure_logging("INFO" if verbose else "WARNING")
+    # The options override the environment, so that projectors built from it (as on Lambda)
+    # see the same tables as the command.
+    if prefix:
+        os.environ["DYNAMO_TABLE_PREFIX"] = prefix
+    if endpoint:
+        os.environ["DYNAMO_ENDPOINT"] = endpoint
+
+
+# -- tables --------------------------------------------------------------------------------
+
+
+@main.group()
+def tables() -> None:
+    """Create, inspect or delete the event store's tables."""
+
+
+@tables.command("create")
+def tables_create() -> None:
+    """Create the tables that are missing and wait until they are active."""
+    store = _store()
+    store.create_tables()
+    console.print(f"tables {store.tables.prefix}-* are active")
+
+
+@tables.command("status")
+def tables_status() -> None:
+    """Show each table's status."""
+    table = Table("table", "status")
+    for name, status in _store().table_status().items():
+        table.add_row(name, status or "missing")
+    console.print(table)
+
+
+@tables.command("delete")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def tables_delete(yes: bool) -> None:
+    """Delete the tables and everything in them."""
+    store = _store()
+    if not yes:
+        click.confirm(f"Delete every {store.tables.prefix}-* table and all its data?", abort=True)
+    store.delete_tables()
+    console.print(f"tables {store.tables.prefix}-* deleted")
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+@main.group()
+def events() -> None:
+    """Read event streams."""
+
+
+@events.command("show")
+@click.argument("aggregate_type")
+@click.argument("aggregate_id")
+@click.option("--after", type=int, default=0, help="only versions above this one")
+def events_show(aggregate_type: str, aggregate_id: str, after: int) -> None:
+    """Print the stream of one aggregate, oldest first."""
+    records = _store().load_events(aggregate_type, aggregate_id, after)
+    if not records:
+        raise click.ClickException(f"no events in stream {aggregate_type}#{aggregate_id}")
+    table = Table("version", "event", "schema", "occurred at", "payload", "command")
+    for record in records:
+        payload = json.dumps(decode_json(record.payload), ensure_ascii=False)
+        table.add_row(
+            str(record.version),
+            record.event_type,
+            str(record.schema),
+            f"{record.occurred_at:%Y-%m-%d %H:%M:%S}",
+            payload,
+            record.command_id,
+        )
+    console.print(table)
+
+
+# -- projections ---------------------------------------------------------------------------
+
+
+@main.group()
+def projections() -> None:
+    """Inspect, replay, retry or skip projections."""
+
+
+@projections.command("status")
+@click.argument("projectors", nargs=-1, metavar="[MODULE:PROJECTOR]...")
+def projections_status(projectors: Sequence[str]) -> None:
+    """Streams followed, lag and parked events of each projector (all parked events if none)."""
+    store = _store()
+    positions = DynamoDBPositionStore(store)
+    if projectors:
+        table = Table("projector", "streams", "events behind", "parked")
+        for spec in projectors:
+            projector = _load_projector(spec)
+            name = projector.projector_name()
+            known = positions.positions(name)
+            behind = _lag(store, projector, {p.stream: p.version for p in known})
+            parked = sum(1 for p in known if p.parked is not None)
+            table.add_row(name, str(len(known)), str(behind), str(parked))
+        console.print(table)
+    parked_table = Table("projector", "stream", "waits at", "attempts", "error", "since")
+    parked_positions = positions.parked()
+    for position in parked_positions:
+        assert position.parked is not None
+        parked_table.add_row(
+            position.projector,
+            position.stream,
+            str(position.parked.version),
+            str(position.parked.attempts),
+            position.parked.error,
+            f"{position.parked.parked_at:%Y-%m-%d %H:%M:%S}",
+        )
+    if parked_positions:
+        console.print(parked_table)
+    else:
+        console.print("no parked events")
+
+
+def _lag(store: DynamoDBEventStore, projector: Projector, known: dict[str, int]) -> int:
+    """Events committed but not yet applied by ``projector``, from the aggregates table."""
+    behind = 0
+    request: dict[str, Any] = {
+        "TableName": store.tables.aggregates,
+        "FilterExpression": "attribute_exists(aggregate_type)",
+        "ProjectionExpression": "pk, version, aggregate_type",
+    }
+    while True:
+        page = store.client.scan(**request)
+        for item in page.get("Items", []):
+            if projector.follows(item["aggregate_type"]["S"]):
+                behind += max(0, int(item["version"]["N"]) - known.get(item["pk"]["S"], 0))
+        if "LastEvaluatedKey" not in page:
+            return behind
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+@projections.command("replay")
+@click.argument("projector_spec", metavar="MODULE:PROJECTOR")
+@click.option("--rebuild", is_flag=True, help="forget positions and clear the read model first")
+@click.option(
+    "--safety-window",
+    type=float,
+    default=DEFAULT_SAFETY_WINDOW.total_seconds(),
+    show_default=True,
+    help="seconds short of now to stop at (the feed index is eventually consistent)",
+)
+def projections_replay(projector_spec: str, rebuild: bool, safety_window: float) -> None:
+    """Bring a projector up to date over the feed index (or rebuild it from scratch)."""
+    store = _store()
+    projector = _load_projector(projector_spec)
+    runner = CatchUpRunner(
+        store,
+        DynamoDBPositionStore(store),
+        [projector],
+        safety_window=dt.timedelta(seconds=safety_window),
+        progress=sys.stderr.isatty(),
+    )
+    report = runner.rebuild() if rebuild else runner.run()
+    console.print(
+        f"{projector.projector_name()}: {report.applied} applied, {report.skipped} already "
+        f"applied, {len(report.parked)} parked"
+    )
+
+
+@projections.command("retry")
+@click.argument("projector_spec", metavar="MODULE:PROJECTOR")
+@click.argument("stream")
+def projections_retry(projector_spec: str, stream: str) -> None:
+    """Retry the parked event of STREAM (Type#id) and apply what waited behind it."""
+    _release(projector_spec, stream, skip=False)
+
+
+@projections.command("skip")
+@click.argument("projector_spec", metavar="MODULE:PROJECTOR")
+@click.argument("stream")
+def projections_skip(projector_spec: str, stream: str) -> None:
+    """Step over the parked event of STREAM for good, then apply what waited behind it."""
+    _release(projector_spec, stream, skip=True)
+
+
+def _release(projector_spec: str, stream: str, *, skip: bool) -> None:
+    store = _store()
+    projector = _load_projector(projector_spec)
+    positions = DynamoDBPositionStore(store)
+    name = projector.projector_name()
+    position = positions.get(name, stream)
+    if position.parked is None:
+        raise click.ClickException(f"{name} has no parked event in {stream}")
+    try:
+        aggregate_type, aggregate_id = split_stream(stream)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    positions.release(name, stream, skip=skip)
+    engine = ProjectionEngine(projector, store, positions)
+    report = engine.catch_up_stream(aggregate_type, aggregate_id)
+    verb = "skipped" if skip else "retried"
+    outcome = f"parked again at {report.parked[0]}" if report.parked else "caught up"
+    console.print(
+        f"{name} {verb} {stream}@{position.parked.version}: {report.applied} applied, {outcome}"
+    )
+
+
+def run() -> None:
+    """Entry point of ``python -m framework``."""
+    main(prog_name="python -m framework")

@@ -1,0 +1,128 @@
+"""``python -m framework``, run as a person would: a subprocess against DynamoDB Local."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+
+from framework import Application, DynamoDBEventStore
+from tests.conftest import unique_prefix
+from tests.support.bank import Account, Deposit, OpenAccount, Withdraw
+from tests.support.projectors import create_read_table, read_table
+
+pytestmark = pytest.mark.dynamodb_local
+
+FLAKY = "tests.support.cli_projectors:FlakyBalances"
+
+
+def cli(
+    endpoint: str, prefix: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "framework", "--endpoint", endpoint, "--prefix", prefix, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def prefix() -> str:
+    return unique_prefix()
+
+
+def test_tables_lifecycle(dynamodb_local_endpoint: str, prefix: str) -> None:
+    created = cli(dynamodb_local_endpoint, prefix, "tables", "create")
+    assert created.returncode == 0, created.stderr
+    assert f"tables {prefix}-* are active" in created.stdout
+    status = cli(dynamodb_local_endpoint, prefix, "tables", "status")
+    assert status.stdout.count("ACTIVE") == 4
+    deleted = cli(dynamodb_local_endpoint, prefix, "tables", "delete", "--yes")
+    assert deleted.returncode == 0 and "deleted" in deleted.stdout
+    assert cli(dynamodb_local_endpoint, prefix, "tables", "status").stdout.count("missing") == 4
+
+
+def test_errors_are_one_line_without_traceback(dynamodb_local_endpoint: str, prefix: str) -> None:
+    missing = cli(dynamodb_local_endpoint, prefix, "events", "show", "Account", "a")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == (
+        f"Error: TableMissing: table '{prefix}-events' does not exist: create it with "
+        "store.create_tables() or check the table prefix (DYNAMO_TABLE_PREFIX)"
+    )
+    bad_spec = cli(dynamodb_local_endpoint, prefix, "projections", "replay", "nowhere:Nothing")
+    assert bad_spec.returncode == 2 and "cannot import 'nowhere:Nothing'" in bad_spec.stderr
+    assert "Traceback" not in bad_spec.stderr + missing.stderr
+    unknown = cli(dynamodb_local_endpoint, prefix, "frobnicate")
+    assert unknown.returncode == 2 and "No such command 'frobnicate'" in unknown.stderr
+
+
+def test_help_everywhere(dynamodb_local_endpoint: str, prefix: str) -> None:
+    for args in (
+        ["--help"],
+        ["tables", "--help"],
+        ["events", "show", "--help"],
+        ["projections", "retry", "--help"],
+    ):
+        shown = cli(dynamodb_local_endpoint, prefix, *args)
+        assert shown.returncode == 0 and "Usage: python -m framework" in shown.stdout
+
+
+def test_events_and_projections_from_the_command_line(
+    dynamodb_local_endpoint: str, prefix: str
+) -> None:
+    store = DynamoDBEventStore(table_prefix=prefix, endpoint_url=dynamodb_local_endpoint)
+    store.create_tables()
+    app = Application(store=store, aggregates=[Account])
+    app.handle(OpenAccount(account_id="a", owner="Ann"))
+    app.handle(Deposit(account_id="a", amount=Decimal("12.50")))
+    app.handle(Withdraw(account_id="a", amount=Decimal("2.50")))
+    app.handle(Deposit(account_id="a", amount=Decimal(1)))
+    table = create_read_table(store, "cli")
+
+    shown = cli(dynamodb_local_endpoint, prefix, "events", "show", "Account", "a")
+    assert shown.returncode == 0, shown.stderr
+    assert '{"amount": "12.50"}' in shown.stdout and "Withdrawn" in shown.stdout
+
+    flaky = {"FLAKY_READ_MODEL": "1"}
+    replay = cli(
+        dynamodb_local_endpoint,
+        prefix,
+        "projections",
+        "replay",
+        FLAKY,
+        "--safety-window",
+        "0",
+        env=flaky,
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert "flaky-balances: 2 applied, 0 already applied, 1 parked" in replay.stdout
+
+    status = cli(dynamodb_local_endpoint, prefix, "projections", "status", FLAKY)
+    assert status.returncode == 0, status.stderr
+    assert "flaky-balances" in status.stdout and "Account#a" in status.stdout
+    assert "ConnectionError: read model unreachable" in status.stdout
+    assert " 2 " in status.stdout  # two events behind: the parked one and the one after it
+
+    still_down = cli(
+        dynamodb_local_endpoint, prefix, "projections", "retry", FLAKY, "Account#a", env=flaky
+    )
+    assert "parked again at Account#a@3" in still_down.stdout
+
+    retried = cli(dynamodb_local_endpoint, prefix, "projections", "retry", FLAKY, "Account#a")
+    assert retried.returncode == 0, retried.stderr
+    assert "flaky-balances retried Account#a@3: 2 applied, caught up" in retried.stdout
+    assert (
+        "no parked events" in cli(dynamodb_local_endpoint, prefix, "projections", "status").stdout
+    )
+
+    assert read_table(store, table) == {"a": (Decimal("11.00"), 4)}
+
+    nothing = cli(dynamodb_local_endpoint, prefix, "projections", "skip", FLAKY, "Account#a")
+    assert nothing.returncode == 1
+    assert "flaky-balances has no parked event in Account#a" in nothing.stderr
