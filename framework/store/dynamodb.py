@@ -57,6 +57,8 @@ from framework.store.tables import FEED_INDEX, TableNames
 log = structlog.get_logger(__name__)
 
 DEFAULT_TABLE_PREFIX = "framework"
+FEED_PAGE_SIZE = 1000
+"""Items per page when reading the feed index."""
 DEFAULT_REGION = "us-east-1"
 
 _THROTTLING_CODES = frozenset(
@@ -263,6 +265,9 @@ class DynamoDBEventStore:
             "IndexName": FEED_INDEX,
             "KeyConditionExpression": "feed_pk = :p",
             "ExpressionAttributeValues": {":p": {"S": partition}},
+            # Pages are merged across shards, one page per shard held at a time: a bounded
+            # page keeps that memory flat whatever the number of events.
+            "Limit": FEED_PAGE_SIZE,
         }
         while True:
             with translated_errors(self.tables.events):
