@@ -4,6 +4,7 @@ Everything an application needs is importable from here; the submodules are the 
 """
 
 from framework.application import Application, Backoff
+from framework.cache import AggregateCache
 from framework.domain import (
     Aggregate,
     Command,
@@ -46,6 +47,7 @@ from framework.unit_of_work import UnitOfWork
 __all__ = [
     "Aggregate",
     "AggregateAlreadyExists",
+    "AggregateCache",
     "AggregateNotFound",
     "Application",
     "Backoff",

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import attrs
 import structlog
 
+from framework.cache import AggregateCache
 from framework.domain import (
     Aggregate,
     Command,
@@ -105,6 +106,7 @@ class Application:
     addressed to one aggregate; ``handlers`` are plain functions decorated with
     ``@command_handler`` taking ``(uow, command)``, for commands that change several aggregates in
     one transaction. ``snapshots`` maps aggregate classes to snapshot policies (default: none).
+    ``cache`` (an ``AggregateCache``) lets aggregates this process committed skip the load.
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class Application:
         event_types: Iterable[type[Event]] = (),
         max_attempts: int = 8,
         backoff: Backoff | None = None,
+        cache: AggregateCache | None = None,
     ) -> None:
         if max_attempts < 1:
             raise DefinitionError("max_attempts must be at least 1")
@@ -125,6 +128,7 @@ class Application:
         self.snapshot_policies: dict[type[Aggregate], SnapshotPolicy] = dict(snapshots or {})
         self.max_attempts = max_attempts
         self.backoff = backoff or Backoff()
+        self.cache = cache
         self.registry = EventRegistry(event_types)
         self._routes: dict[type[Command], _Route] = {}
         self._aggregates_by_type: dict[str, type[Aggregate]] = {}
@@ -204,6 +208,7 @@ class Application:
             except _REFUSALS as error:
                 return self._refused(command, error, bound, attempt, started)
             except _RETRYABLE as error:
+                uow.forget_cached()
                 if attempt >= self.max_attempts:
                     bound.warning(
                         "command.gave_up", attempts=attempt, error_type=type(error).__name__
@@ -274,6 +279,7 @@ class Application:
             self.registry,
             command=command,
             snapshot_policies=self.snapshot_policies,
+            cache=self.cache,
         )
 
     # -- queries -----------------------------------------------------------------------------

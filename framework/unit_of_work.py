@@ -15,6 +15,7 @@ from typing import TypeVar
 import attrs
 import structlog
 
+from framework.cache import AggregateCache
 from framework.domain import Aggregate, Command, Event
 from framework.errors import (
     AggregateAlreadyExists,
@@ -74,11 +75,13 @@ class UnitOfWork:
         *,
         command: Command,
         snapshot_policies: Mapping[type[Aggregate], SnapshotPolicy] | None = None,
+        cache: AggregateCache | None = None,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.store = store
         self.registry = registry
         self.command = command
+        self.cache = cache
         self._policies = snapshot_policies or {}
         self._clock = clock
         self._tracked: dict[tuple[type[Aggregate], str], _Tracked] = {}
@@ -126,9 +129,15 @@ class UnitOfWork:
         return self._policies.get(aggregate_class, _NO_SNAPSHOTS)
 
     def _exists(self, aggregate_class: type[Aggregate], aggregate_id: str) -> bool:
+        if self.cache is not None and self.cache.get(aggregate_class, aggregate_id) is not None:
+            return True
         return self.store.stream_exists(aggregate_class.aggregate_type(), aggregate_id)
 
     def _load(self, aggregate_class: type[A], aggregate_id: str) -> A | None:
+        if self.cache is not None:
+            cached = self.cache.get(aggregate_class, aggregate_id)
+            if cached is not None:
+                return cached
         return load_aggregate(
             self.store,
             self.registry,
@@ -183,7 +192,15 @@ class UnitOfWork:
         )
         for tracked in self._tracked.values():
             tracked.loaded_version = tracked.aggregate.version
+            if self.cache is not None:
+                self.cache.put(tracked.aggregate)
         return result
+
+    def forget_cached(self) -> None:
+        """Drop every aggregate of this unit of work from the cache (after a failed commit)."""
+        if self.cache is not None:
+            for aggregate_class, aggregate_id in self._tracked:
+                self.cache.invalidate(aggregate_class, aggregate_id)
 
     def _aggregate_change(
         self, tracked: _Tracked, events: list[Event], change_set_id: str, now: dt.datetime

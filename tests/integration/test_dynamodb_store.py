@@ -16,6 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ReadTimeoutError
 
 from framework import (
+    AggregateCache,
     Application,
     Backoff,
     DynamoDBEventStore,
@@ -113,6 +114,11 @@ def test_requests_per_command(dynamodb: DynamoDBEventStore) -> None:
     requests.operations.clear()
     with_snapshots.handle(Deposit(account_id="a", amount=Decimal(1)))
     assert requests.operations == ["GetItem", "Query", "TransactWriteItems"]
+    hot = Application(store=dynamodb, aggregates=[Account], cache=AggregateCache())
+    hot.handle(Deposit(account_id="a", amount=Decimal(1)))  # loads once, then stays cached
+    requests.operations.clear()
+    hot.handle(Deposit(account_id="a", amount=Decimal(1)))
+    assert requests.operations == ["TransactWriteItems"]
 
 
 # -- failures on the wire ------------------------------------------------------------------

@@ -1,0 +1,72 @@
+"""An optional in-process cache of aggregates, so that a hot aggregate commits with one request.
+
+Without it every command reads its aggregate (a ``Query``, plus a ``GetItem`` with snapshots)
+before the ``TransactWriteItems``. With it, an aggregate this process committed recently is taken
+from memory and only the commit is sent. That is safe because the commit is conditional on the
+version the aggregate had when loaded: if another process changed it meanwhile, the commit fails
+with ``ConcurrencyError``, the entry is dropped, and the command is retried on a fresh load. The
+cost of a stale entry is one refused request, never a lost update.
+
+Entries are copied in and out, so a command that fails half-way cannot leave a half-changed
+aggregate in the cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import OrderedDict
+from typing import TypeVar
+
+from framework.domain import Aggregate
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class AggregateCache:
+    """A bounded, thread-safe LRU of aggregates by (class, id)."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[type[Aggregate], str], Aggregate] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, aggregate_class: type[A], aggregate_id: str) -> A | None:
+        """A private copy of the cached aggregate, or ``None``."""
+        key = (aggregate_class, aggregate_id)
+        with self._lock:
+            cached = self._entries.get(key)
+            if cached is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return copy.deepcopy(cached)  # type: ignore[return-value]
+
+    def put(self, aggregate: Aggregate) -> None:
+        """Remember ``aggregate`` as committed (a copy is kept)."""
+        kept = copy.deepcopy(aggregate)
+        key = (type(aggregate), aggregate.id)
+        with self._lock:
+            self._entries[key] = kept
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def invalidate(self, aggregate_class: type[Aggregate], aggregate_id: str) -> None:
+        """Forget one aggregate (its cached version proved stale)."""
+        with self._lock:
+            self._entries.pop((aggregate_class, aggregate_id), None)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
