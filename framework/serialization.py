@@ -75,7 +75,7 @@ def decode_json(payload: bytes) -> Any:
         raise ValueError("empty payload")
     tag = payload[0]
     if tag == _PLAIN:
-        return json.loads(payload)
+        return json.loads(payload.decode())
     if tag == _ZLIB:
         try:
             return json.loads(zlib.decompress(payload[1:]))

@@ -44,6 +44,9 @@ class InMemoryEventStore:
         self._lock = threading.Lock()
         self._aggregates: dict[str, Item] = {}
         self._events: dict[str, dict[int, Item]] = {}
+        # Records read back from the event items, kept beside them: the items never change
+        # once written, so each is decoded once instead of on every load.
+        self._records: dict[tuple[str, int], StoredEvent] = {}
         self._snapshots: dict[str, Item] = {}
 
     # -- EventStore ------------------------------------------------------------------------
@@ -61,10 +64,17 @@ class InMemoryEventStore:
         self, aggregate_type: str, aggregate_id: str, after_version: int = 0
     ) -> list[StoredEvent]:
         """Events of one stream after ``after_version``, in version order."""
+        key = stream_key(aggregate_type, aggregate_id)
         with self._lock:
-            stream = self._events.get(stream_key(aggregate_type, aggregate_id), {})
-            items = [stream[v] for v in sorted(stream) if v > after_version]
-        return [item_to_event(item) for item in items]
+            stream = self._events.get(key, {})
+            return [self._record(key, v, stream[v]) for v in sorted(stream) if v > after_version]
+
+    def _record(self, key: str, version: int, item: Item) -> StoredEvent:
+        record = self._records.get((key, version))
+        if record is None:
+            record = item_to_event(item)
+            self._records[(key, version)] = record
+        return record
 
     def stream_exists(self, aggregate_type: str, aggregate_id: str) -> bool:
         """True when the stream has at least one event."""
@@ -82,10 +92,15 @@ class InMemoryEventStore:
     ) -> Iterator[StoredEvent]:
         """Every event committed in [``since``, ``until``), in the feed index's order."""
         with self._lock:
-            items = [item for stream in self._events.values() for item in stream.values()]
-        items.sort(key=lambda item: item["feed_sk"]["S"])
-        for item in items:
-            event = item_to_event(item)
+            items = [
+                (item["feed_sk"]["S"], key, version, item)
+                for key, stream in self._events.items()
+                for version, item in stream.items()
+            ]
+        items.sort(key=lambda entry: str(entry[0]))
+        for _, key, version, item in items:
+            with self._lock:
+                event = self._record(key, version, item)
             if since is not None and event.occurred_at < since:
                 continue
             if until is not None and event.occurred_at >= until:
@@ -106,6 +121,7 @@ class InMemoryEventStore:
         with self._lock:
             self._aggregates.clear()
             self._events.clear()
+            self._records.clear()
             self._snapshots.clear()
 
     # -- test support ------------------------------------------------------------------------
@@ -117,7 +133,9 @@ class InMemoryEventStore:
         """
         with self._lock:
             if table == self.tables.events:
-                self._events.setdefault(item["pk"]["S"], {})[int(item["sk"]["N"])] = item
+                version = int(item["sk"]["N"])
+                self._events.setdefault(item["pk"]["S"], {})[version] = item
+                self._records.pop((item["pk"]["S"], version), None)
             elif table == self.tables.snapshots:
                 self._snapshots[item["pk"]["S"]] = item
             elif table == self.tables.aggregates:

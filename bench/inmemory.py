@@ -1,0 +1,142 @@
+"""Pure framework speed: the in-memory store against the ``eventsourcing`` library's POPO store.
+
+The same bank workload on both, in the same process, rounds interleaved: open accounts, then
+deposits and withdrawals spread over them, each command loading its aggregate from its events (no
+snapshots, no caches on either side) and saving what it changed.
+
+    pip install eventsourcing   # a benchmark extra: pip install -e ".[bench]"
+    python -m bench.inmemory [--rounds 5] [--accounts 100] [--per-account 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from bench.common import machine, markdown_table, median
+from framework import Application, InMemoryEventStore
+from framework.logs import configure_logging
+from tests.support.bank import Account, Deposit, OpenAccount, Withdraw
+
+
+def framework_round(accounts: int, per_account: int) -> float:
+    app = Application(store=InMemoryEventStore(), aggregates=[Account])
+    ids = [str(uuid.uuid4()) for _ in range(accounts)]
+    started = time.perf_counter()
+    for account_id in ids:
+        app.handle(OpenAccount(account_id=account_id, owner="bench"))
+    for step in range(per_account):
+        for account_id in ids:
+            if step % 3 == 2:
+                app.handle(Withdraw(account_id=account_id, amount=Decimal("0.50")))
+            else:
+                app.handle(Deposit(account_id=account_id, amount=Decimal("1.25")))
+    return (accounts * (per_account + 1)) / (time.perf_counter() - started)
+
+
+@functools.cache
+def eventsourcing_bank() -> Any:
+    """The eventsourcing library's version of the bank (classes defined once: it registers them)."""
+    from eventsourcing.application import Application as ESApplication
+    from eventsourcing.domain import Aggregate as ESAggregate
+    from eventsourcing.domain import event
+
+    class BankAccount(ESAggregate):
+        @event("Opened")
+        def __init__(self, owner: str) -> None:
+            self.owner = owner
+            self.balance = Decimal(0)
+
+        def deposit(self, amount: Decimal) -> None:
+            if amount <= 0:
+                raise ValueError("a deposit must be positive")
+            self._deposited(amount)
+
+        @event("Deposited")
+        def _deposited(self, amount: Decimal) -> None:
+            self.balance += amount
+
+        def withdraw(self, amount: Decimal) -> None:
+            if amount > self.balance:
+                raise ValueError("insufficient funds")
+            self._withdrawn(amount)
+
+        @event("Withdrawn")
+        def _withdrawn(self, amount: Decimal) -> None:
+            self.balance -= amount
+
+    class Bank(ESApplication):  # type: ignore[misc]
+        def open(self, owner: str) -> Any:
+            account = BankAccount(owner)
+            self.save(account)
+            return account.id
+
+        def deposit(self, account_id: Any, amount: Decimal) -> None:
+            account = self.repository.get(account_id)
+            account.deposit(amount)
+            self.save(account)
+
+        def withdraw(self, account_id: Any, amount: Decimal) -> None:
+            account = self.repository.get(account_id)
+            account.withdraw(amount)
+            self.save(account)
+
+    return Bank
+
+
+def eventsourcing_round(accounts: int, per_account: int) -> float:
+    os.environ.pop("PERSISTENCE_MODULE", None)  # the default, in-memory "POPO" persistence
+    bank = eventsourcing_bank()()
+    started = time.perf_counter()
+    ids = [bank.open("bench") for _ in range(accounts)]
+    for step in range(per_account):
+        for account_id in ids:
+            if step % 3 == 2:
+                bank.withdraw(account_id, Decimal("0.50"))
+            else:
+                bank.deposit(account_id, Decimal("1.25"))
+    return (accounts * (per_account + 1)) / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--accounts", type=int, default=100)
+    parser.add_argument("--per-account", type=int, default=15)
+    arguments = parser.parse_args(argv)
+    configure_logging("WARNING")
+    ours, theirs = [], []
+    for _ in range(arguments.rounds):
+        ours.append(framework_round(arguments.accounts, arguments.per_account))
+        theirs.append(eventsourcing_round(arguments.accounts, arguments.per_account))
+    our_rate, their_rate = median(ours), median(theirs)
+    from importlib.metadata import version
+
+    print(
+        f"In-memory stores ({machine()}, eventsourcing {version('eventsourcing')}), "
+        f"medians of {arguments.rounds} interleaved rounds:\n"
+    )
+    print(
+        markdown_table(
+            ["measure", "this framework", "eventsourcing (POPO)", "ratio", "target"],
+            [
+                [
+                    "commands/s",
+                    f"{our_rate:,.0f}",
+                    f"{their_rate:,.0f}",
+                    f"{our_rate / their_rate:.2f}",
+                    ">= 1.5",
+                ]
+            ],
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
