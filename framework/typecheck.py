@@ -16,6 +16,7 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -104,6 +105,16 @@ def _datetime_checker(value: Any) -> str | None:
     return None
 
 
+def _decimal_checker(value: Any) -> str | None:
+    if not isinstance(value, Decimal):
+        return f"expected Decimal, got {_describe(value)}"
+    if not value.is_finite():
+        # NaN never equals itself and raises in comparisons: it would break the rules that
+        # compare amounts, and no stored event could be checked for equality again.
+        return f"expected a finite Decimal, got {value}"
+    return None
+
+
 def _any_checker(value: Any) -> str | None:
     return None
 
@@ -135,6 +146,8 @@ def checker_for(annotation: Any) -> Checker:
         return _float_checker
     if annotation is dt.datetime:
         return _datetime_checker
+    if annotation is Decimal:
+        return _decimal_checker
     if isinstance(annotation, type):
         return _isinstance_checker(annotation)
     return _any_checker

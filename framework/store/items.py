@@ -43,6 +43,7 @@ Item = dict[str, dict[str, Any]]
 MAX_TRANSACTION_ITEMS = 100
 MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
 MAX_ITEM_BYTES = 400 * 1024
+MAX_PARTITION_KEY_BYTES = 2048
 FEED_SHARDS = 4
 """Events of one commit hour are spread over this many feed partitions (see ``feed_key``)."""
 
@@ -389,6 +390,12 @@ def _check_plan(plan: TransactionPlan) -> None:
             raise ChangeSetTooLarge(
                 f"{write.kind.value} item {write.item['pk']['S']!r} is {size} bytes; DynamoDB "
                 f"allows {MAX_ITEM_BYTES} bytes per item"
+            )
+        key_size = len(write.item["pk"]["S"].encode())
+        if key_size > MAX_PARTITION_KEY_BYTES:
+            raise ChangeSetTooLarge(
+                f"{write.kind.value} key is {key_size} bytes; DynamoDB allows "
+                f"{MAX_PARTITION_KEY_BYTES} bytes for a partition key (shorten the id or value)"
             )
         earlier = seen.get(write.key)
         if earlier is not None:

@@ -198,6 +198,15 @@ class EventStoreContract:
             store.commit(change_set([("a1", 0, 11)], payload=payload))
         assert stream_dump(store, ["a1"]) == [[], None]
 
+    def test_a_key_over_2048_bytes_is_refused_before_writing(self, store: EventStore) -> None:
+        with pytest.raises(ChangeSetTooLarge, match="2048 bytes for a partition key"):
+            store.commit(change_set([("x" * 2100, 0, 1)]))
+        with pytest.raises(ChangeSetTooLarge, match="2048 bytes for a partition key"):
+            store.commit(
+                change_set([("a1", 0, 1)], claims=[UniqueClaim("email", "y" * 2100, "Account#a1")])
+            )
+        assert stream_dump(store, ["a1"]) == [[], None]
+
     # -- corrupt data --------------------------------------------------------------------
 
     def test_a_malformed_stored_item_is_a_clear_error(self, store: EventStore) -> None:
