@@ -43,6 +43,7 @@ from framework.store import DynamoDBEventStore, EventStore, InMemoryEventStore
 from framework.store.dynamodb_positions import DynamoDBPositionStore
 from framework.store.positions import InMemoryPositionStore, PositionStore
 from framework.unit_of_work import UnitOfWork
+from framework.upcasting import upcaster
 
 __all__ = [
     "Aggregate",
@@ -90,4 +91,5 @@ __all__ = [
     "command_handler",
     "event_handler",
     "target_id",
+    "upcaster",
 ]

@@ -34,6 +34,7 @@ from framework.domain import (
     undeclared_state,
 )
 from framework.errors import CorruptEvent, DefinitionError, UnknownEventType
+from framework.upcasting import check_upcasters, upcast
 
 COMPRESSION_THRESHOLD = 1024
 """Payloads longer than this many bytes are stored zlib-compressed."""
@@ -110,6 +111,7 @@ class EventRegistry:
                 f"event type name {name!r} is used by both {known.__module__}."
                 f"{known.__qualname__} and {event_class.__module__}.{event_class.__qualname__}"
             )
+        check_upcasters(event_class)
         self._by_name[name] = event_class
 
     def __contains__(self, name: object) -> bool:
@@ -134,16 +136,18 @@ class EventRegistry:
         event_class = self._by_name.get(event_type)
         if event_class is None:
             raise UnknownEventType(event_type, stream, version)
-        expected_schema = event_schema_version(event_class)
-        if schema != expected_schema:
+        current = event_schema_version(event_class)
+        if schema > current:
             raise CorruptEvent(
                 stream,
                 version,
-                f"{event_type} is stored with schema version {schema} but "
-                f"{event_class.__name__} reads version {expected_schema}",
+                f"{event_type} is stored with schema version {schema}, newer than the version "
+                f"{current} that {event_class.__name__} reads: was it written by newer code?",
             )
         try:
             document = decode_json(payload)
+            if schema < current:
+                document = upcast(event_type, schema, current, document)
             event: Event = converter.structure(document, event_class)
         except Exception as error:
             raise CorruptEvent(stream, version, f"cannot decode {event_type}: {error}") from error

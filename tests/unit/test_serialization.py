@@ -111,7 +111,7 @@ def test_payload_that_does_not_fit_the_class_is_corrupt() -> None:
 
 def test_a_schema_version_the_class_does_not_read_is_refused() -> None:
     registry = EventRegistry([Deposited])
-    with pytest.raises(CorruptEvent, match="schema version 2 but Deposited reads version 1"):
+    with pytest.raises(CorruptEvent, match="schema version 2, newer than the version 1"):
         registry.decode("Deposited", 2, b'{"amount":"1"}', stream="Account#a", version=2)
 
 
