@@ -270,6 +270,71 @@ def _release(projector_spec: str, stream: str, *, skip: bool) -> None:
     )
 
 
+# -- IAM -----------------------------------------------------------------------------------
+
+
+def iam_policy_document(prefix: str, region: str, account: str) -> dict[str, Any]:
+    """The least-privilege policy of an application using the tables of ``prefix``."""
+    table = f"arn:aws:dynamodb:{region}:{account}:table/{prefix}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "EventStoreItems",
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:GetItem",
+                    "dynamodb:Query",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                    "dynamodb:ConditionCheckItem",
+                    "dynamodb:DescribeTable",
+                ],
+                "Resource": [
+                    f"{table}-aggregates",
+                    f"{table}-events",
+                    f"{table}-events/index/feed",
+                    f"{table}-snapshots",
+                    f"{table}-positions",
+                ],
+            },
+            {
+                "Sid": "ProjectionStatusAndParkedEvents",
+                "Effect": "Allow",
+                "Action": ["dynamodb:Scan"],
+                "Resource": [f"{table}-positions", f"{table}-aggregates"],
+            },
+            {
+                "Sid": "EventsStream",
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:DescribeStream",
+                    "dynamodb:GetRecords",
+                    "dynamodb:GetShardIterator",
+                    "dynamodb:ListStreams",
+                ],
+                "Resource": [f"{table}-events/stream/*"],
+            },
+        ],
+    }
+
+
+@main.command("iam-policy")
+@click.option("--account", default="*", show_default=True, help="AWS account id")
+@click.option("--region", default=None, help="AWS region (default: the configured one)")
+def iam_policy(account: str, region: str | None) -> None:
+    """Print the least-privilege IAM policy for the configured tables, as JSON.
+
+    TransactWriteItems has no IAM action of its own: each item is authorised by PutItem,
+    UpdateItem, DeleteItem or ConditionCheckItem on its table. Creating and deleting tables is
+    left to a deployment role.
+    """
+    store = _store()
+    document = iam_policy_document(store.tables.prefix, region or store.region_name, account)
+    click.echo(json.dumps(document, indent=2))
+
+
 def run() -> None:
     """Entry point of ``python -m framework``."""
     main(prog_name="python -m framework")

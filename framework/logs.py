@@ -2,14 +2,65 @@
 
 Library code only ever calls ``structlog.get_logger``; it never configures logging, since that is
 the application's decision. Applications that have no opinion call ``configure_logging``.
+
+The framework's own log lines carry ids, types, versions and durations, never event payloads.
+``redact_sensitive`` goes further for everything logged through the configured pipeline: it drops
+fields that hold payloads or secrets and masks email addresses inside any text (an error message
+may quote the value a rule refused, such as an address already taken).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+
+SENSITIVE_KEYS = frozenset(
+    {
+        "payload",
+        "state",
+        "password",
+        "secret",
+        "token",
+        "authorization",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "credentials",
+    }
+)
+"""Field names whose values are never written to logs (compared case-insensitively)."""
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+REDACTED = "[redacted]"
+
+
+def redact_sensitive(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: drop sensitive fields, mask email addresses in text values."""
+    for key in list(event_dict):
+        if key.lower() in SENSITIVE_KEYS:
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _mask(event_dict[key])
+    return event_dict
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str):
+        return _EMAIL.sub("<email>", value)
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if str(k).lower() in SENSITIVE_KEYS else _mask(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_mask(item) for item in value)
+    return value
 
 
 def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
@@ -24,9 +75,12 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_sensitive,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        # Looked up at each logger's creation, so that a replaced sys.stderr (pytest's capture,
+        # a daemon's redirection) is honoured.
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
+        cache_logger_on_first_use=False,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -126,3 +127,15 @@ def test_events_and_projections_from_the_command_line(
     nothing = cli(dynamodb_local_endpoint, prefix, "projections", "skip", FLAKY, "Account#a")
     assert nothing.returncode == 1
     assert "flaky-balances has no parked event in Account#a" in nothing.stderr
+
+
+def test_iam_policy_covers_exactly_the_tables(dynamodb_local_endpoint: str, prefix: str) -> None:
+    printed = cli(dynamodb_local_endpoint, prefix, "iam-policy", "--account", "123456789012")
+    assert printed.returncode == 0, printed.stderr
+    document = json.loads(printed.stdout)
+    resources = [r for statement in document["Statement"] for r in statement["Resource"]]
+    assert f"arn:aws:dynamodb:us-east-1:123456789012:table/{prefix}-events/index/feed" in resources
+    assert all(prefix in resource for resource in resources)
+    actions = [a for statement in document["Statement"] for a in statement["Action"]]
+    assert "dynamodb:PutItem" in actions and not any(a.endswith("*") for a in actions)
+    assert "dynamodb:DeleteTable" not in actions

@@ -1,0 +1,70 @@
+"""Logs never carry payloads, personal data or credentials."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from example_app.users import ChangeEmail, RegisterUser
+from example_app.wiring import build_application
+from framework import DynamoDBEventStore, InMemoryEventStore, UniqueConstraintViolated
+from framework.logs import configure_logging, redact_sensitive
+
+
+@pytest.fixture
+def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
+    configure_logging("DEBUG", json=True)
+    try:
+        yield capsys
+    finally:
+        structlog.reset_defaults()
+
+
+def test_a_command_log_has_no_personal_data(json_logs: pytest.CaptureFixture[str]) -> None:
+    app = build_application(InMemoryEventStore())
+    app.handle(RegisterUser(user_id="u1", name="Grace Hopper", email="grace@navy.example"))
+    app.handle(ChangeEmail(user_id="u1", email="g.hopper@navy.example"))
+    with pytest.raises(UniqueConstraintViolated):
+        app.handle(RegisterUser(user_id="u2", name="Impostor", email="G.Hopper@NAVY.example "))
+    app.handle(RegisterUser(user_id="u3", name="Ada", email="grace@navy.example"))
+    output = json_logs.readouterr().err
+    lines = [json.loads(line) for line in output.splitlines()]
+    assert [line["event"] for line in lines] == [
+        "command.handled",
+        "command.handled",
+        "command.refused",
+        "command.handled",
+    ]
+    for secret in ("grace", "hopper", "navy", "Grace Hopper", "Impostor", "Ada"):
+        assert secret.lower() not in output.lower()
+    assert "<email>" in lines[2]["reason"]
+
+
+def test_secrets_and_payloads_are_dropped_whatever_logs_them(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    structlog.get_logger("app").info(
+        "called",
+        payload=b'{"email": "x@y.example"}',
+        AWS_SECRET_ACCESS_KEY="abc",
+        nested={"token": "t0k3n", "note": "mail me at me@example.org"},
+        items=["a@b.example", 3],
+    )
+    line = json.loads(json_logs.readouterr().err)
+    assert line["payload"] == "[redacted]" and line["AWS_SECRET_ACCESS_KEY"] == "[redacted]"
+    assert line["nested"] == {"token": "[redacted]", "note": "mail me at <email>"}
+    assert line["items"] == ["<email>", 3]
+
+
+def test_the_store_never_logs_its_credentials(json_logs: pytest.CaptureFixture[str]) -> None:
+    store = DynamoDBEventStore(endpoint_url="http://127.0.0.1:9", table_prefix="x")
+    assert store.client is not None
+    assert "local" not in json_logs.readouterr().err  # the dummy credentials of a local endpoint
+
+
+def test_the_processor_leaves_ordinary_fields_alone() -> None:
+    entry = {"event": "command.handled", "versions": {"User#u1": 2}, "duration_ms": 1.5}
+    assert redact_sensitive(None, "info", dict(entry)) == entry
