@@ -181,6 +181,7 @@ class ProjectionEngine:
         if function is None:
             return []  # not interesting to this projector: the position still moves past it
         envelope = _envelope(record)
+        record = self.store.resolve_payload(record)  # an offloaded payload, delivered by a stream
         error: BaseException | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:

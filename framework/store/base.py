@@ -54,6 +54,14 @@ class EventStore(Protocol):
         """
         ...
 
+    def resolve_payload(self, record: StoredEvent) -> StoredEvent:
+        """The record with its real payload: fetched from S3 when it was offloaded there.
+
+        The store's own reads do this already; runners that receive items from elsewhere (a
+        DynamoDB Stream) call it.
+        """
+        ...
+
     def get_processed_command(self, command_id: str) -> ProcessedCommand | None:
         """The record of a committed command, if its id was processed (and not yet expired)."""
         ...

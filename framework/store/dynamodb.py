@@ -51,6 +51,7 @@ from framework.store.items import (
     item_to_snapshot,
     plan_transaction,
 )
+from framework.store.large_payloads import PayloadStore, forget_uploads, offload, resolve
 from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent, stream_key
 from framework.store.tables import FEED_INDEX, TableNames
 
@@ -102,8 +103,10 @@ class DynamoDBEventStore:
         region_name: str | None = None,
         command_retention: dt.timedelta = dt.timedelta(days=7),
         client_config: Config | None = None,
+        large_payloads: PayloadStore | None = None,
     ) -> None:
         self.tables = TableNames(table_prefix)
+        self.large_payloads = large_payloads
         self.client_config = client_config or default_client_config()
         self.endpoint_url = endpoint_url
         self.region_name = region_name or DEFAULT_REGION
@@ -164,6 +167,16 @@ class DynamoDBEventStore:
 
     def commit(self, change_set: ChangeSet) -> None:
         """Send the change set as one ``TransactWriteItems``; see ``EventStore.commit``."""
+        change_set, uploaded = offload(change_set, self.large_payloads)
+        try:
+            self._send(change_set)
+        except StoreUnavailable:
+            raise  # the outcome is unknown: the uploads may be referenced, keep them
+        except BaseException:
+            forget_uploads(self.large_payloads, uploaded)
+            raise
+
+    def _send(self, change_set: ChangeSet) -> None:
         plan = plan_transaction(change_set, self.tables, command_retention=self.command_retention)
         request = {
             "TransactItems": [_transact_item(write) for write in plan.writes],
@@ -190,7 +203,14 @@ class DynamoDBEventStore:
     ) -> list[StoredEvent]:
         """Query the stream (consistent read, every page) for versions above ``after_version``."""
         key = stream_key(aggregate_type, aggregate_id)
-        return [item_to_event(item) for item in self._query_stream(key, after_version)]
+        return [
+            self.resolve_payload(item_to_event(item))
+            for item in self._query_stream(key, after_version)
+        ]
+
+    def resolve_payload(self, record: StoredEvent) -> StoredEvent:
+        """The record with its offloaded payload fetched back from S3 (and verified)."""
+        return resolve(record, self.large_payloads)
 
     def stream_exists(self, aggregate_type: str, aggregate_id: str) -> bool:
         """One consistent Query for at most one key of the stream."""
@@ -256,7 +276,7 @@ class DynamoDBEventStore:
                     continue
                 if event.occurred_at >= end:
                     return
-                yield event
+                yield self.resolve_payload(event)
             hour += dt.timedelta(hours=1)
 
     def _query_feed(self, partition: str) -> Iterator[Item]:

@@ -24,6 +24,7 @@ from framework.store.items import (
     item_to_snapshot,
     plan_transaction,
 )
+from framework.store.large_payloads import PayloadStore, forget_uploads, offload, resolve
 from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent, stream_key
 from framework.store.tables import TableNames
 
@@ -38,8 +39,10 @@ class InMemoryEventStore:
         *,
         table_prefix: str = "memory",
         command_retention: dt.timedelta = dt.timedelta(days=7),
+        large_payloads: PayloadStore | None = None,
     ) -> None:
         self.tables = TableNames(table_prefix)
+        self.large_payloads = large_payloads
         self.command_retention = command_retention
         self._lock = threading.Lock()
         self._aggregates: dict[str, Item] = {}
@@ -53,12 +56,19 @@ class InMemoryEventStore:
 
     def commit(self, change_set: ChangeSet) -> None:
         """Apply the change set atomically, under the same conditions as DynamoDB."""
-        plan = plan_transaction(change_set, self.tables, command_retention=self.command_retention)
-        with self._lock:
-            reasons = [self._check(write) for write in plan.writes]
-            if any(reason is not _OK for reason in reasons):
-                raise explain_cancellation(plan, reasons)
-            self._apply(plan)
+        change_set, uploaded = offload(change_set, self.large_payloads)
+        try:
+            plan = plan_transaction(
+                change_set, self.tables, command_retention=self.command_retention
+            )
+            with self._lock:
+                reasons = [self._check(write) for write in plan.writes]
+                if any(reason is not _OK for reason in reasons):
+                    raise explain_cancellation(plan, reasons)
+                self._apply(plan)
+        except BaseException:
+            forget_uploads(self.large_payloads, uploaded)
+            raise
 
     def load_events(
         self, aggregate_type: str, aggregate_id: str, after_version: int = 0
@@ -67,7 +77,12 @@ class InMemoryEventStore:
         key = stream_key(aggregate_type, aggregate_id)
         with self._lock:
             stream = self._events.get(key, {})
-            return [self._record(key, v, stream[v]) for v in sorted(stream) if v > after_version]
+            records = [self._record(key, v, stream[v]) for v in sorted(stream) if v > after_version]
+        return [self.resolve_payload(record) for record in records]
+
+    def resolve_payload(self, record: StoredEvent) -> StoredEvent:
+        """The record with its offloaded payload fetched back (see ``large_payloads``)."""
+        return resolve(record, self.large_payloads)
 
     def _record(self, key: str, version: int, item: Item) -> StoredEvent:
         record = self._records.get((key, version))
@@ -105,7 +120,7 @@ class InMemoryEventStore:
                 continue
             if until is not None and event.occurred_at >= until:
                 continue
-            yield event
+            yield self.resolve_payload(event)
 
     def get_processed_command(self, command_id: str) -> ProcessedCommand | None:
         """The stored record of a processed command id, if any."""

@@ -186,16 +186,24 @@ class EventStoreContract:
             store.commit(change_set([("a1", 0, 99)]))
         assert stream_dump(store, ["a1"]) == [[], None]
 
-    def test_an_item_over_400_kb_is_refused_before_writing(self, store: EventStore) -> None:
-        payload = os.urandom(MAX_ITEM_BYTES)
-        with pytest.raises(ChangeSetTooLarge, match="per item"):
+    def test_an_event_too_large_without_s3_is_refused_before_writing(
+        self, store: EventStore
+    ) -> None:
+        payload = os.urandom(350 * 1024)  # incompressible, over the offload threshold
+        with pytest.raises(ChangeSetTooLarge, match="S3PayloadStore"):
             store.commit(change_set([("a1", 0, 1)], payload=payload))
         assert stream_dump(store, ["a1"]) == [[], None]
 
+    def test_an_item_over_400_kb_is_refused_before_writing(self, store: EventStore) -> None:
+        state = os.urandom(MAX_ITEM_BYTES)
+        with pytest.raises(ChangeSetTooLarge, match="per item"):
+            store.commit(change_set([("a1", 0, 1)], snapshot_state=state))
+        assert stream_dump(store, ["a1"]) == [[], None]
+
     def test_a_change_set_over_4_mb_is_refused_before_writing(self, store: EventStore) -> None:
-        payload = os.urandom(390 * 1024)
+        payload = os.urandom(290 * 1024)
         with pytest.raises(ChangeSetTooLarge, match="per transaction"):
-            store.commit(change_set([("a1", 0, 11)], payload=payload))
+            store.commit(change_set([("a1", 0, 15)], payload=payload))
         assert stream_dump(store, ["a1"]) == [[], None]
 
     def test_a_key_over_2048_bytes_is_refused_before_writing(self, store: EventStore) -> None:
