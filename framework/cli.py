@@ -273,10 +273,12 @@ def _release(projector_spec: str, stream: str, *, skip: bool) -> None:
 # -- IAM -----------------------------------------------------------------------------------
 
 
-def iam_policy_document(prefix: str, region: str, account: str) -> dict[str, Any]:
+def iam_policy_document(
+    prefix: str, region: str, account: str, bucket: str | None = None
+) -> dict[str, Any]:
     """The least-privilege policy of an application using the tables of ``prefix``."""
     table = f"arn:aws:dynamodb:{region}:{account}:table/{prefix}"
-    return {
+    document: dict[str, Any] = {
         "Version": "2012-10-17",
         "Statement": [
             {
@@ -318,12 +320,23 @@ def iam_policy_document(prefix: str, region: str, account: str) -> dict[str, Any
             },
         ],
     }
+    if bucket:
+        document["Statement"].append(
+            {
+                "Sid": "OffloadedPayloads",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/events/*"],
+            }
+        )
+    return document
 
 
 @main.command("iam-policy")
 @click.option("--account", default="*", show_default=True, help="AWS account id")
 @click.option("--region", default=None, help="AWS region (default: the configured one)")
-def iam_policy(account: str, region: str | None) -> None:
+@click.option("--bucket", default=None, help="S3 bucket of offloaded large payloads, if any")
+def iam_policy(account: str, region: str | None, bucket: str | None) -> None:
     """Print the least-privilege IAM policy for the configured tables, as JSON.
 
     TransactWriteItems has no IAM action of its own: each item is authorised by PutItem,
@@ -331,7 +344,9 @@ def iam_policy(account: str, region: str | None) -> None:
     left to a deployment role.
     """
     store = _store()
-    document = iam_policy_document(store.tables.prefix, region or store.region_name, account)
+    document = iam_policy_document(
+        store.tables.prefix, region or store.region_name, account, bucket
+    )
     click.echo(json.dumps(document, indent=2))
 
 

@@ -139,3 +139,6 @@ def test_iam_policy_covers_exactly_the_tables(dynamodb_local_endpoint: str, pref
     actions = [a for statement in document["Statement"] for a in statement["Action"]]
     assert "dynamodb:PutItem" in actions and not any(a.endswith("*") for a in actions)
     assert "dynamodb:DeleteTable" not in actions
+    with_bucket = cli(dynamodb_local_endpoint, prefix, "iam-policy", "--bucket", "big-events")
+    statements = json.loads(with_bucket.stdout)["Statement"]
+    assert statements[-1]["Resource"] == ["arn:aws:s3:::big-events/events/*"]
