@@ -14,10 +14,18 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="play a short banking story and print what happened")
     demo.add_argument("-v", "--verbose", action="store_true", help="show the framework's logs")
+    serve = commands.add_parser("serve", help="serve the example app over HTTP (FastAPI)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("-v", "--verbose", action="store_true", help="show the framework's logs")
     arguments = parser.parse_args(argv)
     configure_logging("INFO" if arguments.verbose else "WARNING")
     if arguments.command == "demo":
         run_demo(sys.stdout)
+    else:
+        from example_app.http_api import serve as serve_http
+
+        serve_http(arguments.host, arguments.port)
     return 0
 
 
