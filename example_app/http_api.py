@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pynamodb.exceptions import DoesNotExist
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from example_app.bank import (
     CloseAccount,
@@ -192,9 +193,15 @@ def create_app(store: DynamoDBEventStore, *, project_synchronously: bool = True)
     @api.exception_handler(RequestValidationError)
     def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
         details = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in error.errors()
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}"
+            for e in error.errors()
         )
         return problem(422, "invalid request", details)
+
+    @api.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # Unknown paths, wrong methods: problem documents too, like every other error.
+        return problem(error.status_code, str(error.detail), str(error.detail), error.headers)
 
     @api.exception_handler(FrameworkError)
     def _framework_error(request: Request, error: FrameworkError) -> JSONResponse:

@@ -1,0 +1,47 @@
+"""schemathesis against the example app's OpenAPI description: no input makes it fail (5xx)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from example_app.http_api import create_app
+from example_app.read_models import create_read_model_tables
+from framework import DynamoDBEventStore
+from tests.conftest import unique_prefix
+
+pytestmark = pytest.mark.dynamodb_local
+
+
+@pytest.fixture(scope="module")
+def fuzzed_store(dynamodb_local_endpoint: str) -> Iterator[DynamoDBEventStore]:
+    store = DynamoDBEventStore(table_prefix=unique_prefix(), endpoint_url=dynamodb_local_endpoint)
+    store.create_tables()
+    create_read_model_tables(store)
+    yield store
+    store.delete_tables()
+
+
+@pytest.fixture
+def api_schema(fuzzed_store: DynamoDBEventStore) -> Any:
+    return schemathesis.openapi.from_asgi("/openapi.json", create_app(fuzzed_store))
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_request_makes_the_api_fail(case: Any) -> None:
+    response = case.call()
+    assert response.status_code < 500, (case.method, case.path, response.text)
+    if response.status_code >= 400:
+        content_type = response.headers["content-type"]
+        if isinstance(content_type, list):  # schemathesis keeps every value of a header
+            content_type = content_type[0]
+        assert content_type == "application/problem+json", response.text
+        assert response.json()["status"] == response.status_code
