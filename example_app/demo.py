@@ -82,8 +82,11 @@ class Narrator:
             self.line(f"* {title}")
         try:
             result = self.app.handle(command)
-        except (DomainError, UniqueConstraintViolated) as error:
+        except DomainError as error:
             self.line(f"    refused: {error}")
+            return
+        except UniqueConstraintViolated as error:  # the claimed value is a hash: name the scope
+            self.line(f"    refused: that {error.scope} belongs to someone else")
             return
         versions = ", ".join(f"{stream} v{version}" for stream, version in result.versions.items())
         if result.duplicate:

@@ -205,6 +205,10 @@ def create_app(store: DynamoDBEventStore, *, project_synchronously: bool = True)
 
     @api.exception_handler(FrameworkError)
     def _framework_error(request: Request, error: FrameworkError) -> JSONResponse:
+        if isinstance(error, UniqueConstraintViolated):  # the claimed value is a hash
+            return problem(
+                409, "value already taken", f"that {error.scope} belongs to someone else"
+            )
         for error_type, status, title in _STATUS_OF:
             if isinstance(error, error_type):
                 headers = {"Retry-After": "1"} if status == 503 else None

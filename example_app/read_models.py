@@ -183,6 +183,12 @@ class UserDirectory(_ReadModelProjector, name="user-directory"):
 
     aggregate_types = frozenset({"User"})
 
+    def __init__(self, store: DynamoDBEventStore | None = None) -> None:
+        super().__init__(store)
+        from example_app.wiring import key_ring
+
+        self.key_ring = key_ring(self.store)  # names and emails are encrypted per user
+
     @event_handler(UserRegistered)
     def _registered(self, event: UserRegistered, envelope: Envelope) -> None:
         self.save(self.models.users(envelope.aggregate_id, name=event.name, email=event.email))

@@ -3,10 +3,18 @@
 
 The email's uniqueness is a unique-value claim written in the same transaction as the user's
 events, not a look-up in a read model: two simultaneous registrations with one address cannot both
-succeed. Emails are normalised (trimmed, lower-cased) before they are claimed.
+succeed. Emails are normalised (trimmed, lower-cased) and claimed by their SHA-256, so the claim
+items hold no address in clear.
+
+Names and emails are personal data: stored encrypted with the user's own key. "Forget me" emits
+``UserForgotten``, which deletes that key once committed: every copy of the user's name and email,
+in events, snapshots and backups, becomes unreadable, and the stream still replays (the fields
+read as erased).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from attrs import frozen
 
@@ -17,6 +25,7 @@ from framework import (
     Event,
     command_handler,
     event_handler,
+    personal,
     target_id,
 )
 
@@ -50,20 +59,26 @@ class ForgetUser(Command):
     user_id: str = target_id()
 
 
+def email_claim(email: str) -> str:
+    """The value claimed for an address: its SHA-256, so no claim item shows an address."""
+    return hashlib.sha256(email.encode()).hexdigest()
+
+
 @frozen
 class UserRegistered(Event):
-    name: str
-    email: str
+    name: str = personal()
+    email: str = personal()
 
 
 @frozen
 class EmailChanged(Event):
-    email: str
+    email: str = personal()
 
 
 @frozen
-class UserForgotten(Event):
-    """Personal data is no longer shown; the stream stays replayable."""
+class UserForgotten(Event, forgets_subject=True):
+    """Personal data is erased for good (the user's key is deleted); the stream stays
+    replayable."""
 
 
 class User(Aggregate):
@@ -76,7 +91,7 @@ class User(Aggregate):
         if not command.name.strip():
             raise DomainError("a user needs a name")
         email = normalise_email(command.email)
-        self.claim_unique(EMAIL_SCOPE, email)
+        self.claim_unique(EMAIL_SCOPE, email_claim(email))
         self.emit(UserRegistered(name=command.name.strip(), email=email))
 
     @command_handler(ChangeEmail)
@@ -86,15 +101,15 @@ class User(Aggregate):
         if email == self.email:
             return
         if self.email is not None:
-            self.release_unique(EMAIL_SCOPE, self.email)
-        self.claim_unique(EMAIL_SCOPE, email)
+            self.release_unique(EMAIL_SCOPE, email_claim(self.email))
+        self.claim_unique(EMAIL_SCOPE, email_claim(email))
         self.emit(EmailChanged(email=email))
 
     @command_handler(ForgetUser)
     def forget(self, command: ForgetUser) -> None:
         self._require_known()
         if self.email is not None:
-            self.release_unique(EMAIL_SCOPE, self.email)
+            self.release_unique(EMAIL_SCOPE, email_claim(self.email))
         self.emit(UserForgotten())
 
     def _require_known(self) -> None:

@@ -11,8 +11,10 @@ from framework.domain import (
     Event,
     command_handler,
     event_handler,
+    personal,
     target_id,
 )
+from framework.encryption import ERASED, KeyRing, KmsKeyWrapper, LocalKeyWrapper
 from framework.errors import (
     AggregateAlreadyExists,
     AggregateNotFound,
@@ -46,6 +48,7 @@ from framework.unit_of_work import UnitOfWork
 from framework.upcasting import upcaster
 
 __all__ = [
+    "ERASED",
     "Aggregate",
     "AggregateAlreadyExists",
     "AggregateCache",
@@ -74,6 +77,9 @@ __all__ = [
     "InMemoryPositionStore",
     "InvalidCommand",
     "InvalidEvent",
+    "KeyRing",
+    "KmsKeyWrapper",
+    "LocalKeyWrapper",
     "MissingEventHandler",
     "NoSnapshots",
     "PositionStore",
@@ -90,6 +96,7 @@ __all__ = [
     "UnknownEventType",
     "command_handler",
     "event_handler",
+    "personal",
     "target_id",
     "upcaster",
 ]

@@ -25,6 +25,7 @@ from framework.domain import (
     command_handler_spec,
     command_target_field,
 )
+from framework.encryption import KeyRing
 from framework.errors import (
     AggregateAlreadyExists,
     AggregateNotFound,
@@ -107,6 +108,8 @@ class Application:
     ``@command_handler`` taking ``(uow, command)``, for commands that change several aggregates in
     one transaction. ``snapshots`` maps aggregate classes to snapshot policies (default: none).
     ``cache`` (an ``AggregateCache``) lets aggregates this process committed skip the load.
+    ``keys`` (a ``KeyRing``) encrypts fields marked ``personal()``; it is required when any event
+    has such fields.
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class Application:
         max_attempts: int = 8,
         backoff: Backoff | None = None,
         cache: AggregateCache | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
         if max_attempts < 1:
             raise DefinitionError("max_attempts must be at least 1")
@@ -129,13 +133,18 @@ class Application:
         self.max_attempts = max_attempts
         self.backoff = backoff or Backoff()
         self.cache = cache
-        self.registry = EventRegistry(event_types)
+        self.registry = EventRegistry(event_types, keys=keys)
         self._routes: dict[type[Command], _Route] = {}
         self._aggregates_by_type: dict[str, type[Aggregate]] = {}
         for aggregate_class in self.aggregates:
             self._register_aggregate(aggregate_class)
         for function in handlers:
             self._register_function(function)
+        if keys is None and self.registry.has_personal_data(self.registry.classes()):
+            raise DefinitionError(
+                "some events have personal() fields: give the Application a KeyRing "
+                "(keys=KeyRing(...)) so that they are stored encrypted"
+            )
         for aggregate_class in self.snapshot_policies:
             if aggregate_class not in self.aggregates:
                 raise DefinitionError(

@@ -40,10 +40,12 @@ __all__ = [
     "Event",
     "command_handler",
     "event_handler",
+    "personal",
     "target_id",
 ]
 
 _TARGET_MARK = "framework.target_id"
+_PERSONAL_MARK = "framework.personal"
 _COMMAND_MARK = "__framework_command_handler__"
 _EVENT_MARK = "__framework_event_handler__"
 
@@ -69,9 +71,16 @@ class Event:
     """
 
     def __init_subclass__(
-        cls, *, name: str | None = None, version: int | None = None, **kwargs: Any
+        cls,
+        *,
+        name: str | None = None,
+        version: int | None = None,
+        forgets_subject: bool | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
+        if forgets_subject is not None:
+            cls.__forgets_subject__ = forgets_subject
         # attrs rebuilds slotted classes (without the class keywords) and copies the class
         # namespace, so keep what the first pass set instead of resetting it to the defaults.
         if name is not None:
@@ -87,6 +96,9 @@ class Event:
 
     __event_name__: ClassVar[str] = "Event"
     __event_version__: ClassVar[int] = 1
+    __forgets_subject__: ClassVar[bool] = False
+    """True for an event that erases its aggregate's personal data once committed (the key ring
+    deletes the aggregate's data key): ``class UserForgotten(Event, forgets_subject=True)``."""
 
     def __attrs_post_init__(self) -> None:
         problems = check_fields(self)
@@ -134,6 +146,30 @@ def target_id(**kwargs: Any) -> Any:
     metadata = dict(kwargs.pop("metadata", None) or {})
     metadata[_TARGET_MARK] = True
     return attrs.field(metadata=metadata, **kwargs)
+
+
+def personal(**kwargs: Any) -> Any:
+    """Mark an event field as personal data: stored encrypted with its subject's key.
+
+    The subject is the aggregate whose stream holds the event. Once the subject is forgotten the
+    field reads back as ``framework.encryption.ERASED`` (``None`` for an optional field). Only
+    text fields (``str`` or ``str | None``) can be personal. Accepts ``attrs.field`` arguments.
+    """
+    metadata = dict(kwargs.pop("metadata", None) or {})
+    metadata[_PERSONAL_MARK] = True
+    return attrs.field(metadata=metadata, **kwargs)
+
+
+_personal_fields: dict[type, tuple[str, ...]] = {}
+
+
+def personal_fields(event_class: type[Event]) -> tuple[str, ...]:
+    """The names of the fields of ``event_class`` marked ``personal()``."""
+    known = _personal_fields.get(event_class)
+    if known is None:
+        known = tuple(f.name for f in attrs.fields(event_class) if f.metadata.get(_PERSONAL_MARK))
+        _personal_fields[event_class] = known
+    return known
 
 
 _target_fields: dict[type, str | None] = {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import typing
 import uuid
 import zlib
 from collections.abc import Iterable, Mapping
@@ -31,8 +32,10 @@ from framework.domain import (
     aggregate_state_fields,
     event_schema_version,
     event_type_name,
+    personal_fields,
     undeclared_state,
 )
+from framework.encryption import ENCRYPTED_MARK, ERASED, KeyRing
 from framework.errors import CorruptEvent, DefinitionError, UnknownEventType
 from framework.upcasting import check_upcasters, upcast
 
@@ -97,8 +100,11 @@ class EncodedEvent:
 class EventRegistry:
     """Maps stored event type names to event classes and back."""
 
-    def __init__(self, event_classes: Iterable[type[Event]] = ()) -> None:
+    def __init__(
+        self, event_classes: Iterable[type[Event]] = (), *, keys: KeyRing | None = None
+    ) -> None:
         self._by_name: dict[str, type[Event]] = {}
+        self.keys = keys
         for event_class in event_classes:
             self.register(event_class)
 
@@ -112,22 +118,36 @@ class EventRegistry:
                 f"{known.__qualname__} and {event_class.__module__}.{event_class.__qualname__}"
             )
         check_upcasters(event_class)
+        _check_personal_fields(event_class)
         self._by_name[name] = event_class
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
 
+    def classes(self) -> list[type[Event]]:
+        """Every registered event class."""
+        return list(self._by_name.values())
+
     def names(self) -> list[str]:
         """All registered type names, sorted."""
         return sorted(self._by_name)
 
-    def encode(self, event: Event) -> EncodedEvent:
-        """Serialize ``event`` for storage."""
+    def encode(self, event: Event, subject: str | None = None) -> EncodedEvent:
+        """Serialize ``event`` for storage; personal fields are encrypted with ``subject``'s key."""
         event_class = type(event)
+        name = event_type_name(event_class)
         document = converter.unstructure(event, event_class)
-        return EncodedEvent(
-            event_type_name(event_class), event_schema_version(event_class), encode_json(document)
-        )
+        for field in personal_fields(event_class):
+            value = document.get(field)
+            if value is None:
+                continue
+            if self.keys is None or subject is None:
+                raise DefinitionError(
+                    f"{event_class.__name__}.{field} is personal data: give the Application a "
+                    "KeyRing (keys=...) so that it is stored encrypted"
+                )
+            document[field] = self.keys.encrypt_text(subject, value, f"{name}.{field}")
+        return EncodedEvent(name, event_schema_version(event_class), encode_json(document))
 
     def decode(
         self, event_type: str, schema: int, payload: bytes, *, stream: str, version: int
@@ -148,10 +168,54 @@ class EventRegistry:
             document = decode_json(payload)
             if schema < current:
                 document = upcast(event_type, schema, current, document)
+            self._decrypt_personal(event_class, event_type, document, stream)
             event: Event = converter.structure(document, event_class)
         except Exception as error:
             raise CorruptEvent(stream, version, f"cannot decode {event_type}: {error}") from error
         return event
+
+    def _decrypt_personal(
+        self, event_class: type[Event], name: str, document: dict[str, Any], stream: str
+    ) -> None:
+        fields = personal_fields(event_class)
+        if not fields:
+            return
+        subject = stream.partition("#")[2]
+        for field in fields:
+            value = document.get(field)
+            if not (isinstance(value, dict) and ENCRYPTED_MARK in value):
+                continue
+            text = (
+                None
+                if self.keys is None
+                else self.keys.decrypt_text(subject, value, f"{name}.{field}")
+            )
+            if text is None:  # the subject was forgotten (or no key ring can read it)
+                text = None if _optional(event_class, field) else ERASED
+            document[field] = text
+
+    def has_personal_data(self, event_classes: Iterable[type[Event]]) -> bool:
+        """True when any of ``event_classes`` has personal fields."""
+        return any(personal_fields(event_class) for event_class in event_classes)
+
+
+def _check_personal_fields(event_class: type[Event]) -> None:
+    hints = typing.get_type_hints(event_class) if personal_fields(event_class) else {}
+    for field in personal_fields(event_class):
+        hint = hints.get(field)
+        if hint is not str and not _is_optional_str(hint):
+            raise DefinitionError(
+                f"{event_class.__name__}.{field} is marked personal() but is {hint!r}: "
+                "personal fields must be str or str | None"
+            )
+
+
+def _is_optional_str(hint: Any) -> bool:
+    return set(typing.get_args(hint)) == {str, type(None)}
+
+
+def _optional(event_class: type[Event], field: str) -> bool:
+    return _is_optional_str(typing.get_type_hints(event_class).get(field))
 
 
 def state_schema(aggregate_class: type[Aggregate]) -> str:
@@ -178,8 +242,15 @@ class SnapshotStateError(DefinitionError):
     """An aggregate holds state that a snapshot would silently lose."""
 
 
-def encode_state(aggregate: Aggregate) -> bytes:
-    """Serialize the declared state of ``aggregate`` for a snapshot."""
+_ENCRYPTED_STATE = ord("e")
+
+
+def encode_state(aggregate: Aggregate, keys: KeyRing | None = None) -> bytes:
+    """Serialize the declared state of ``aggregate`` for a snapshot.
+
+    With ``keys``, the whole state is encrypted with the aggregate's data key (the caller passes
+    keys only for aggregates that hold personal data).
+    """
     undeclared = undeclared_state(aggregate)
     if undeclared:
         raise SnapshotStateError(
@@ -193,12 +264,31 @@ def encode_state(aggregate: Aggregate) -> bytes:
         for name, hint in fields.items()
         if name in state
     }
-    return encode_json(document)
+    encoded = encode_json(document)
+    if keys is None:
+        return encoded
+    context = f"snapshot:{aggregate.aggregate_type()}"
+    return bytes([_ENCRYPTED_STATE]) + keys.encrypt_blob(aggregate.id, encoded, context)
 
 
-def decode_state(aggregate_class: type[Aggregate], payload: bytes) -> Mapping[str, Any]:
-    """Deserialize a snapshot's state into attribute values for ``aggregate_class``."""
+def decode_state(
+    aggregate_class: type[Aggregate],
+    payload: bytes,
+    keys: KeyRing | None = None,
+    aggregate_id: str = "",
+) -> Mapping[str, Any]:
+    """Deserialize a snapshot's state into attribute values for ``aggregate_class``.
+
+    An encrypted state whose key is gone raises ``ValueError``: the snapshot is then ignored and
+    the stream replayed, with its personal fields erased.
+    """
     fields = aggregate_state_fields(aggregate_class)
+    if payload[:1] == bytes([_ENCRYPTED_STATE]):
+        context = f"snapshot:{aggregate_class.aggregate_type()}"
+        plain = None if keys is None else keys.decrypt_blob(aggregate_id, payload[1:], context)
+        if plain is None:
+            raise ValueError("the snapshot is encrypted with a key that is gone")
+        payload = plain
     document = decode_json(payload)
     if not isinstance(document, dict):
         raise ValueError("snapshot state is not a JSON object")

@@ -16,7 +16,8 @@ import attrs
 import structlog
 
 from framework.cache import AggregateCache
-from framework.domain import Aggregate, Command, Event
+from framework.domain import Aggregate, Command, Event, event_type_name
+from framework.encryption import KeyRing
 from framework.errors import (
     AggregateAlreadyExists,
     AggregateNotFound,
@@ -194,7 +195,27 @@ class UnitOfWork:
             tracked.loaded_version = tracked.aggregate.version
             if self.cache is not None:
                 self.cache.put(tracked.aggregate)
+        self._forget_subjects(new_events, changes)
         return result
+
+    def _forget_subjects(self, events: list[Event], changes: list[AggregateChange]) -> None:
+        """Delete the data keys of aggregates that committed a ``forgets_subject`` event."""
+        keys = self.registry.keys
+        if keys is None or not any(type(e).__forgets_subject__ for e in events):
+            return
+        for change in changes:
+            names = {record.event_type for record in change.events}
+            forgetting = [cls for cls in self._event_classes(names) if cls.__forgets_subject__]
+            if forgetting:
+                keys.forget(change.aggregate_id)
+                log.info(
+                    "subject.forgotten",
+                    aggregate_type=change.aggregate_type,
+                    aggregate_id=change.aggregate_id,
+                )
+
+    def _event_classes(self, names: set[str]) -> list[type[Event]]:
+        return [cls for cls in self.registry.classes() if event_type_name(cls) in names]
 
     def forget_cached(self) -> None:
         """Drop every aggregate of this unit of work from the cache (after a failed commit)."""
@@ -212,7 +233,7 @@ class UnitOfWork:
         aggregate_type = aggregate.aggregate_type()
         stored = []
         for offset, event in enumerate(events, start=1):
-            encoded = self.registry.encode(event)
+            encoded = self.registry.encode(event, aggregate.id)
             stored.append(
                 StoredEvent(
                     aggregate_type=aggregate_type,
@@ -240,7 +261,7 @@ class UnitOfWork:
         aggregate = tracked.aggregate
         if not self._policy(type(aggregate))(aggregate, tracked.loaded_version):
             return None
-        state = encode_state(aggregate)
+        state = encode_state(aggregate, self._keys_for(type(aggregate)))
         if len(state) > MAX_ITEM_BYTES - _SNAPSHOT_HEADROOM:
             # A snapshot only speeds up loading; refusing the command because of it would be
             # worse than a slower load.
@@ -260,6 +281,15 @@ class UnitOfWork:
             created_at=now,
         )
 
+    def _keys_for(self, aggregate_class: type[Aggregate]) -> KeyRing | None:
+        """The key ring, when the aggregate's events carry personal data (its snapshots too)."""
+        keys = self.registry.keys
+        if keys is not None and self.registry.has_personal_data(
+            aggregate_class.handled_event_types()
+        ):
+            return keys
+        return None
+
     @property
     def aggregates(self) -> list[Aggregate]:
         """The aggregates loaded or created so far."""
@@ -274,6 +304,7 @@ def load_aggregate(
     *,
     use_snapshot: bool,
 ) -> A | None:
+    # A snapshot of an aggregate with personal data is encrypted; decoding needs the key ring.
     """Rebuild an aggregate from its snapshot (when usable) and the events after it.
 
     Returns ``None`` when the stream is empty. A snapshot written for another shape of the class
@@ -285,7 +316,7 @@ def load_aggregate(
     if use_snapshot:
         snapshot = store.load_snapshot(aggregate_type, aggregate_id)
         if snapshot is not None:
-            aggregate = _restore(aggregate_class, snapshot)
+            aggregate = _restore(aggregate_class, snapshot, registry.keys)
     start = aggregate.version if aggregate is not None else 0
     records = store.load_events(aggregate_type, aggregate_id, start)
     if aggregate is None:
@@ -305,7 +336,7 @@ def load_aggregate(
     return aggregate
 
 
-def _restore(aggregate_class: type[A], snapshot: Snapshot) -> A | None:
+def _restore(aggregate_class: type[A], snapshot: Snapshot, keys: KeyRing | None) -> A | None:
     expected = state_schema(aggregate_class)
     if snapshot.schema != expected:
         log.info(
@@ -317,7 +348,7 @@ def _restore(aggregate_class: type[A], snapshot: Snapshot) -> A | None:
         )
         return None
     try:
-        state = decode_state(aggregate_class, snapshot.state)
+        state = decode_state(aggregate_class, snapshot.state, keys, snapshot.aggregate_id)
     except Exception as error:  # any failure (JSON, cattrs' exception groups) means: replay
         log.warning(
             "snapshot.ignored_undecodable",

@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 import structlog
 
+from framework.encryption import KeyRing
 from framework.errors import CorruptEvent
 from framework.projections.projector import Envelope, Projector
 from framework.serialization import EventRegistry
@@ -72,6 +73,7 @@ class ProjectionEngine:
         *,
         max_attempts: int = 3,
         retry_delay: float = 0.05,
+        keys: KeyRing | None = None,
     ) -> None:
         self.projector = projector
         self.name = projector.projector_name()
@@ -79,7 +81,7 @@ class ProjectionEngine:
         self.positions = positions
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
-        self.registry = EventRegistry(projector.event_classes())
+        self.registry = EventRegistry(projector.event_classes(), keys=keys or projector.key_ring)
 
     def apply(self, records: Iterable[StoredEvent]) -> ApplyReport:
         """Apply delivered records (any order, duplicates allowed) stream by stream."""

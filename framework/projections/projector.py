@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import attrs
 
 from framework.domain import Event, collect_event_handlers, event_type_name
+from framework.encryption import KeyRing
 from framework.errors import DefinitionError
 from framework.store.positions import TransactItem
 
@@ -55,6 +56,8 @@ class Projector:
 
     __projector_name__: ClassVar[str] = "Projector"
     aggregate_types: ClassVar[frozenset[str] | None] = None
+    key_ring: KeyRing | None = None
+    """The key ring that reads personal fields; without one they read as erased."""
     _event_handlers: ClassVar[dict[type[Event], Callable[..., Any]]] = {}
     _handlers_by_name: ClassVar[dict[str, Callable[..., Any]]] = {}
 

@@ -22,7 +22,7 @@ EXPECTED_LINES = [
     "concurrently: expected version 6, found 7",
     "Application.handle reloads and re-runs such a command by itself: committed 1 event(s): "
     "Account#alice v8",
-    "refused: user-email 'carol@example.com' is already taken",
+    "refused: that user-email belongs to someone else",
     "Alice's account is at version 8; its latest snapshot is at version 5 (one every 5 events).",
     "Loading it took 2 requests: GetItem, Query.",
     "The projectors caught up over the feed index; the read models:",
