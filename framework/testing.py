@@ -20,6 +20,7 @@ The pytest fixtures live in ``framework.pytest_plugin``, loaded automatically by
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +28,7 @@ from typing import Any
 
 from framework.application import Application
 from framework.domain import Aggregate, Command, Event, command_target_field
+from framework.encryption import KeyRing, LocalKeyWrapper
 from framework.results import CommandResult
 from framework.snapshots import SnapshotPolicy
 from framework.store.memory import InMemoryEventStore
@@ -47,8 +49,14 @@ class Scenario:
         snapshots: dict[type[Aggregate], SnapshotPolicy] | None = None,
     ) -> None:
         self.store = InMemoryEventStore()
+        # A throw-away key ring, so that aggregates with personal() fields work in scenarios.
+        self.keys = KeyRing(LocalKeyWrapper(os.urandom(32)))
         self.app = Application(
-            store=self.store, aggregates=aggregates, handlers=handlers, snapshots=snapshots
+            store=self.store,
+            aggregates=aggregates,
+            handlers=handlers,
+            snapshots=snapshots,
+            keys=self.keys,
         )
         self._aggregates = aggregates
         self._history: list[tuple[type[Aggregate] | None, str | None, tuple[Event, ...]]] = []
@@ -106,7 +114,7 @@ class Scenario:
         stored = []
         for offset, event in enumerate(events, start=1):
             self.app.registry.register(type(event))
-            encoded = self.app.registry.encode(event)
+            encoded = self.app.registry.encode(event, aggregate_id)
             stored.append(
                 StoredEvent(
                     aggregate_type=aggregate_type,

@@ -87,3 +87,13 @@ def test_multi_aggregate_handlers_with_given_stream() -> None:
 
 def test_plugin_fixture_gives_a_fresh_store(event_store: InMemoryEventStore) -> None:
     assert event_store.load_events("Account", "a") == []
+
+
+def test_scenarios_work_with_personal_data() -> None:
+    from example_app.users import ForgetUser, RegisterUser, User, UserForgotten, UserRegistered
+
+    scenario(User).when(RegisterUser(user_id="u", name="Ann", email="Ann@Example.org")).then(
+        UserRegistered(name="Ann", email="ann@example.org")
+    )
+    run = scenario(User).given(UserRegistered(name="Ann", email="ann@example.org"))
+    run.when(ForgetUser(user_id="u")).then(UserForgotten())
