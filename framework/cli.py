@@ -274,7 +274,11 @@ def _release(projector_spec: str, stream: str, *, skip: bool) -> None:
 
 
 def iam_policy_document(
-    prefix: str, region: str, account: str, bucket: str | None = None
+    prefix: str,
+    region: str,
+    account: str,
+    bucket: str | None = None,
+    kms_key: str | None = None,
 ) -> dict[str, Any]:
     """The least-privilege policy of an application using the tables of ``prefix``."""
     table = f"arn:aws:dynamodb:{region}:{account}:table/{prefix}"
@@ -329,6 +333,20 @@ def iam_policy_document(
                 "Resource": [f"arn:aws:s3:::{bucket}/events/*"],
             }
         )
+    if kms_key:
+        key_arn = (
+            kms_key
+            if kms_key.startswith("arn:")
+            else (f"arn:aws:kms:{region}:{account}:key/{kms_key}")
+        )
+        document["Statement"].append(
+            {
+                "Sid": "PersonalDataKeys",
+                "Effect": "Allow",
+                "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                "Resource": [key_arn],
+            }
+        )
     return document
 
 
@@ -336,7 +354,8 @@ def iam_policy_document(
 @click.option("--account", default="*", show_default=True, help="AWS account id")
 @click.option("--region", default=None, help="AWS region (default: the configured one)")
 @click.option("--bucket", default=None, help="S3 bucket of offloaded large payloads, if any")
-def iam_policy(account: str, region: str | None, bucket: str | None) -> None:
+@click.option("--kms-key", default=None, help="KMS key (id or ARN) wrapping personal-data keys")
+def iam_policy(account: str, region: str | None, bucket: str | None, kms_key: str | None) -> None:
     """Print the least-privilege IAM policy for the configured tables, as JSON.
 
     TransactWriteItems has no IAM action of its own: each item is authorised by PutItem,
@@ -345,7 +364,7 @@ def iam_policy(account: str, region: str | None, bucket: str | None) -> None:
     """
     store = _store()
     document = iam_policy_document(
-        store.tables.prefix, region or store.region_name, account, bucket
+        store.tables.prefix, region or store.region_name, account, bucket, kms_key
     )
     click.echo(json.dumps(document, indent=2))
 

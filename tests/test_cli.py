@@ -142,3 +142,9 @@ def test_iam_policy_covers_exactly_the_tables(dynamodb_local_endpoint: str, pref
     with_bucket = cli(dynamodb_local_endpoint, prefix, "iam-policy", "--bucket", "big-events")
     statements = json.loads(with_bucket.stdout)["Statement"]
     assert statements[-1]["Resource"] == ["arn:aws:s3:::big-events/events/*"]
+    with_key = cli(
+        dynamodb_local_endpoint, prefix, "iam-policy", "--account", "1", "--kms-key", "k-1"
+    )
+    last = json.loads(with_key.stdout)["Statement"][-1]
+    assert last["Action"] == ["kms:GenerateDataKey", "kms:Decrypt"]
+    assert last["Resource"] == ["arn:aws:kms:us-east-1:1:key/k-1"]

@@ -1,0 +1,30 @@
+"""``python -m bench``: every benchmark, one after the other, each printing its table.
+
+The replay benchmark writes 100,000 events and takes several minutes; ``--quick`` runs every
+benchmark at a small size (a smoke run, not figures to report).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import commands, inmemory, replay
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round")
+    arguments = parser.parse_args(argv)
+    if arguments.quick:
+        commands.main(["--rounds", "1", "--commands", "40"])
+        inmemory.main(["--rounds", "1", "--accounts", "20"])
+        replay.main(["--events", "2000", "4000", "--rounds", "1"])
+    else:
+        commands.main([])
+        inmemory.main([])
+        replay.main(["--events", "10000", "100000"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
