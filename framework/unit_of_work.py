@@ -181,6 +181,7 @@ class UnitOfWork:
             versions=versions,
             events=tuple(new_events),
         )
+        forgotten = self._subjects_to_forget(changes)
         self.store.commit(
             ChangeSet(
                 change_set_id=change_set_id,
@@ -189,33 +190,35 @@ class UnitOfWork:
                 aggregates=tuple(changes),
                 claims=tuple(claims.values()),
                 result=result.to_json(),
+                forget_keys=forgotten,
             )
         )
         for tracked in self._tracked.values():
             tracked.loaded_version = tracked.aggregate.version
             if self.cache is not None:
                 self.cache.put(tracked.aggregate)
-        self._forget_subjects(new_events, changes)
+        self._forget_subjects(forgotten)
         return result
 
-    def _forget_subjects(self, events: list[Event], changes: list[AggregateChange]) -> None:
-        """Delete the data keys of aggregates that committed a ``forgets_subject`` event."""
-        keys = self.registry.keys
-        if keys is None or not any(type(e).__forgets_subject__ for e in events):
-            return
-        for change in changes:
-            names = {record.event_type for record in change.events}
-            forgetting = [cls for cls in self._event_classes(names) if cls.__forgets_subject__]
-            if forgetting:
-                keys.forget(change.aggregate_id)
-                log.info(
-                    "subject.forgotten",
-                    aggregate_type=change.aggregate_type,
-                    aggregate_id=change.aggregate_id,
-                )
+    def _subjects_to_forget(self, changes: list[AggregateChange]) -> tuple[str, ...]:
+        """Aggregates whose new events include one declared ``forgets_subject``."""
+        if self.registry.keys is None:
+            return ()
+        forgetting = {event_type_name(c) for c in self.registry.classes() if c.__forgets_subject__}
+        return tuple(
+            change.aggregate_id
+            for change in changes
+            if any(record.event_type in forgetting for record in change.events)
+        )
 
-    def _event_classes(self, names: set[str]) -> list[type[Event]]:
-        return [cls for cls in self.registry.classes() if event_type_name(cls) in names]
+    def _forget_subjects(self, subjects: tuple[str, ...]) -> None:
+        """After the commit that deleted their keys in the table: clear every other copy."""
+        keys = self.registry.keys
+        if keys is None:
+            return
+        for subject in subjects:
+            keys.forget(subject)
+            log.info("subject.forgotten", aggregate_id=subject)
 
     def forget_cached(self) -> None:
         """Drop every aggregate of this unit of work from the cache (after a failed commit)."""

@@ -1,8 +1,10 @@
 """Wrapped data keys in the aggregates table (``pk = key#{subject}``), for ``KeyRing``.
 
-Deleting the item is what forgets a subject. Point-in-time recovery and backups keep old table
-states: restoring one restores deleted keys too, so restore into a separate table and re-apply the
-forget list (the ``UserForgotten``-style events in the events table) before using it.
+Deleting the item is what forgets a subject; the unit of work deletes it in the same transaction
+as the event that forgets the subject, so no crash can leave a forgotten subject's key behind.
+Point-in-time recovery and backups keep old table states: restoring one restores deleted keys
+too, so restore into a separate table and re-apply the forget list (the ``forgets_subject``
+events in the events table) before using it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 
 from framework.store.dynamodb import DynamoDBEventStore, translated_errors
+from framework.store.items import data_key_key
 
 
 class DynamoDBKeyStorage:
@@ -20,7 +23,7 @@ class DynamoDBKeyStorage:
         self.table = store.tables.aggregates
 
     def _key(self, subject: str) -> dict[str, dict[str, str]]:
-        return {"pk": {"S": f"key#{subject}"}}
+        return {"pk": {"S": data_key_key(subject)}}
 
     def load(self, subject: str) -> bytes | None:
         with translated_errors(self.table):

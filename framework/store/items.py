@@ -209,6 +209,11 @@ def item_to_snapshot(item: Mapping[str, Any]) -> Snapshot:
 # processed commands
 
 
+def data_key_key(subject: str) -> str:
+    """The aggregates-table key of a subject's wrapped personal-data key."""
+    return f"key#{subject}"
+
+
 def command_key(command_id: str) -> str:
     """The aggregates-table key that records a processed command id."""
     return f"command#{command_id}"
@@ -238,6 +243,7 @@ class WriteKind(enum.Enum):
     CLAIM = "claim"
     RELEASE = "release"
     COMMAND = "command"
+    FORGET_KEY = "forget_key"
 
 
 @attrs.frozen
@@ -297,6 +303,10 @@ def plan_transaction(
         else:
             item = {"pk": s(claim.key), "owner": s(claim.owner)}
             writes.append(PlannedWrite(WriteKind.RELEASE, tables.aggregates, item, claim=claim))
+    for subject in change_set.forget_keys:
+        writes.append(
+            PlannedWrite(WriteKind.FORGET_KEY, tables.aggregates, {"pk": s(data_key_key(subject))})
+        )
     expires = change_set.committed_at + command_retention
     command_item = {
         "pk": s(command_key(change_set.command_id)),

@@ -192,7 +192,7 @@ class InMemoryEventStore:
                 self._aggregates[pk] = {**self._aggregates[pk], **write.item}
             elif write.kind in (WriteKind.CREATE_AGGREGATE, WriteKind.CLAIM, WriteKind.COMMAND):
                 self._aggregates[pk] = write.item
-            elif write.kind is WriteKind.RELEASE:
+            elif write.kind in (WriteKind.RELEASE, WriteKind.FORGET_KEY):
                 self._aggregates.pop(pk, None)
             elif write.kind is WriteKind.EVENT:
                 self._events.setdefault(pk, {})[int(write.item["sk"]["N"])] = write.item

@@ -91,7 +91,8 @@ class ChangeSet:
     """Everything one command changes, committed atomically or not at all.
 
     ``result`` is the command's outcome (a small JSON document); it is stored with the command id
-    so that a repeated command can be answered with the first outcome.
+    so that a repeated command can be answered with the first outcome. ``forget_keys`` names
+    subjects whose personal-data key is deleted in the same transaction ("forget me").
     """
 
     change_set_id: str
@@ -100,6 +101,7 @@ class ChangeSet:
     aggregates: tuple[AggregateChange, ...]
     claims: tuple[UniqueClaim, ...] = ()
     result: bytes = b"{}"
+    forget_keys: tuple[str, ...] = ()
 
 
 @attrs.frozen

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 
+import attrs
 import pytest
 
 from framework import (
@@ -35,7 +36,7 @@ from tests.support.bank import (
     Withdraw,
     transfer,
 )
-from tests.support.records import change_set, plant_event_item, stream_dump
+from tests.support.records import change_set, plant_event_item, plant_item, stream_dump
 
 
 class EventStoreContract:
@@ -162,6 +163,20 @@ class EventStoreContract:
         with pytest.raises(UniqueConstraintViolated):
             store.commit(change_set([("a1", 0, 1), ("a2", 0, 1)], claims=claims))
         assert stream_dump(store, ["a1", "a2"]) == [[], None, [], None]
+
+    # -- forgetting a subject's key ----------------------------------------------------
+
+    def test_a_forgotten_subjects_key_goes_with_the_change_set_or_not_at_all(
+        self, store: EventStore
+    ) -> None:
+        key_item = {"pk": {"S": "key#a1"}, "wrapped": {"B": b"secret"}}
+        plant_item(store, store.tables.aggregates, key_item)
+        store.commit(change_set([("a1", 0, 1)]))
+        with pytest.raises(ConcurrencyError):
+            store.commit(attrs.evolve(change_set([("a1", 0, 1)]), forget_keys=("a1",)))
+        assert _aggregate_item(store, "key#a1") is not None  # refused: the key stays
+        store.commit(attrs.evolve(change_set([("a1", 1, 1)]), forget_keys=("a1",)))
+        assert _aggregate_item(store, "key#a1") is None
 
     # -- snapshots -----------------------------------------------------------------------
 
@@ -298,6 +313,18 @@ class EventStoreContract:
         with pytest.raises(UnknownEventType) as raised:
             app.get(Account, "a")
         assert (raised.value.event_type, raised.value.stream) == ("Vanished", "Account#a")
+
+
+def _aggregate_item(store: EventStore, key: str) -> object:
+    from framework import DynamoDBEventStore, InMemoryEventStore
+
+    if isinstance(store, InMemoryEventStore):
+        return store.aggregate_item(key)
+    assert isinstance(store, DynamoDBEventStore)
+    response = store.client.get_item(
+        TableName=store.tables.aggregates, Key={"pk": {"S": key}}, ConsistentRead=True
+    )
+    return response.get("Item")
 
 
 class TestInMemoryStore(EventStoreContract):
