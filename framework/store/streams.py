@@ -107,11 +107,16 @@ class EventStreamReader:
         ordered: list[Shard] = []
         placed: set[str] = set()
         while len(ordered) < len(shards):
+            progress = False
             for shard in shards:
                 ready = shard.parent_id is None or shard.parent_id not in known
                 if shard.shard_id not in placed and (ready or shard.parent_id in placed):
                     ordered.append(shard)
                     placed.add(shard.shard_id)
+                    progress = True
+            if not progress:  # a lineage that cannot be ordered: keep the service's order
+                ordered.extend(shard for shard in shards if shard.shard_id not in placed)
+                break
         return ordered
 
     def read(
