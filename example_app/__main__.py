@@ -1,4 +1,4 @@
-"""``python -m example_app demo``: run the example bank."""
+"""``python -m example_app demo|serve``: run the example bank, as a story or over HTTP."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="play a short banking story and print what happened")
     demo.add_argument("-v", "--verbose", action="store_true", help="show the framework's logs")
     serve = commands.add_parser("serve", help="serve the example app over HTTP (FastAPI)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     serve.add_argument("-v", "--verbose", action="store_true", help="show the framework's logs")
     arguments = parser.parse_args(argv)
     configure_logging("INFO" if arguments.verbose else "WARNING")
