@@ -230,6 +230,21 @@ def projections_replay(projector_spec: str, rebuild: bool, safety_window: float)
         f"{projector.projector_name()}: {report.applied} applied, {report.skipped} already "
         f"applied, {len(report.parked)} parked"
     )
+    _exit_if_parked(report.parked)
+
+
+EXIT_PARKED = 3
+"""The exit code of a replay or retry that left events parked: the read model is incomplete."""
+
+
+def _exit_if_parked(parked: list[str]) -> None:
+    """Name what is parked on stderr and exit with ``EXIT_PARKED``, so scripts cannot miss it."""
+    if not parked:
+        return
+    for entry in parked:
+        click.echo(f"parked: {entry}", err=True)
+    click.echo("see `python -m framework projections status`; retry or skip each stream", err=True)
+    sys.exit(EXIT_PARKED)
 
 
 @projections.command("retry")
@@ -268,6 +283,7 @@ def _release(projector_spec: str, stream: str, *, skip: bool) -> None:
     console.print(
         f"{name} {verb} {stream}@{position.parked.version}: {report.applied} applied, {outcome}"
     )
+    _exit_if_parked(report.parked)
 
 
 # -- IAM -----------------------------------------------------------------------------------

@@ -101,8 +101,9 @@ def test_events_and_projections_from_the_command_line(
         "0",
         env=flaky,
     )
-    assert replay.returncode == 0, replay.stderr
+    assert replay.returncode == 3, replay.stderr  # a replay that parked did not succeed
     assert "flaky-balances: 2 applied, 0 already applied, 1 parked" in replay.stdout
+    assert "parked: flaky-balances:Account#a@3" in replay.stderr
 
     status = cli(dynamodb_local_endpoint, prefix, "projections", "status", FLAKY)
     assert status.returncode == 0, status.stderr
@@ -113,7 +114,8 @@ def test_events_and_projections_from_the_command_line(
     still_down = cli(
         dynamodb_local_endpoint, prefix, "projections", "retry", FLAKY, "Account#a", env=flaky
     )
-    assert "parked again at Account#a@3" in still_down.stdout
+    assert "parked again at flaky-balances:Account#a@3" in still_down.stdout
+    assert still_down.returncode == 3
 
     retried = cli(dynamodb_local_endpoint, prefix, "projections", "retry", FLAKY, "Account#a")
     assert retried.returncode == 0, retried.stderr

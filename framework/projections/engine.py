@@ -11,7 +11,13 @@ events out of order, events of many streams interleaved, gaps. Per stream the en
    until a person retries or skips it;
 4. commits the read-model writes the handlers queued together with the position advance, several
    events to a transaction while they touch distinct items and stay under
-   ``MAX_TRANSACTION_ITEMS`` (DynamoDB lets a transaction touch an item only once).
+   ``MAX_TRANSACTION_ITEMS`` (DynamoDB lets a transaction touch an item only once);
+5. when DynamoDB refuses the read-model writes of a transaction (a validation error, an item too
+   large, a condition the projector did not mean to fail), commits its events one by one to find
+   the one whose writes are refused, and parks that event with the reason: a poison event stops
+   its own stream, never the others;
+6. when another runner moved the position first (a lost race), reads where it got to and goes on
+   with what is left of the delivery, so nothing delivered is dropped.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from framework.store.positions import (
     ParkedEvent,
     PositionConflict,
     PositionStore,
+    ProjectionWriteError,
     TransactItem,
 )
 from framework.store.records import StoredEvent
@@ -108,7 +115,21 @@ class ProjectionEngine:
         if sorted(fresh) != list(range(position.version + 1, last + 1)):
             fresh = self._fill_gap(delivered[0], position.version, last)
             report.gaps_filled = 1
-        self._apply_in_order(stream, position.version, [fresh[v] for v in sorted(fresh)], report)
+        records = [fresh[v] for v in sorted(fresh)]
+        version = position.version
+        while records:
+            stopped_at = self._apply_in_order(stream, version, records, report)
+            if stopped_at is None:
+                break
+            # A lost race: another runner applied up to somewhere in (or past) this delivery.
+            # Carry on from where it got to, so that nothing delivered here waits for the
+            # stream's next event.
+            position = self.positions.get(self.name, stream)
+            if position.parked is not None:
+                report.held += sum(1 for r in records if r.version > position.version)
+                break
+            version = position.version
+            records = [r for r in records if r.version > version]
         return report
 
     def _fill_gap(self, sample: StoredEvent, after: int, last: int) -> dict[int, StoredEvent]:
@@ -132,51 +153,84 @@ class ProjectionEngine:
 
     def _apply_in_order(
         self, stream: str, version: int, records: list[StoredEvent], report: ApplyReport
-    ) -> None:
+    ) -> int | None:
+        """Apply ``records`` (consecutive, after ``version``) in transactions of several events.
+
+        Returns ``None`` when done (or parked), and the version it had committed up to when
+        another runner moved the position first.
+        """
         committed = version
-        batch: list[TransactItem] = []
+        batch: list[tuple[StoredEvent, list[TransactItem]]] = []
         touched: set[Hashable] = set()
-        batch_last = version
         for record in records:
             try:
                 writes = self._handle_with_retries(record)
             except _HandlerFailed as failure:
-                if self._flush(stream, committed, batch_last, batch, report):
-                    self._park(stream, batch_last, record, failure, report)
-                return
+                committed, lost = self._flush(stream, committed, batch, report)
+                if lost:
+                    return committed
+                if committed == record.version - 1:  # a refused write may have parked already
+                    self._park(
+                        stream,
+                        committed,
+                        record,
+                        _describe(failure.error),
+                        failure.attempts,
+                        report,
+                    )
+                return None
             identities = {self.positions.item_identity(write) for write in writes}
-            too_many = len(batch) + len(writes) >= MAX_TRANSACTION_ITEMS
-            if batch and (too_many or not identities.isdisjoint(touched)):
+            queued = sum(len(w) for _, w in batch)
+            if batch and (
+                queued + len(writes) >= MAX_TRANSACTION_ITEMS or not identities.isdisjoint(touched)
+            ):
                 # A transaction holds at most 100 items and touches each item once.
-                if not self._flush(stream, committed, batch_last, batch, report):
-                    return
-                committed, batch, touched = batch_last, [], set()
-            batch.extend(writes)
+                committed, lost = self._flush(stream, committed, batch, report)
+                if lost:
+                    return committed
+                if committed != batch[-1][0].version:
+                    return None  # a refused write parked its event: the stream waits there
+                batch, touched = [], set()
+            batch.append((record, writes))
             touched |= identities
-            batch_last = record.version
-            report.applied += 1
-        self._flush(stream, committed, batch_last, batch, report)
+        committed, lost = self._flush(stream, committed, batch, report)
+        return committed if lost else None
 
     def _flush(
         self,
         stream: str,
         committed: int,
-        new_version: int,
-        writes: list[TransactItem],
+        batch: list[tuple[StoredEvent, list[TransactItem]]],
         report: ApplyReport,
-    ) -> bool:
-        if new_version == committed:
-            return True
+    ) -> tuple[int, bool]:
+        """Commit ``batch`` with the position; returns (version committed to, race lost).
+
+        When DynamoDB refuses the batch's writes, its events are committed one by one and the
+        first whose own writes are refused is parked; the version returned is then the last one
+        committed before it.
+        """
+        if not batch:
+            return committed, False
+        writes = [write for _, events_writes in batch for write in events_writes]
+        new_version = batch[-1][0].version
         try:
             self.positions.advance(self.name, stream, committed, new_version, writes)
         except PositionConflict:
-            # Another runner got there first; it applied these events. Nothing to undo here
-            # for DynamoDB read models: our writes were in the refused transaction.
             report.conflicts += 1
-            report.applied -= new_version - committed
             log.info("projection.position_conflict", projector=self.name, stream=stream)
-            return False
-        return True
+            return committed, True
+        except ProjectionWriteError as refused:
+            if len(batch) > 1:
+                for single in batch:
+                    committed, lost = self._flush(stream, committed, [single], report)
+                    if lost or committed != single[0].version:
+                        return committed, lost
+                return committed, False
+            record = batch[0][0]
+            self._park(stream, committed, record, f"read-model write refused: {refused}", 1, report)
+            return committed, False
+        report.applied += len(batch)
+        return new_version, False
 
     def _handle_with_retries(self, record: StoredEvent) -> list[TransactItem]:
         function = self.projector.handler_for(record.event_type)
@@ -216,13 +270,14 @@ class ProjectionEngine:
         stream: str,
         version: int,
         record: StoredEvent,
-        failure: _HandlerFailed,
+        reason: str,
+        attempts: int,
         report: ApplyReport,
     ) -> None:
         parked = ParkedEvent(
             version=record.version,
-            error=f"{type(failure.error).__name__}: {failure.error}",
-            attempts=failure.attempts,
+            error=reason,
+            attempts=attempts,
             parked_at=dt.datetime.now(dt.UTC),
         )
         try:
@@ -230,14 +285,19 @@ class ProjectionEngine:
         except PositionConflict:
             report.conflicts += 1
             return
-        report.parked.append(f"{stream}@{record.version}")
+        report.parked.append(f"{self.name}:{stream}@{record.version}")
         log.error(
             "projection.event_parked",
             projector=self.name,
             stream=stream,
             version=record.version,
+            event_type=record.event_type,
             error=parked.error,
         )
+
+
+def _describe(error: BaseException | None) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 class _HandlerFailed(Exception):

@@ -13,6 +13,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from framework.errors import (
+    ChangeSetTooLarge,
+    EventStoreError,
+    StoreUnavailable,
+    TableMissing,
+    TransactionConflict,
+)
 from framework.store.dynamodb import (
     DynamoDBEventStore,
     TransactionCancelled,
@@ -128,12 +135,14 @@ class DynamoDBPositionStore:
             with translated_errors(self.table):
                 self.client.transact_write_items(**request)
         except TransactionCancelled as cancelled:
-            codes = [reason.get("Code") for reason in cancelled.reasons]
-            if codes and codes[0] == "ConditionalCheckFailed":
-                raise PositionConflict(projector, stream, expected_version) from None
+            raise _explain(cancelled, projector, stream, expected_version) from None
+        except (StoreUnavailable, TableMissing):
+            raise  # a retry (or the operator) cures these, not parking an event
+        except (EventStoreError, ChangeSetTooLarge) as refused:
+            # DynamoDB refused the request itself: a malformed write, an item over 400 KB.
             raise ProjectionWriteError(
                 f"projector {projector!r} could not write its read model for {stream!r} "
-                f"version {new_version}: {codes}"
+                f"up to version {new_version}: {refused}"
             ) from None
 
     def _advance_update(
@@ -247,6 +256,32 @@ class DynamoDBPositionStore:
                     "updated_at": s(timestamp(dt.datetime.now(dt.UTC))),
                 },
             )
+
+
+_TRANSIENT_CODES = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+)
+
+
+def _explain(
+    cancelled: TransactionCancelled, projector: str, stream: str, expected_version: int
+) -> Exception:
+    """Why an advance with writes was cancelled: a lost race, a transient cause, or a refusal."""
+    reasons = list(cancelled.reasons)
+    codes = [reason.get("Code") for reason in reasons]
+    if codes and codes[0] == "ConditionalCheckFailed":
+        return PositionConflict(projector, stream, expected_version)
+    if any(code in _TRANSIENT_CODES for code in codes):
+        return TransactionConflict(f"advancing {projector!r} in {stream!r}: {codes}")
+    refused = [
+        f"write {index}: {reason.get('Code')} {reason.get('Message', '')}".strip()
+        for index, reason in enumerate(reasons[1:], start=1)
+        if reason.get("Code") not in (None, "None")
+    ]
+    return ProjectionWriteError(
+        f"projector {projector!r} could not write its read model for {stream!r}: "
+        + ("; ".join(refused) or str(codes))
+    )
 
 
 def _to_position(item: Mapping[str, Any]) -> Position:

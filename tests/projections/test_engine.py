@@ -94,7 +94,7 @@ def test_a_failing_handler_parks_its_stream_and_others_go_on(
     monkeypatch.setattr(Balances, "_handlers_by_name", broken)
     report = engine.apply(all_events(store))
     assert calls["n"] == engine.max_attempts
-    assert report.parked == ["Account#a@5"]
+    assert report.parked == ["balances:Account#a@5"]
     assert projector.balances == {"a": Decimal(60), "b": Decimal(60)}  # b complete, a up to 4
     position = engine.positions.get("balances", "Account#a")
     assert position.version == 4 and position.parked is not None
