@@ -2,8 +2,14 @@
 
 The runner walks the feed hour by hour (``EventStore.read_feed``), in chunks of a fixed size, so
 memory stays flat however many events there are. It stops a safety window short of now, because
-the index is eventually consistent and the newest commits may not be in it yet; the next run
-starts again at the hour it stopped in, and the per-stream positions make that overlap harmless.
+the index is eventually consistent and the newest commits may not be in it yet.
+
+An event's feed time is stamped by the writer before its transaction is sent, so an event can
+become readable after a run has read past its time (a slow commit, a writer's clock behind). The
+checkpoint therefore trails what was read by an *overlap* (five minutes by default): the next run
+reads that stretch again, and the per-stream positions make the re-reading exactly-once. The
+checkpoint never moves past now minus the safety window, whatever ``until`` a caller passes, so a
+run asked to read into the future cannot step over commits that have not happened yet.
 
 ``rebuild`` = forget the projector's positions, clear its read model, replay from the start.
 """
@@ -21,13 +27,15 @@ import structlog
 from framework.projections.engine import ApplyReport, ProjectionEngine
 from framework.projections.projector import Projector
 from framework.store.base import EventStore
-from framework.store.items import feed_hour
 from framework.store.positions import PositionStore
 from framework.store.records import StoredEvent
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_SAFETY_WINDOW = dt.timedelta(seconds=5)
+DEFAULT_OVERLAP = dt.timedelta(minutes=5)
+"""How far the checkpoint trails what a run read: it must exceed commit latency plus the skew
+between writers' clocks, or a late event could be stepped over."""
 DEFAULT_CHUNK = 500
 
 
@@ -46,6 +54,7 @@ class CatchUpRunner:
         projectors: Iterable[Projector],
         *,
         safety_window: dt.timedelta = DEFAULT_SAFETY_WINDOW,
+        overlap: dt.timedelta = DEFAULT_OVERLAP,
         chunk_size: int = DEFAULT_CHUNK,
         progress: bool = False,
         **engine_options: Any,
@@ -54,6 +63,7 @@ class CatchUpRunner:
         self.positions = positions
         self.engines = [ProjectionEngine(p, store, positions, **engine_options) for p in projectors]
         self.safety_window = safety_window
+        self.overlap = overlap
         self.chunk_size = chunk_size
         self.progress = progress
 
@@ -62,9 +72,11 @@ class CatchUpRunner:
     ) -> ApplyReport:
         """Apply every event from ``since`` (default: where the last run stopped) to ``until``.
 
-        ``until`` defaults to now minus the safety window.
+        ``until`` defaults to now minus the safety window. The checkpoint the next run resumes
+        from is ``min(until, now - safety window) - overlap``.
         """
-        end = until or dt.datetime.now(dt.UTC) - self.safety_window
+        settled = dt.datetime.now(dt.UTC) - self.safety_window
+        end = until or settled
         start = since if since is not None else self._resume_point()
         report = ApplyReport()
         events = 0
@@ -74,10 +86,11 @@ class CatchUpRunner:
                     report.merge(engine.apply(chunk))
                 events += len(chunk)
                 advance(len(chunk), chunk[-1].occurred_at)
+        checkpoint = min(end, settled) - self.overlap
+        if start is not None:
+            checkpoint = max(checkpoint, start)  # never move a checkpoint backwards
         for engine in self.engines:
-            self.positions.put_checkpoint(
-                feed_checkpoint_key(engine.name), feed_hour(end).isoformat()
-            )
+            self.positions.put_checkpoint(feed_checkpoint_key(engine.name), checkpoint.isoformat())
         log.info(
             "projection.catch_up_done",
             projectors=[engine.name for engine in self.engines],
