@@ -11,7 +11,9 @@ import datetime as dt
 import importlib
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -24,6 +26,7 @@ from framework.logs import configure_logging
 from framework.projections.catch_up import DEFAULT_SAFETY_WINDOW, CatchUpRunner
 from framework.projections.engine import ProjectionEngine
 from framework.projections.projector import Projector
+from framework.projections.streams_poller import StreamsPoller
 from framework.serialization import decode_json
 from framework.store.dynamodb import DynamoDBEventStore
 from framework.store.dynamodb_positions import DynamoDBPositionStore
@@ -245,6 +248,28 @@ def _exit_if_parked(parked: list[str]) -> None:
         click.echo(f"parked: {entry}", err=True)
     click.echo("see `python -m framework projections status`; retry or skip each stream", err=True)
     sys.exit(EXIT_PARKED)
+
+
+@projections.command("follow")
+@click.argument("projector_specs", metavar="MODULE:PROJECTOR...", nargs=-1, required=True)
+@click.option(
+    "--interval", type=float, default=1.0, show_default=True, help="seconds between idle polls"
+)
+def projections_follow(projector_specs: Sequence[str], interval: float) -> None:
+    """Follow the events table's stream and apply new events live, until interrupted.
+
+    A second `follow` of the same projectors stands by and takes over when this one stops.
+    """
+    store = _store()
+    projectors = [_load_projector(spec) for spec in projector_specs]
+    poller = StreamsPoller(store, DynamoDBPositionStore(store), projectors)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    names = ", ".join(projector.projector_name() for projector in projectors)
+    click.echo(f"following the events stream for {names} (Ctrl-C to stop)", err=True)
+    poller.run(stop, interval=interval)
+    click.echo("stopped", err=True)
 
 
 @projections.command("retry")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from decimal import Decimal
 
 import pytest
@@ -150,3 +152,48 @@ def test_iam_policy_covers_exactly_the_tables(dynamodb_local_endpoint: str, pref
     last = json.loads(with_key.stdout)["Statement"][-1]
     assert last["Action"] == ["kms:GenerateDataKey", "kms:Decrypt"]
     assert last["Resource"] == ["arn:aws:kms:us-east-1:1:key/k-1"]
+
+
+def test_follow_applies_new_events_live_until_stopped(
+    dynamodb_local_endpoint: str, prefix: str
+) -> None:
+    store = DynamoDBEventStore(table_prefix=prefix, endpoint_url=dynamodb_local_endpoint)
+    store.create_tables()
+    try:
+        table = create_read_table(store, "cli")
+        app = Application(store=store, aggregates=[Account])
+        app.handle(OpenAccount(account_id="a", owner="Ann"))
+        follower = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "framework",
+                "--endpoint",
+                dynamodb_local_endpoint,
+                "--prefix",
+                prefix,
+                "projections",
+                "follow",
+                FLAKY,
+                "--interval",
+                "0.1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "DYNAMO_TABLE_PREFIX": prefix},
+        )
+        try:
+            app.handle(Deposit(account_id="a", amount=Decimal("2.50")))
+            deadline = time.monotonic() + 30
+            while read_table(store, table).get("a") != (Decimal("2.50"), 2):
+                assert time.monotonic() < deadline and follower.poll() is None
+                time.sleep(0.1)
+        finally:
+            follower.send_signal(signal.SIGTERM)
+            _, stderr = follower.communicate(timeout=30)
+        assert follower.returncode == 0, stderr
+        assert "following the events stream for flaky-balances" in stderr
+        assert stderr.rstrip().endswith("stopped")
+    finally:
+        store.delete_tables()

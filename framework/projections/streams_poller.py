@@ -4,16 +4,27 @@ For local use (DynamoDB Local supports Streams) and for hosts that prefer pollin
 shard's progress is checkpointed per projector after its records were applied, so a restart
 resumes where it stopped: what was applied but not yet checkpointed is delivered again and skipped
 by the per-stream positions. Closed shards are read to their end before their children.
+
+``run`` keeps going through what a retry cures (throttling, a dropped connection, an endpoint
+that does not answer for a while): it logs the failure, backs off (full jitter, capped) and polls
+again. Two pollers of the same projectors share a *lease* in the positions table: the one holding
+it polls and renews it each round, the other stands by and takes over once the lease expires
+(the holder stopped or died). The lease saves duplicated work; correctness never rests on it, since
+positions apply each event once whoever delivers it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
 import structlog
 
+from framework.application import Backoff
+from framework.errors import StoreUnavailable, TransactionConflict
 from framework.projections.engine import ApplyReport, ProjectionEngine
 from framework.projections.projector import Projector
 from framework.store.dynamodb import DynamoDBEventStore
@@ -23,6 +34,9 @@ from framework.store.streams import EventStreamReader
 log = structlog.get_logger(__name__)
 
 _CLOSED = "closed"
+_TRANSIENT: tuple[type[Exception], ...] = (StoreUnavailable, TransactionConflict)
+"""Failures a later poll can get past: throttling (a ``StoreUnavailable``), no answer, a race."""
+DEFAULT_LEASE = dt.timedelta(seconds=30)
 
 
 def shard_checkpoint_key(shard_id: str, projector_name: str) -> str:
@@ -38,11 +52,19 @@ class StreamsPoller:
         store: DynamoDBEventStore,
         positions: PositionStore,
         projectors: Iterable[Projector],
+        *,
+        lease: dt.timedelta = DEFAULT_LEASE,
+        backoff: Backoff | None = None,
+        owner: str | None = None,
         **engine_options: Any,
     ) -> None:
         self.reader = EventStreamReader(store)
         self.positions = positions
         self.engines = [ProjectionEngine(p, store, positions, **engine_options) for p in projectors]
+        self.lease = lease
+        self.backoff = backoff or Backoff(base=0.5, cap=30.0)
+        self.owner = owner or f"poller-{uuid.uuid4()}"
+        self.lease_name = "streams#" + ",".join(sorted(engine.name for engine in self.engines))
 
     def poll_once(self) -> ApplyReport:
         """Read what is new in every shard, apply it, checkpoint it."""
@@ -74,10 +96,45 @@ class StreamsPoller:
         return report
 
     def run(self, stop: threading.Event, *, interval: float = 1.0) -> None:
-        """Poll until ``stop`` is set, waiting ``interval`` seconds between idle rounds."""
-        while not stop.is_set():
-            report = self.poll_once()
-            if report.applied:
-                log.info("projection.streams_polled", applied=report.applied)
-            else:
-                stop.wait(interval)
+        """Poll until ``stop`` is set, waiting ``interval`` seconds between idle rounds.
+
+        Holds the lease while it polls (standing by while another poller holds it), backs off
+        after a transient failure and polls again; other failures end the run (and release the
+        lease) with the error.
+        """
+        failures = 0
+        try:
+            while not stop.is_set():
+                try:
+                    if not self.positions.acquire_lease(self.lease_name, self.owner, self.lease):
+                        log.debug("projection.poller_standing_by", lease=self.lease_name)
+                        stop.wait(interval)
+                        continue
+                    report = self.poll_once()
+                except _TRANSIENT as error:
+                    failures += 1
+                    delay = self.backoff.delay(failures)
+                    log.warning(
+                        "projection.poll_failed",
+                        attempt=failures,
+                        error_type=type(error).__name__,
+                        error=str(error),
+                        retry_in_s=round(delay, 2),
+                    )
+                    stop.wait(delay)
+                    continue
+                if failures:
+                    log.info("projection.poll_recovered", after_failures=failures)
+                failures = 0
+                if report.applied:
+                    log.info("projection.streams_polled", applied=report.applied)
+                else:
+                    stop.wait(interval)
+        finally:
+            self._release_lease()
+
+    def _release_lease(self) -> None:
+        try:
+            self.positions.release_lease(self.lease_name, self.owner)
+        except _TRANSIENT:  # it expires by itself
+            log.warning("projection.lease_not_released", lease=self.lease_name)

@@ -218,13 +218,8 @@ class DynamoDBPositionStore:
         return Position(projector, stream, version)
 
     def _conditional(self, projector: str, stream: str, expected: int, call: Any) -> None:
-        with translated_errors(self.table):
-            try:
-                call()
-            except ClientError as error:
-                if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                    raise PositionConflict(projector, stream, expected) from None
-                raise
+        if not self._if_condition_holds(call):
+            raise PositionConflict(projector, stream, expected)
 
     # -- administration ----------------------------------------------------------------------
 
@@ -257,6 +252,50 @@ class DynamoDBPositionStore:
                 },
             )
 
+    # -- leases ------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, duration: dt.timedelta) -> bool:
+        """One conditional put: free, expired, or already ours."""
+        now = dt.datetime.now(dt.UTC)
+        item = {
+            "pk": s(lease_key(name)),
+            "item_kind": s("lease"),
+            "owner": s(owner),
+            "expires_at": n(int((now + duration).timestamp() * 1000)),
+        }
+        return self._if_condition_holds(
+            lambda: self.client.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk) OR #o = :o OR expires_at < :now",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":o": s(owner), ":now": n(int(now.timestamp() * 1000))},
+            )
+        )
+
+    def release_lease(self, name: str, owner: str) -> None:
+        # A failed condition means another poller took it over: nothing of ours to release.
+        self._if_condition_holds(
+            lambda: self.client.delete_item(
+                TableName=self.table,
+                Key={"pk": s(lease_key(name))},
+                ConditionExpression="#o = :o",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":o": s(owner)},
+            )
+        )
+
+    def _if_condition_holds(self, call: Any) -> bool:
+        """Run a conditional request; ``False`` when its condition failed."""
+        with translated_errors(self.table):
+            try:
+                call()
+            except ClientError as error:
+                if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                    return False
+                raise
+        return True
+
 
 _TRANSIENT_CODES = frozenset(
     {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
@@ -282,6 +321,11 @@ def _explain(
         f"projector {projector!r} could not write its read model for {stream!r}: "
         + ("; ".join(refused) or str(codes))
     )
+
+
+def lease_key(name: str) -> str:
+    """The positions-table key of a runner lease."""
+    return f"lease#{name}"
 
 
 def _to_position(item: Mapping[str, Any]) -> Position:

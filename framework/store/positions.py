@@ -114,6 +114,14 @@ class PositionStore(Protocol):
         """A runner's checkpoint value."""
         ...
 
+    def acquire_lease(self, name: str, owner: str, duration: dt.timedelta) -> bool:
+        """Take or renew the lease ``name`` for ``duration``; ``False`` while another holds it."""
+        ...
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give up the lease ``name`` if ``owner`` holds it."""
+        ...
+
     def put_checkpoint(self, key: str, value: str) -> None:
         """Store a runner's checkpoint value."""
         ...
@@ -129,6 +137,7 @@ class InMemoryPositionStore:
         self._lock = threading.Lock()
         self._positions: dict[tuple[str, str], Position] = {}
         self._checkpoints: dict[str, str] = {}
+        self._leases: dict[str, tuple[str, dt.datetime]] = {}
 
     def get(self, projector: str, stream: str) -> Position:
         with self._lock:
@@ -202,3 +211,18 @@ class InMemoryPositionStore:
     def put_checkpoint(self, key: str, value: str) -> None:
         with self._lock:
             self._checkpoints[key] = value
+
+    def acquire_lease(self, name: str, owner: str, duration: dt.timedelta) -> bool:
+        now = dt.datetime.now(dt.UTC)
+        with self._lock:
+            holder = self._leases.get(name)
+            if holder is not None and holder[0] != owner and holder[1] > now:
+                return False
+            self._leases[name] = (owner, now + duration)
+            return True
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self._lock:
+            holder = self._leases.get(name)
+            if holder is not None and holder[0] == owner:
+                del self._leases[name]
