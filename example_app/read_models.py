@@ -4,18 +4,16 @@
 - account statements: one row per money movement, keyed by account and version;
 - user directory: one row per user, with personal data erased once the user is forgotten.
 
-Table names follow the event store's prefix (``{prefix}-read-...``). The models are made per
-prefix by ``read_models(prefix)``, because PynamoDB binds a model class to one table.
-
-Every write is queued on the projector (``self.save``/``self.update``) and committed with the
-projector's position in one transaction, and none of them needs to read the row first.
+Each model declares a logical table name; its table is ``{prefix}-read-{name}`` next to the event
+store's (``framework.projections.read_models``), so the command line creates, clears and deletes it
+with the store's, and tests get tables of their own. Handlers queue typed writes
+(``self.save(row)``, ``self.update(row, actions=[...])``), committed with the projector's position
+in one transaction; none of them needs to read the row first.
 """
 
 from __future__ import annotations
 
-import functools
 from decimal import Decimal
-from typing import Any
 
 import attrs
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
@@ -29,6 +27,7 @@ from example_app.bank import (
 )
 from example_app.users import EmailChanged, UserForgotten, UserRegistered
 from framework import DynamoDBEventStore, Envelope, Projector, event_handler
+from framework.projections.read_models import bound, create_tables, declared_models
 
 ERASED = "(erased)"
 
@@ -43,84 +42,72 @@ class DecimalAttribute(NumberAttribute):
         return Decimal(value)
 
 
+class AccountBalance(Model):
+    class Meta:
+        table_name = "balances"
+
+    account_id = UnicodeAttribute(hash_key=True)
+    owner = UnicodeAttribute()
+    balance = DecimalAttribute()
+    closed = BooleanAttribute(default=False)
+    version = NumberAttribute()
+
+
+class StatementLine(Model):
+    class Meta:
+        table_name = "statements"
+
+    account_id = UnicodeAttribute(hash_key=True)
+    version = NumberAttribute(range_key=True)
+    kind = UnicodeAttribute()
+    amount = DecimalAttribute()
+    occurred_at = UnicodeAttribute()
+
+
+class UserEntry(Model):
+    class Meta:
+        table_name = "users"
+
+    user_id = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute()
+    email = UnicodeAttribute()
+    forgotten = BooleanAttribute(default=False)
+
+
 @attrs.frozen
 class ReadModels:
-    """The PynamoDB model classes bound to one prefix's tables."""
+    """The read models bound to one store's tables, for the code that reads them."""
 
-    balances: type[Model]
-    statements: type[Model]
-    users: type[Model]
+    balances: type[AccountBalance]
+    statements: type[StatementLine]
+    users: type[UserEntry]
 
     def all(self) -> tuple[type[Model], ...]:
         return (self.balances, self.statements, self.users)
 
 
-@functools.cache
-def read_models(prefix: str, host: str | None = None, region: str = "us-east-1") -> ReadModels:
-    """Model classes for the read-model tables of ``prefix`` (on ``host``, e.g. DynamoDB Local)."""
-
-    def meta(name: str) -> type:
-        attributes: dict[str, Any] = {"table_name": f"{prefix}-read-{name}", "region": region}
-        if host:
-            attributes["host"] = host
-        return type("Meta", (), attributes)
-
-    class AccountBalance(Model):
-        Meta = meta("balances")
-        account_id = UnicodeAttribute(hash_key=True)
-        owner = UnicodeAttribute()
-        balance = DecimalAttribute()
-        closed = BooleanAttribute(default=False)
-        version = NumberAttribute()
-
-    class StatementLine(Model):
-        Meta = meta("statements")
-        account_id = UnicodeAttribute(hash_key=True)
-        version = NumberAttribute(range_key=True)
-        kind = UnicodeAttribute()
-        amount = DecimalAttribute()
-        occurred_at = UnicodeAttribute()
-
-    class UserEntry(Model):
-        Meta = meta("users")
-        user_id = UnicodeAttribute(hash_key=True)
-        name = UnicodeAttribute()
-        email = UnicodeAttribute()
-        forgotten = BooleanAttribute(default=False)
-
-    return ReadModels(AccountBalance, StatementLine, UserEntry)
-
-
 def models_for(store: DynamoDBEventStore) -> ReadModels:
     """The read models next to ``store``'s tables."""
-    return read_models(store.tables.prefix, store.endpoint_url, store.region_name)
+    return ReadModels(
+        bound(AccountBalance, store), bound(StatementLine, store), bound(UserEntry, store)
+    )
 
 
 def create_read_model_tables(store: DynamoDBEventStore) -> None:
     """Create the read-model tables if missing (on-demand capacity) and wait for them."""
-    for model in models_for(store).all():
-        if not model.exists():
-            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+    create_tables(store, declared_models(all_projectors(store)))
 
 
-class _ReadModelProjector(Projector):
-    """Shared set-up: which tables to write, from the store or the environment."""
-
-    def __init__(self, store: DynamoDBEventStore | None = None) -> None:
-        super().__init__()
-        self.store = store or DynamoDBEventStore.from_env()
-        self.models = models_for(self.store)
-
-
-class AccountBalances(_ReadModelProjector, name="account-balances"):
+class AccountBalances(Projector, name="account-balances"):
     """Balance, owner and status of every account."""
 
     aggregate_types = frozenset({"Account"})
+    read_models = (AccountBalance,)
 
     @event_handler(AccountOpened)
     def _opened(self, event: AccountOpened, envelope: Envelope) -> None:
-        row = self.models.balances(
-            envelope.aggregate_id, owner=event.owner, balance=0, closed=False, version=1
+        row = AccountBalance(
+            envelope.aggregate_id, owner=event.owner, balance=Decimal(0), closed=False, version=1
         )
         self.save(row)
 
@@ -135,28 +122,25 @@ class AccountBalances(_ReadModelProjector, name="account-balances"):
     @event_handler(AccountClosed)
     def _closed(self, event: AccountClosed, envelope: Envelope) -> None:
         self.update(
-            self.models.balances.Meta.table_name,
-            {"account_id": {"S": envelope.aggregate_id}},
-            "SET closed = :yes, version = :v",
-            ExpressionAttributeValues={":yes": {"BOOL": True}, ":v": {"N": str(envelope.version)}},
+            AccountBalance(envelope.aggregate_id),
+            actions=[AccountBalance.closed.set(True), AccountBalance.version.set(envelope.version)],
         )
 
     def _add(self, envelope: Envelope, amount: Decimal) -> None:
         self.update(
-            self.models.balances.Meta.table_name,
-            {"account_id": {"S": envelope.aggregate_id}},
-            "ADD balance :amount SET version = :v",
-            ExpressionAttributeValues={
-                ":amount": {"N": str(amount)},
-                ":v": {"N": str(envelope.version)},
-            },
+            AccountBalance(envelope.aggregate_id),
+            actions=[
+                AccountBalance.balance.add(amount),
+                AccountBalance.version.set(envelope.version),
+            ],
         )
 
 
-class AccountStatements(_ReadModelProjector, name="account-statements"):
+class AccountStatements(Projector, name="account-statements"):
     """Every money movement of every account, in order."""
 
     aggregate_types = frozenset({"Account"})
+    read_models = (StatementLine,)
 
     @event_handler(MoneyDeposited)
     def _deposited(self, event: MoneyDeposited, envelope: Envelope) -> None:
@@ -168,7 +152,7 @@ class AccountStatements(_ReadModelProjector, name="account-statements"):
 
     def _line(self, envelope: Envelope, kind: str, amount: Decimal) -> None:
         self.save(
-            self.models.statements(
+            StatementLine(
                 envelope.aggregate_id,
                 envelope.version,
                 kind=kind,
@@ -178,37 +162,32 @@ class AccountStatements(_ReadModelProjector, name="account-statements"):
         )
 
 
-class UserDirectory(_ReadModelProjector, name="user-directory"):
+class UserDirectory(Projector, name="user-directory"):
     """Users by id with their current email; forgotten users show as erased."""
 
     aggregate_types = frozenset({"User"})
+    read_models = (UserEntry,)
 
     def __init__(self, store: DynamoDBEventStore | None = None) -> None:
-        super().__init__(store)
+        super().__init__()
         from example_app.wiring import key_ring
 
-        self.key_ring = key_ring(self.store)  # names and emails are encrypted per user
+        # Names and emails are encrypted per user: the directory reads them with the key ring.
+        self.key_ring = key_ring(store or DynamoDBEventStore.from_env())
 
     @event_handler(UserRegistered)
     def _registered(self, event: UserRegistered, envelope: Envelope) -> None:
-        self.save(self.models.users(envelope.aggregate_id, name=event.name, email=event.email))
+        self.save(UserEntry(envelope.aggregate_id, name=event.name, email=event.email))
 
     @event_handler(EmailChanged)
     def _email_changed(self, event: EmailChanged, envelope: Envelope) -> None:
-        self.update(
-            self.models.users.Meta.table_name,
-            {"user_id": {"S": envelope.aggregate_id}},
-            "SET email = :e",
-            ExpressionAttributeValues={":e": {"S": event.email}},
-        )
+        self.update(UserEntry(envelope.aggregate_id), actions=[UserEntry.email.set(event.email)])
 
     @event_handler(UserForgotten)
     def _forgotten(self, event: UserForgotten, envelope: Envelope) -> None:
-        self.save(
-            self.models.users(envelope.aggregate_id, name=ERASED, email=ERASED, forgotten=True)
-        )
+        self.save(UserEntry(envelope.aggregate_id, name=ERASED, email=ERASED, forgotten=True))
 
 
 def all_projectors(store: DynamoDBEventStore) -> list[Projector]:
-    """Every read-model projector of the example app, writing next to ``store``."""
-    return [AccountBalances(store), AccountStatements(store), UserDirectory(store)]
+    """Every read-model projector of the example app (the directory reads ``store``'s keys)."""
+    return [AccountBalances(), AccountStatements(), UserDirectory(store)]

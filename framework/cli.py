@@ -23,6 +23,7 @@ from rich.table import Table
 
 from framework.errors import FrameworkError
 from framework.logs import configure_logging
+from framework.projections import read_models
 from framework.projections.catch_up import DEFAULT_SAFETY_WINDOW, CatchUpRunner
 from framework.projections.engine import ProjectionEngine
 from framework.projections.projector import Projector
@@ -85,22 +86,51 @@ def main(prefix: str | None, endpoint: str | None, verbose: bool) -> None:
 
 @main.group()
 def tables() -> None:
-    """Create, inspect or delete the event store's tables."""
+    """Create, inspect or delete the event store's tables and the projectors' read models."""
+
+
+_PROJECTOR_OPTION = click.option(
+    "--projector",
+    "projector_specs",
+    metavar="MODULE:PROJECTOR",
+    multiple=True,
+    help="a projector whose read-model tables to manage too (repeatable; default: $PROJECTORS)",
+)
+
+
+def _projectors(specs: Sequence[str]) -> list[Projector]:
+    """The projectors named on the command line, else in ``PROJECTORS`` (as on Lambda)."""
+    if not specs:
+        specs = [part.strip() for part in os.environ.get("PROJECTORS", "").split(",")]
+    return [_load_projector(spec) for spec in specs if spec]
 
 
 @tables.command("create")
-def tables_create() -> None:
-    """Create the tables that are missing and wait until they are active."""
+@_PROJECTOR_OPTION
+def tables_create(projector_specs: Sequence[str]) -> None:
+    """Create the tables that are missing (read models too) and wait until they are active."""
     store = _store()
     store.create_tables()
+    created = read_models.create_tables(
+        store, read_models.declared_models(_projectors(projector_specs))
+    )
     console.print(f"tables {store.tables.prefix}-* are active")
+    for name in created:
+        console.print(f"read model {name} is active")
 
 
 @tables.command("status")
-def tables_status() -> None:
-    """Show each table's status."""
+@_PROJECTOR_OPTION
+def tables_status(projector_specs: Sequence[str]) -> None:
+    """Show each table's status, the read models' too."""
+    store = _store()
+    statuses = store.table_status()
+    models = read_models.declared_models(_projectors(projector_specs))
+    statuses.update(read_models.table_status(store, models))
+    for name in read_models.existing_tables(store):
+        statuses.setdefault(name, "ACTIVE (no projector loaded declares it)")
     table = Table("table", "status")
-    for name, status in _store().table_status().items():
+    for name, status in statuses.items():
         table.add_row(name, status or "missing")
     console.print(table)
 
@@ -108,12 +138,17 @@ def tables_status() -> None:
 @tables.command("delete")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 def tables_delete(yes: bool) -> None:
-    """Delete the tables and everything in them."""
+    """Delete the tables, every read-model table of the prefix, and everything in them."""
     store = _store()
     if not yes:
-        click.confirm(f"Delete every {store.tables.prefix}-* table and all its data?", abort=True)
+        click.confirm(
+            f"Delete every {store.tables.prefix}-* table (read models too) and all its data?",
+            abort=True,
+        )
+    doomed = read_models.existing_tables(store)
+    read_models.delete_tables(store, doomed)
     store.delete_tables()
-    console.print(f"tables {store.tables.prefix}-* deleted")
+    console.print(f"tables {store.tables.prefix}-* deleted ({len(doomed)} read models)")
 
 
 # -- events --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
   the tests that need it are skipped, except when ``CI`` is set: there that is a failure, so that
   a CI run can never pass by silently skipping its integration tests;
 - ``dynamodb_store``: a ``DynamoDBEventStore`` on that endpoint, with tables of its own prefix,
-  created for the test and deleted after it.
+  created for the test and deleted after it, with every read-model table of that prefix.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from framework.dynamodb_local import DynamoDBLocal, DynamoDBLocalUnavailable
+from framework.projections import read_models
 from framework.store.dynamodb import DynamoDBEventStore
 from framework.store.memory import InMemoryEventStore
 
@@ -63,4 +64,5 @@ def dynamodb_store(dynamodb_local_endpoint: str) -> Iterator[DynamoDBEventStore]
     try:
         yield store
     finally:
+        read_models.delete_tables(store, read_models.existing_tables(store))
         store.delete_tables()

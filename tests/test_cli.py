@@ -197,3 +197,46 @@ def test_follow_applies_new_events_live_until_stopped(
         assert stderr.rstrip().endswith("stopped")
     finally:
         store.delete_tables()
+
+
+BALANCES = "example_app.read_models:AccountBalances"
+
+
+def test_read_model_tables_and_a_true_rebuild(dynamodb_local_endpoint: str, prefix: str) -> None:
+    from example_app.bank import DepositMoney
+    from example_app.bank import OpenAccount as OpenExampleAccount
+    from example_app.read_models import AccountBalance
+    from example_app.wiring import build_application
+    from framework.projections.read_models import bound, existing_tables
+
+    created = cli(dynamodb_local_endpoint, prefix, "tables", "create", "--projector", BALANCES)
+    assert created.returncode == 0, created.stderr
+    assert f"read model {prefix}-read-balances is active" in created.stdout
+    status = cli(dynamodb_local_endpoint, prefix, "tables", "status", "--projector", BALANCES)
+    assert f"{prefix}-read-balances" in status.stdout and status.stdout.count("ACTIVE") == 5
+
+    store = DynamoDBEventStore(table_prefix=prefix, endpoint_url=dynamodb_local_endpoint)
+    app = build_application(store)
+    app.handle(OpenExampleAccount(account_id="a", owner="Ann"))
+    for _ in range(3):
+        app.handle(DepositMoney(account_id="a", amount=Decimal("1.10")))
+    time.sleep(0.2)  # past the feed's commit times, with a zero safety window
+    for args in ([], ["--rebuild"], ["--rebuild"]):
+        replayed = cli(
+            dynamodb_local_endpoint,
+            prefix,
+            "projections",
+            "replay",
+            BALANCES,
+            "--safety-window",
+            "0",
+            *args,
+        )
+        assert replayed.returncode == 0, replayed.stderr
+        row = bound(AccountBalance, store).get("a", consistent_read=True)
+        assert (row.balance, row.version) == (Decimal("3.30"), 4)  # never doubled
+
+    deleted = cli(dynamodb_local_endpoint, prefix, "tables", "delete", "--yes")
+    assert deleted.returncode == 0 and "(1 read models)" in deleted.stdout
+    assert existing_tables(store) == []
+    assert set(store.table_status().values()) == {None}

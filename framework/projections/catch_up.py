@@ -11,7 +11,10 @@ reads that stretch again, and the per-stream positions make the re-reading exact
 checkpoint never moves past now minus the safety window, whatever ``until`` a caller passes, so a
 run asked to read into the future cannot step over commits that have not happened yet.
 
-``rebuild`` = forget the projector's positions, clear its read model, replay from the start.
+``rebuild`` = empty the projector's read-model tables (dropped and created again), forget its
+positions, then replay from the start. In that order: a crash after the tables were emptied leaves
+positions that skip events (run ``rebuild`` again), never a full read model whose events are
+applied a second time.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ from typing import Any
 
 import structlog
 
+from framework.errors import DefinitionError
 from framework.projections.engine import ApplyReport, ProjectionEngine
 from framework.projections.projector import Projector
+from framework.projections.read_models import clear_tables
 from framework.store.base import EventStore
+from framework.store.dynamodb import DynamoDBEventStore
 from framework.store.positions import PositionStore
 from framework.store.records import StoredEvent
 
@@ -101,11 +107,36 @@ class CatchUpRunner:
         return report
 
     def rebuild(self) -> ApplyReport:
-        """Forget the positions, clear the read models and replay everything from the start."""
+        """Empty the read models, forget the positions and replay everything from the start.
+
+        A projector must declare its ``read_models`` (their tables are emptied) or override
+        ``reset()`` (for a read model kept elsewhere); otherwise the replay would apply every
+        event a second time on top of what is there, and the rebuild is refused before it
+        starts. Stop the live runners of the projector (the poller, the Lambda's event source
+        mapping) while it rebuilds.
+        """
         for engine in self.engines:
-            removed = self.positions.reset(engine.name)
+            projector = engine.projector
+            if not projector.read_models and type(projector).reset is Projector.reset:
+                raise DefinitionError(
+                    f"cannot rebuild {engine.name}: it declares no read_models and does not "
+                    "override reset(), so the replay would apply every event again on top of "
+                    "its read model"
+                )
+        for engine in self.engines:
+            models = engine.projector.read_models
+            if models:
+                if not isinstance(self.store, DynamoDBEventStore):
+                    raise DefinitionError(
+                        f"{engine.name} keeps its read models in DynamoDB: rebuild it with a "
+                        "DynamoDBEventStore"
+                    )
+                clear_tables(self.store, models)
             engine.projector.reset()
-            log.info("projection.reset", projector=engine.name, positions=removed)
+            removed = self.positions.reset(engine.name)
+            log.info(
+                "projection.reset", projector=engine.name, positions=removed, tables=len(models)
+            )
         return self.run(since=None)
 
     def _resume_point(self) -> dt.datetime | None:

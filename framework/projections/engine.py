@@ -89,6 +89,7 @@ class ProjectionEngine:
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.registry = EventRegistry(projector.event_classes(), keys=keys or projector.key_ring)
+        projector.use_table_prefix(store.tables.prefix)
 
     def apply(self, records: Iterable[StoredEvent]) -> ApplyReport:
         """Apply delivered records (any order, duplicates allowed) stream by stream."""

@@ -1,24 +1,28 @@
 """The ``Projector`` base class: read models built from events.
 
-A projector declares ``@event_handler(EventType)`` methods taking ``(self, event, envelope)``. The
-runners deliver every event at least once and in any order; the framework turns that into
-exactly-once, in-order application per stream (see ``engine.py``). A handler that writes to
-DynamoDB queues its writes with ``self.put``/``self.update``/``self.delete``/``self.save``: they are
-committed in one transaction with the projector's position, so a crash cannot apply an event to
-the read model without recording it, or the other way round.
+A projector declares ``@event_handler(EventType)`` methods taking ``(self, event, envelope)``, and
+the PynamoDB models it writes as ``read_models`` (see ``read_models.py``). The runners deliver every
+event at least once and in any order; the framework turns that into exactly-once, in-order
+application per stream (see ``engine.py``). Handlers queue typed writes built from the models,
+``self.save(row)``, ``self.update(row, actions=[Row.total.add(amount)])``, ``self.delete(row)``:
+they are committed in one transaction with the projector's position, so a crash cannot apply an
+event to the read model without recording it, or the other way round.
 
 Queued writes of several events of one stream may share a transaction, so a handler must not read
 back what an earlier handler call queued: express changes as writes that need no read (a ``Put``
-of a row keyed by the event, an ``Update`` with ``ADD`` or ``SET``).
+of a row keyed by the event, an ``Update`` with ``add`` or ``set`` actions).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+from pynamodb.models import Model
 
 from framework.domain import Event, collect_event_handlers, event_type_name
 from framework.encryption import KeyRing
@@ -52,10 +56,13 @@ class Projector:
     The projector's stable name (default: the class name; set it with
     ``class Balances(Projector, name="balances")``) keys its positions: renaming it means
     rebuilding it. ``aggregate_types`` limits the streams it follows (default: all).
+    ``read_models`` are the PynamoDB models it writes: the command line creates, clears and
+    deletes their tables with the event store's, and a rebuild starts them empty.
     """
 
     __projector_name__: ClassVar[str] = "Projector"
     aggregate_types: ClassVar[frozenset[str] | None] = None
+    read_models: ClassVar[tuple[type[Model], ...]] = ()
     key_ring: KeyRing | None = None
     """The key ring that reads personal fields; without one they read as erased."""
     _event_handlers: ClassVar[dict[type[Event], Callable[..., Any]]] = {}
@@ -74,6 +81,17 @@ class Projector:
 
     def __init__(self) -> None:
         self._queued: list[TransactItem] = []
+        self._tables: dict[str, str] = {}
+
+    def use_table_prefix(self, prefix: str) -> None:
+        """Write the read models to the tables of the event store whose prefix is ``prefix``.
+
+        The engine calls this; a projector that is never bound (in a unit test of its handlers)
+        queues writes naming the models' logical tables.
+        """
+        from framework.projections.read_models import logical_name, table_name
+
+        self._tables = {logical_name(m): table_name(m, prefix) for m in self.read_models}
 
     @classmethod
     def projector_name(cls) -> str:
@@ -96,13 +114,51 @@ class Projector:
     def reset(self) -> None:
         """Clear the read model before a rebuild. Override it; the default does nothing."""
 
-    # -- queued DynamoDB writes ------------------------------------------------------------
+    # -- typed writes of read models --------------------------------------------------------
 
-    def put(self, table: str, item: Mapping[str, Any], **options: Any) -> None:
-        """Queue a ``Put`` of a low-level item (``{"pk": {"S": "..."}}``)."""
+    def save(self, row: Model, condition: Condition | None = None) -> None:
+        """Queue a ``Put`` of a read-model row (replacing the row with the same key)."""
+        self._queue("Put", row, row.get_save_kwargs_from_instance(condition=condition))
+
+    def update(
+        self, row: Model, actions: Sequence[Action], condition: Condition | None = None
+    ) -> None:
+        """Queue an ``Update`` of the row keyed like ``row`` with PynamoDB actions.
+
+        ``row`` needs only its key: ``self.update(Balance("acc-1"),
+        actions=[Balance.amount.add(x), Balance.version.set(v)])``.
+        """
+        kwargs = row.get_update_kwargs_from_instance(
+            actions=list(actions), condition=condition, add_version_condition=False
+        )
+        self._queue("Update", row, kwargs)
+
+    def delete(self, row: Model, condition: Condition | None = None) -> None:
+        """Queue a ``Delete`` of the row keyed like ``row``."""
+        kwargs = row.get_delete_kwargs_from_instance(
+            condition=condition, add_version_condition=False
+        )
+        self._queue("Delete", row, kwargs)
+
+    def _queue(self, action: str, row: Model, kwargs: dict[str, Any]) -> None:
+        if not isinstance(row, self.read_models):
+            raise DefinitionError(
+                f"{type(self).__name__} writes {type(row).__name__}, which is not among its "
+                "read_models: declare it, so that its table is created, cleared and deleted"
+            )
+        logical = kwargs["TableName"]
+        kwargs["TableName"] = self._tables.get(logical, logical)
+        self._queued.append({action: kwargs})
+
+    # -- low-level writes, for tables that are not declared read models --------------------
+
+    def put_item(self, table: str, item: Mapping[str, Any], **options: Any) -> None:
+        """Queue a ``Put`` of a low-level item (``{"pk": {"S": "..."}}``) into ``table``."""
         self._queued.append({"Put": {"TableName": table, "Item": dict(item), **options}})
 
-    def update(self, table: str, key: Mapping[str, Any], expression: str, **options: Any) -> None:
+    def update_item(
+        self, table: str, key: Mapping[str, Any], expression: str, **options: Any
+    ) -> None:
         """Queue an ``Update``: ``expression`` is the ``UpdateExpression``; options as boto3's."""
         self._queued.append(
             {
@@ -115,13 +171,9 @@ class Projector:
             }
         )
 
-    def delete(self, table: str, key: Mapping[str, Any], **options: Any) -> None:
-        """Queue a ``Delete`` of the item under ``key``."""
+    def delete_item(self, table: str, key: Mapping[str, Any], **options: Any) -> None:
+        """Queue a ``Delete`` of the item under ``key`` in ``table``."""
         self._queued.append({"Delete": {"TableName": table, "Key": dict(key), **options}})
-
-    def save(self, model: Any) -> None:
-        """Queue a ``Put`` of a PynamoDB model instance (its table and serialized attributes)."""
-        self.put(model.Meta.table_name, model.serialize())
 
     def take_queued(self) -> list[TransactItem]:
         """The writes queued since the last call (the engine commits them)."""

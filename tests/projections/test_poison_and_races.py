@@ -40,7 +40,7 @@ class FussyBalances(TableBalances, name="fussy-balances"):
         if event.amount != POISON:
             self._add(envelope.aggregate_id, event.amount)
         elif self.how == "condition":
-            self.update(
+            self.update_item(
                 self.table,
                 {"pk": {"S": envelope.aggregate_id}},
                 "ADD balance :amount, events :one",
@@ -48,7 +48,7 @@ class FussyBalances(TableBalances, name="fussy-balances"):
                 ExpressionAttributeValues={":amount": {"N": str(POISON)}, ":one": {"N": "1"}},
             )
         else:
-            self.put(
+            self.put_item(
                 self.table,
                 {"pk": {"S": f"huge-{envelope.version}"}, "blob": {"B": b"x" * 420_000}},
             )

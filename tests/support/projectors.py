@@ -46,7 +46,7 @@ class TableBalances(Projector, name="table-balances"):
 
     @event_handler(AccountOpened)
     def _opened(self, event: AccountOpened, envelope: Envelope) -> None:
-        self.put(
+        self.put_item(
             self.table,
             {
                 "pk": {"S": envelope.aggregate_id},
@@ -65,7 +65,7 @@ class TableBalances(Projector, name="table-balances"):
         self._add(envelope.aggregate_id, -event.amount)
 
     def _add(self, account_id: str, amount: Decimal) -> None:
-        self.update(
+        self.update_item(
             self.table,
             {"pk": {"S": account_id}},
             "ADD balance :amount, events :one",
