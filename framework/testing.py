@@ -15,6 +15,8 @@ stream, with ``given_stream``), and the command runs through a real ``Applicatio
 ``InMemoryEventStore``: the same routing, unit of work, serialization and commit as in production,
 so a scenario also catches events that do not round-trip or handlers that are not registered.
 The pytest fixtures live in ``framework.pytest_plugin``, loaded automatically by pytest.
+
+``ProjectorScenario`` does the same for projectors: given events, then the read model holds this.
 """
 
 from __future__ import annotations
@@ -24,14 +26,23 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from contextlib import ExitStack
+from typing import Any, TypeVar
+
+from pynamodb.models import Model
 
 from framework.application import Application
 from framework.domain import Aggregate, Command, Event, command_target_field
 from framework.encryption import KeyRing, LocalKeyWrapper
+from framework.projections import read_models
+from framework.projections.engine import ApplyReport, ProjectionEngine
+from framework.projections.projector import Projector
 from framework.results import CommandResult
+from framework.serialization import EventRegistry
 from framework.snapshots import SnapshotPolicy
+from framework.store.base import EventStore
 from framework.store.memory import InMemoryEventStore
+from framework.store.positions import InMemoryPositionStore, PositionStore
 from framework.store.records import AggregateChange, ChangeSet, StoredEvent
 
 
@@ -196,3 +207,121 @@ def scenario(
 ) -> Scenario:
     """Start a given/when/then scenario for ``aggregates`` (and function ``handlers``)."""
     return Scenario(*aggregates, handlers=handlers, snapshots=snapshots)
+
+
+M = TypeVar("M", bound=Model)
+
+
+class ProjectorScenario:
+    """Given these events, then the read model holds this: a projector tested without DynamoDB.
+
+    ::
+
+        with ProjectorScenario(AccountBalances()) as balances:
+            balances.given(Account, "acc-1", AccountOpened(owner="Ann"), Deposited(amount=5))
+            assert balances.row(AccountBalance, "acc-1").balance == 5
+
+    The events are stored and delivered through the real projection engine (decoding, positions,
+    the transaction of read-model writes and position); a projector with ``read_models`` writes
+    them into moto's in-process DynamoDB (the ``embedded`` extra), one without keeps its own
+    state and runs on the in-memory stores. Personal fields are sealed and read with a
+    throw-away key ring. Use it as a context manager, or call ``close()``.
+    """
+
+    def __init__(self, projector: Projector) -> None:
+        self.projector = projector
+        self._closing = ExitStack()
+        self.keys = KeyRing(LocalKeyWrapper(os.urandom(32)))
+        self.store: EventStore
+        self.positions: PositionStore
+        if projector.read_models:
+            from framework.store.dynamodb_positions import DynamoDBPositionStore
+            from framework.store.embedded import embedded_dynamodb_store
+
+            dynamodb = self._closing.enter_context(embedded_dynamodb_store("scenario"))
+            read_models.create_tables(dynamodb, projector.read_models)
+            self.store, self.positions = dynamodb, DynamoDBPositionStore(dynamodb)
+        else:
+            self.store, self.positions = InMemoryEventStore(), InMemoryPositionStore()
+        self.registry = EventRegistry(projector.event_classes(), keys=self.keys)
+        self.engine = ProjectionEngine(
+            projector, self.store, self.positions, keys=self.keys, retry_delay=0
+        )
+
+    def __enter__(self) -> ProjectorScenario:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the in-process tables."""
+        self._closing.close()
+
+    def given(
+        self, aggregate: type[Aggregate] | str, aggregate_id: str, *events: Event
+    ) -> ProjectorScenario:
+        """Append ``events`` to a stream and deliver them to the projector."""
+        aggregate_type = aggregate if isinstance(aggregate, str) else aggregate.aggregate_type()
+        start = len(self.store.load_events(aggregate_type, aggregate_id))
+        change_set_id = str(uuid.uuid4())
+        now = dt.datetime.now(dt.UTC)
+        records = []
+        for offset, event in enumerate(events, start=1):
+            self.registry.register(type(event))
+            encoded = self.registry.encode(event, (aggregate_type, aggregate_id))
+            records.append(
+                StoredEvent(
+                    aggregate_type=aggregate_type,
+                    aggregate_id=aggregate_id,
+                    version=start + offset,
+                    event_type=encoded.event_type,
+                    schema=encoded.schema,
+                    payload=encoded.payload,
+                    occurred_at=now,
+                    change_set_id=change_set_id,
+                    command_id="given",
+                    correlation_id="given",
+                    causation_id="given",
+                )
+            )
+        self.store.commit(
+            ChangeSet(
+                change_set_id=change_set_id,
+                command_id=f"given-{change_set_id}",
+                committed_at=now,
+                aggregates=(AggregateChange(aggregate_type, aggregate_id, start, tuple(records)),),
+            )
+        )
+        self.last_report = self.engine.apply(records)
+        return self
+
+    def redeliver(self) -> ApplyReport:
+        """Deliver every event again, as a runner after a crash would: it must change nothing."""
+        return self.engine.apply(list(self.store.read_feed()))
+
+    def rows(self, model: type[M]) -> list[M]:
+        """Every row of a read model."""
+        return list(self._bound(model).scan(consistent_read=True))
+
+    def row(self, model: type[M], hash_key: Any, range_key: Any = None) -> M | None:
+        """One row of a read model, ``None`` when there is none."""
+        try:
+            return self._bound(model).get(hash_key, range_key, consistent_read=True)
+        except self._bound(model).DoesNotExist:
+            return None
+
+    def parked(self) -> list[str]:
+        """``stream@version: error`` of every event the projector parked."""
+        return [
+            f"{position.stream}@{position.parked.version}: {position.parked.error}"
+            for position in self.positions.parked(self.projector.projector_name())
+            if position.parked is not None
+        ]
+
+    def _bound(self, model: type[M]) -> type[M]:
+        from framework.store.dynamodb import DynamoDBEventStore
+
+        if not isinstance(self.store, DynamoDBEventStore):
+            raise ScenarioFailed(f"{type(self.projector).__name__} declares no read models")
+        return read_models.bound(model, self.store)
