@@ -34,6 +34,7 @@ from framework.errors import (
     DomainError,
     DuplicateCommand,
     InvalidCommand,
+    SubjectForgotten,
     Throttled,
     TransactionConflict,
     UniqueConstraintViolated,
@@ -57,6 +58,7 @@ _REFUSALS: tuple[type[Exception], ...] = (
     AggregateNotFound,
     AggregateAlreadyExists,
     UniqueConstraintViolated,
+    SubjectForgotten,
 )
 
 

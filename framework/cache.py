@@ -19,6 +19,7 @@ from collections import OrderedDict
 from typing import TypeVar
 
 from framework.domain import Aggregate
+from framework.subjects import Subject
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -61,6 +62,23 @@ class AggregateCache:
         """Forget one aggregate (its cached version proved stale)."""
         with self._lock:
             self._entries.pop((aggregate_class, aggregate_id), None)
+
+    def evict_subject(self, subject: Subject) -> int:
+        """Forget every aggregate holding personal data of ``subject`` (or being it).
+
+        Called when the subject is forgotten, so that no state read before the forget can be
+        served, or snapshotted, again. Returns how many entries went.
+        """
+        with self._lock:
+            doomed = [
+                key
+                for key, aggregate in self._entries.items()
+                if subject in aggregate.personal_subjects
+                or (aggregate.aggregate_type(), aggregate.id) == subject
+            ]
+            for key in doomed:
+                del self._entries[key]
+        return len(doomed)
 
     def clear(self) -> None:
         """Forget everything."""

@@ -121,6 +121,22 @@ class UniqueConstraintViolated(ConflictError):
         self.value = value
 
 
+class SubjectForgotten(FrameworkError):
+    """A command would store personal data of a subject that was forgotten.
+
+    Forgetting is permanent: a forgotten subject never gets a new key, so new personal data for it
+    is refused (nothing is written) rather than stored readable or stored erased while the
+    aggregate in memory holds it in clear.
+    """
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(
+            f"{subject} was forgotten: its personal data can no longer be stored (a forgotten "
+            "subject never gets a new key)"
+        )
+        self.subject = subject
+
+
 class ChangeSetTooLarge(FrameworkError):
     """The change set breaks a DynamoDB transaction limit; it was refused before sending."""
 

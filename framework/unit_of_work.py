@@ -22,6 +22,7 @@ from framework.errors import (
     AggregateAlreadyExists,
     AggregateNotFound,
     CorruptEvent,
+    SubjectForgotten,
 )
 from framework.results import CommandResult
 from framework.serialization import (
@@ -41,6 +42,7 @@ from framework.store.records import (
     UniqueClaim,
     stream_key,
 )
+from framework.subjects import Subject, subject_name
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -190,7 +192,7 @@ class UnitOfWork:
                 aggregates=tuple(changes),
                 claims=tuple(claims.values()),
                 result=result.to_json(),
-                forget_keys=forgotten,
+                forget_keys=tuple(subject_name(subject) for subject in forgotten),
             )
         )
         for tracked in self._tracked.values():
@@ -200,25 +202,36 @@ class UnitOfWork:
         self._forget_subjects(forgotten)
         return result
 
-    def _subjects_to_forget(self, changes: list[AggregateChange]) -> tuple[str, ...]:
+    def _subjects_to_forget(self, changes: list[AggregateChange]) -> tuple[Subject, ...]:
         """Aggregates whose new events include one declared ``forgets_subject``."""
         if self.registry.keys is None:
             return ()
         forgetting = {event_type_name(c) for c in self.registry.classes() if c.__forgets_subject__}
         return tuple(
-            change.aggregate_id
+            (change.aggregate_type, change.aggregate_id)
             for change in changes
             if any(record.event_type in forgetting for record in change.events)
         )
 
-    def _forget_subjects(self, subjects: tuple[str, ...]) -> None:
-        """After the commit that deleted their keys in the table: clear every other copy."""
+    def _forget_subjects(self, subjects: tuple[Subject, ...]) -> None:
+        """After the commit that tombstoned their keys in the table: clear every other copy.
+
+        The key ring remembers the subject as forgotten, and every cached aggregate whose state
+        was built from the subject's personal data is evicted, so that no later command of this
+        process can snapshot that state again.
+        """
         keys = self.registry.keys
         if keys is None:
             return
         for subject in subjects:
-            keys.forget(subject)
-            log.info("subject.forgotten", aggregate_id=subject)
+            keys.forget(subject_name(subject))
+            evicted = 0 if self.cache is None else self.cache.evict_subject(subject)
+            log.info(
+                "subject.forgotten",
+                aggregate_type=subject[0],
+                aggregate_id=subject[1],
+                cache_evicted=evicted,
+            )
 
     def forget_cached(self) -> None:
         """Drop every aggregate of this unit of work from the cache (after a failed commit)."""
@@ -236,7 +249,7 @@ class UnitOfWork:
         aggregate_type = aggregate.aggregate_type()
         stored = []
         for offset, event in enumerate(events, start=1):
-            encoded = self.registry.encode(event, aggregate.id)
+            encoded = self.registry.encode(event, (aggregate_type, aggregate.id))
             stored.append(
                 StoredEvent(
                     aggregate_type=aggregate_type,
@@ -264,7 +277,18 @@ class UnitOfWork:
         aggregate = tracked.aggregate
         if not self._policy(type(aggregate))(aggregate, tracked.loaded_version):
             return None
-        state = encode_state(aggregate, self._keys_for(type(aggregate)))
+        try:
+            state = encode_state(aggregate, self.registry.keys)
+        except SubjectForgotten as forgotten:
+            # The state holds personal data of a subject forgotten since it was loaded (another
+            # process's forget, say): it must not be stored again. Replays read it erased.
+            log.info(
+                "snapshot.skipped_subject_forgotten",
+                aggregate_type=aggregate.aggregate_type(),
+                aggregate_id=aggregate.id,
+                subject=forgotten.subject,
+            )
+            return None
         if len(state) > MAX_ITEM_BYTES - _SNAPSHOT_HEADROOM:
             # A snapshot only speeds up loading; refusing the command because of it would be
             # worse than a slower load.
@@ -284,15 +308,6 @@ class UnitOfWork:
             created_at=now,
         )
 
-    def _keys_for(self, aggregate_class: type[Aggregate]) -> KeyRing | None:
-        """The key ring, when the aggregate's events carry personal data (its snapshots too)."""
-        keys = self.registry.keys
-        if keys is not None and self.registry.has_personal_data(
-            aggregate_class.handled_event_types()
-        ):
-            return keys
-        return None
-
     @property
     def aggregates(self) -> list[Aggregate]:
         """The aggregates loaded or created so far."""
@@ -307,7 +322,6 @@ def load_aggregate(
     *,
     use_snapshot: bool,
 ) -> A | None:
-    # A snapshot of an aggregate with personal data is encrypted; decoding needs the key ring.
     """Rebuild an aggregate from its snapshot (when usable) and the events after it.
 
     Returns ``None`` when the stream is empty. A snapshot written for another shape of the class
@@ -351,7 +365,7 @@ def _restore(aggregate_class: type[A], snapshot: Snapshot, keys: KeyRing | None)
         )
         return None
     try:
-        state = decode_state(aggregate_class, snapshot.state, keys, snapshot.aggregate_id)
+        state = decode_state(aggregate_class, snapshot.state, keys)
     except Exception as error:  # any failure (JSON, cattrs' exception groups) means: replay
         log.warning(
             "snapshot.ignored_undecodable",
@@ -361,7 +375,8 @@ def _restore(aggregate_class: type[A], snapshot: Snapshot, keys: KeyRing | None)
         )
         return None
     aggregate = aggregate_class(snapshot.aggregate_id)
-    for name, value in state.items():
+    for name, value in state.values.items():
         setattr(aggregate, name, value)
     aggregate.version = snapshot.version
+    aggregate._personal_subjects = set(state.subjects)
     return aggregate

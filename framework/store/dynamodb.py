@@ -383,8 +383,6 @@ def _transact_item(write: PlannedWrite) -> dict[str, Any]:
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         }
-    if write.kind is WriteKind.FORGET_KEY:
-        return {"Delete": {"TableName": write.table, "Key": {"pk": write.item["pk"]}}}
     if write.kind is WriteKind.RELEASE:
         return {
             "Delete": {

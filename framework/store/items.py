@@ -304,9 +304,10 @@ def plan_transaction(
             item = {"pk": s(claim.key), "owner": s(claim.owner)}
             writes.append(PlannedWrite(WriteKind.RELEASE, tables.aggregates, item, claim=claim))
     for subject in change_set.forget_keys:
-        writes.append(
-            PlannedWrite(WriteKind.FORGET_KEY, tables.aggregates, {"pk": s(data_key_key(subject))})
-        )
+        # A tombstone, not a deletion: key creation is conditional on the item being absent, so
+        # a forgotten subject can never get a fresh key.
+        tombstone = {"pk": s(data_key_key(subject)), "forgotten_at": s(now)}
+        writes.append(PlannedWrite(WriteKind.FORGET_KEY, tables.aggregates, tombstone))
     expires = change_set.committed_at + command_retention
     command_item = {
         "pk": s(command_key(change_set.command_id)),

@@ -190,9 +190,14 @@ class InMemoryEventStore:
             pk = write.item["pk"]["S"]
             if write.kind is WriteKind.UPDATE_AGGREGATE:
                 self._aggregates[pk] = {**self._aggregates[pk], **write.item}
-            elif write.kind in (WriteKind.CREATE_AGGREGATE, WriteKind.CLAIM, WriteKind.COMMAND):
+            elif write.kind in (
+                WriteKind.CREATE_AGGREGATE,
+                WriteKind.CLAIM,
+                WriteKind.COMMAND,
+                WriteKind.FORGET_KEY,
+            ):
                 self._aggregates[pk] = write.item
-            elif write.kind in (WriteKind.RELEASE, WriteKind.FORGET_KEY):
+            elif write.kind is WriteKind.RELEASE:
                 self._aggregates.pop(pk, None)
             elif write.kind is WriteKind.EVENT:
                 self._events.setdefault(pk, {})[int(write.item["sk"]["N"])] = write.item

@@ -174,9 +174,11 @@ class EventStoreContract:
         store.commit(change_set([("a1", 0, 1)]))
         with pytest.raises(ConcurrencyError):
             store.commit(attrs.evolve(change_set([("a1", 0, 1)]), forget_keys=("a1",)))
-        assert _aggregate_item(store, "key#a1") is not None  # refused: the key stays
+        assert _aggregate_item(store, "key#a1") == key_item  # refused: the key stays
         store.commit(attrs.evolve(change_set([("a1", 1, 1)]), forget_keys=("a1",)))
-        assert _aggregate_item(store, "key#a1") is None
+        tombstone = _aggregate_item(store, "key#a1")  # a tombstone: never a fresh key again
+        assert isinstance(tombstone, dict) and "wrapped" not in tombstone
+        assert "forgotten_at" in tombstone
 
     # -- snapshots -----------------------------------------------------------------------
 
