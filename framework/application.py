@@ -24,6 +24,7 @@ from framework.domain import (
     Event,
     command_handler_spec,
     command_target_field,
+    personal_fields,
 )
 from framework.encryption import KeyRing
 from framework.errors import (
@@ -40,6 +41,7 @@ from framework.errors import (
     UniqueConstraintViolated,
     UnknownCommand,
 )
+from framework.logs import withhold
 from framework.results import CommandResult
 from framework.serialization import EventRegistry
 from framework.snapshots import NoSnapshots, SnapshotPolicy
@@ -100,6 +102,12 @@ class _Route:
         else:
             aggregate = uow.get(self.aggregate_class, aggregate_id)
         aggregate.handle_command(command)
+
+
+def _personal_values(command: Command) -> list[str]:
+    """The text values of the command's fields marked ``personal()``: never to be logged."""
+    values = (getattr(command, name) for name in personal_fields(type(command)))
+    return [value for value in values if isinstance(value, str)]
 
 
 class Application:
@@ -261,7 +269,7 @@ class Application:
         bound.info(
             "command.refused",
             error_type=type(error).__name__,
-            reason=str(error),
+            reason=withhold(str(error), _personal_values(command)),
             retries=attempt - 1,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
