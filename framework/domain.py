@@ -99,7 +99,7 @@ class Event:
     __event_version__: ClassVar[int] = 1
     __forgets_subject__: ClassVar[bool] = False
     """True for an event that erases its aggregate's personal data once committed (the key ring
-    deletes the aggregate's data key): ``class UserForgotten(Event, forgets_subject=True)``."""
+    tombstones the data key of its stream, the subject): ``class UserForgotten(Event, forgets_subject=True)``."""
 
     def __attrs_post_init__(self) -> None:
         problems = check_fields(self)
