@@ -98,8 +98,8 @@ class Event:
     __event_name__: ClassVar[str] = "Event"
     __event_version__: ClassVar[int] = 1
     __forgets_subject__: ClassVar[bool] = False
-    """True for an event that erases its aggregate's personal data once committed (the key ring
-    tombstones the data key of its stream, the subject): ``class UserForgotten(Event, forgets_subject=True)``."""
+    """True for an event that erases its aggregate's personal data once committed: the key of its
+    stream's subject is tombstoned. ``class UserForgotten(Event, forgets_subject=True)``."""
 
     def __attrs_post_init__(self) -> None:
         problems = check_fields(self)
