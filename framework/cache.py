@@ -3,9 +3,11 @@
 Without it every command reads its aggregate (a ``Query``, plus a ``GetItem`` with snapshots)
 before the ``TransactWriteItems``. With it, an aggregate this process committed recently is taken
 from memory and only the commit is sent. That is safe because the commit is conditional on the
-version the aggregate had when loaded: if another process changed it meanwhile, the commit fails
-with ``ConcurrencyError``, the entry is dropped, and the command is retried on a fresh load. The
-cost of a stale entry is one refused request, never a lost update.
+version every aggregate of the command had when loaded, the ones it changes (their version
+condition) and the ones it only read (a ``ConditionCheck`` in the same transaction): if another
+process changed any of them meanwhile, the commit fails with ``ConcurrencyError``, the command's
+entries are dropped, and the command is retried on a fresh load. The cost of a stale entry is one
+refused request; no decision is ever committed on a stale copy.
 
 Entries are copied in and out, so a command that fails half-way cannot leave a half-changed
 aggregate in the cache.

@@ -112,6 +112,22 @@ class DuplicateCommand(ConflictError):
         self.command_id = command_id
 
 
+class CommandIdReused(ConflictError):
+    """The command id was already processed for a different command (another payload).
+
+    A repeat of a command returns its first result; the same id with other fields is not a
+    repeat but a client bug (an idempotency key reused for another request). Answering it with
+    the first command's result would report as done something that never ran, so it is refused.
+    """
+
+    def __init__(self, command_id: str) -> None:
+        super().__init__(
+            f"command id {command_id!r} was already used for a different command: give each "
+            "distinct command (each distinct request) its own id"
+        )
+        self.command_id = command_id
+
+
 class UniqueConstraintViolated(ConflictError):
     """A unique-value claim (for example an email address) is held by another owner."""
 

@@ -2,15 +2,19 @@
 
 Every aggregate a handler touches is tracked here with the version it was loaded at. ``commit``
 turns their new events, snapshots and unique claims, plus the command id, into one ``ChangeSet``,
-which the store writes as one transaction: all of it or none of it.
+which the store writes as one transaction: all of it or none of it. The aggregates the handler
+read but did not change go into the same transaction as version checks, so that no decision
+commits on state that moved on meanwhile.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import structlog
@@ -27,6 +31,7 @@ from framework.errors import (
 from framework.results import CommandResult
 from framework.serialization import (
     EventRegistry,
+    converter,
     decode_state,
     encode_state,
     state_schema,
@@ -40,6 +45,7 @@ from framework.store.records import (
     Snapshot,
     StoredEvent,
     UniqueClaim,
+    VersionCheck,
     stream_key,
 )
 from framework.subjects import Subject, subject_name
@@ -53,9 +59,41 @@ _SNAPSHOT_HEADROOM = 1024
 """Bytes kept free in a snapshot item for its key and other attributes."""
 
 
+_CONTEXT_FIELDS = ("command_id", "correlation_id", "causation_id")
+"""Command fields that say which request a command is, not what it asks: not fingerprinted."""
+
+
 def utc_now() -> dt.datetime:
     """The current time, timezone-aware in UTC."""
     return dt.datetime.now(dt.UTC)
+
+
+def command_fingerprint(command: Command) -> str:
+    """The SHA-256 of what ``command`` asks: its type name and fields, as canonical JSON.
+
+    Stored with the command record, it tells a repeat of a command (same id, same payload: the
+    first result stands) from a command id reused for another payload (refused). The ids that
+    only place the command in a conversation (``command_id``, ``correlation_id``,
+    ``causation_id``) are left out: a retry may carry another correlation id.
+    """
+    fields = converter.unstructure(command)
+    for name in _CONTEXT_FIELDS:
+        fields.pop(name, None)
+    canonical = json.dumps(
+        {"type": type(command).__name__, "fields": fields},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=_canonical_fallback,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _canonical_fallback(value: Any) -> Any:
+    """JSON for what the converter leaves as is: sets in a stable order, anything else as text."""
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=lambda element: json.dumps(element, default=str, sort_keys=True))
+    return str(value)
 
 
 @attrs.define
@@ -154,16 +192,24 @@ class UnitOfWork:
     def commit(self) -> CommandResult:
         """Write everything the tracked aggregates did as one change set.
 
-        A command that changed nothing writes nothing (not even its command id).
+        Every tracked aggregate that did not change is checked to be still at the version it was
+        read at (or still absent), in the same transaction: a decision is never committed on a
+        stale cached copy or on state another command changed meanwhile (write skew). A command
+        that changed nothing still commits its command id with those checks, so that a late
+        retry of it is recognised as a repeat instead of running on state that moved on.
         """
         change_set_id = str(uuid.uuid4())
         now = self._clock()
         changes: list[AggregateChange] = []
+        checks: list[VersionCheck] = []
         claims: dict[tuple[str, str, str], UniqueClaim] = {}
         new_events: list[Event] = []
         for tracked in self._tracked.values():
             aggregate = tracked.aggregate
             if not aggregate.has_pending_changes:
+                checks.append(
+                    VersionCheck(aggregate.aggregate_type(), aggregate.id, tracked.loaded_version)
+                )
                 continue
             events, claim_requests = aggregate._take_pending()
             new_events.extend(events)
@@ -174,8 +220,6 @@ class UnitOfWork:
                     request.scope, request.value, owner, request.claim
                 )
             changes.append(self._aggregate_change(tracked, events, change_set_id, now))
-        if not changes:
-            return CommandResult(command_id=self.command.command_id, change_set_id=None)
         versions = {change.stream: change.new_version for change in changes}
         result = CommandResult(
             command_id=self.command.command_id,
@@ -193,6 +237,8 @@ class UnitOfWork:
                 claims=tuple(claims.values()),
                 result=result.to_json(),
                 forget_keys=tuple(subject_name(subject) for subject in forgotten),
+                checks=tuple(checks),
+                command_fingerprint=command_fingerprint(self.command),
             )
         )
         for tracked in self._tracked.values():
