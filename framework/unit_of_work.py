@@ -20,7 +20,7 @@ import attrs
 import structlog
 
 from framework.cache import AggregateCache
-from framework.domain import Aggregate, Command, Event, event_type_name
+from framework.domain import Aggregate, Command, Event, event_type_name, personal_fields
 from framework.encryption import KeyRing
 from framework.errors import (
     AggregateAlreadyExists,
@@ -74,11 +74,16 @@ def command_fingerprint(command: Command) -> str:
     Stored with the command record, it tells a repeat of a command (same id, same payload: the
     first result stands) from a command id reused for another payload (refused). The ids that
     only place the command in a conversation (``command_id``, ``correlation_id``,
-    ``causation_id``) are left out: a retry may carry another correlation id.
+    ``causation_id``) are left out: a retry may carry another correlation id. So are the values
+    of fields marked ``personal()``: the record outlives a "forget me" by up to its retention, and
+    a bare hash of an address can be confirmed by guessing; an id reused with only other personal
+    data is taken as a repeat.
     """
     fields = converter.unstructure(command)
     for name in _CONTEXT_FIELDS:
         fields.pop(name, None)
+    for name in personal_fields(type(command)):
+        fields[name] = "[personal]"
     canonical = json.dumps(
         {"type": type(command).__name__, "fields": fields},
         sort_keys=True,

@@ -27,6 +27,8 @@ from framework import (
     UnitOfWork,
     UnknownCommand,
     command_handler,
+    personal,
+    target_id,
 )
 from framework.store import ChangeSet
 from framework.unit_of_work import command_fingerprint
@@ -216,6 +218,23 @@ def test_the_fingerprint_ignores_ids_and_covers_type_and_fields() -> None:
     )
     assert command_fingerprint(deposit) != command_fingerprint(
         Withdraw(account_id="a", amount=Decimal("5.0"), command_id="x")
+    )
+
+
+def test_the_fingerprint_holds_no_personal_data() -> None:
+    """A bare hash of an address can be confirmed by guessing: personal values stay out."""
+
+    @frozen
+    class Subscribe(Command):
+        member_id: str = target_id()
+        email: str = personal()
+
+    first = Subscribe(member_id="m1", email="ann@example.org")
+    assert command_fingerprint(first) == command_fingerprint(
+        Subscribe(member_id="m1", email="bob@example.org")
+    )
+    assert command_fingerprint(first) != command_fingerprint(
+        Subscribe(member_id="m2", email="ann@example.org")
     )
 
 
