@@ -7,8 +7,13 @@
    the aggregate cache.
 3. Loading an aggregate of 10,000 events with a snapshot every 100, against one of 1 event.
 4. Capacity per command, summed from ``ConsumedCapacity`` (requested on every call by a hook).
+5. The cost of checking what a command read: a command that reads one account and changes
+   another (its commit carries a ``ConditionCheck`` on the account it read) against the very same
+   command through a store wrapper that strips the checks from the change set (what the commit
+   sent before read aggregates were checked), interleaved round by round; plus the capacity of
+   one such command with and without the check.
 
-    python -m bench.commands [--rounds 5] [--commands 200]
+    python -m bench.commands [--rounds 5] [--commands 200] [--only checks]
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ import argparse
 import datetime as dt
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
+
+import attrs
 
 from bench.common import fresh_store, machine, markdown_table, median, start_dynamodb_local
 from framework import (
@@ -30,8 +38,16 @@ from framework import (
 )
 from framework.logs import configure_logging
 from framework.serialization import encode_json
+from framework.store import ChangeSet
 from framework.store.items import feed_key, item_size, timestamp
-from tests.support.bank import Account, Deposit, DepositMany, OpenAccount
+from tests.support.bank import (
+    Account,
+    Deposit,
+    DepositMany,
+    JointWithdraw,
+    OpenAccount,
+    joint_withdraw,
+)
 
 ACCOUNTS = 20
 
@@ -247,19 +263,107 @@ def capacity(store: DynamoDBEventStore) -> list[list[str]]:
     ]
 
 
+class WithoutReadChecks:
+    """The store, with the version checks of read-but-unchanged aggregates stripped from commits.
+
+    The baseline of the read-check measure: the same application, the same command and the same
+    transaction, minus the ``ConditionCheck`` items (what a commit sent before they existed).
+    """
+
+    def __init__(self, inner: DynamoDBEventStore) -> None:
+        self.inner = inner
+
+    def commit(self, change_set: ChangeSet) -> None:
+        self.inner.commit(attrs.evolve(change_set, checks=()))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def read_checks(store: DynamoDBEventStore, rounds: int, commands: int) -> list[list[str]]:
+    checked = Application(store=store, aggregates=[Account], handlers=[joint_withdraw])
+    unchecked = Application(
+        store=WithoutReadChecks(store),  # type: ignore[arg-type]
+        aggregates=[Account],
+        handlers=[joint_withdraw],
+    )
+    pairs: dict[str, list[str]] = {
+        side: [f"{side}-{i}" for i in range(ACCOUNTS)] for side in ("checked", "unchecked")
+    }
+    for account_id in pairs["checked"] + pairs["unchecked"]:
+        checked.handle(OpenAccount(account_id=account_id, owner="bench"))
+        checked.handle(OpenAccount(account_id=f"{account_id}-reserve", owner="bench"))
+        checked.handle(Deposit(account_id=f"{account_id}-reserve", amount=Decimal(10**9)))
+
+    def run(app: Application, ids: list[str]) -> float:
+        started = time.perf_counter()
+        for index in range(commands):
+            account_id = ids[index % ACCOUNTS]
+            app.handle(
+                JointWithdraw(
+                    account_id=account_id, partner_id=f"{account_id}-reserve", amount=Decimal(1)
+                )
+            )
+        return commands / (time.perf_counter() - started)
+
+    checked_rates, unchecked_rates = [], []
+    for _ in range(rounds):
+        checked_rates.append(run(checked, pairs["checked"]))
+        unchecked_rates.append(run(unchecked, pairs["unchecked"]))
+    checked_rate, unchecked_rate = median(checked_rates), median(unchecked_rates)
+
+    counter = Requests(store.client)
+    units = []
+    for app, account_id in ((checked, "checked-0"), (unchecked, "unchecked-0")):
+        counter.reset()
+        app.handle(
+            JointWithdraw(
+                account_id=account_id, partner_id=f"{account_id}-reserve", amount=Decimal(1)
+            )
+        )
+        units.append(f"{counter.read_units:g} RCU / {counter.write_units:g} WCU")
+    return [
+        [
+            "commands/s, read one account + change another: with the read check vs without",
+            f"{checked_rate:,.0f} vs {unchecked_rate:,.0f}",
+            f"{checked_rate / unchecked_rate:.2f}",
+            "measured (no target)",
+        ],
+        [
+            "capacity of that command, with the read check vs without",
+            f"{units[0]} vs {units[1]}",
+            "1 transaction item more",
+            "measured (no target)",
+        ],
+    ]
+
+
+CASES: dict[str, Callable[[str, argparse.Namespace], list[list[str]]]] = {
+    "overhead": lambda url, a: overhead(fresh_store(url), a.rounds, a.commands),
+    "requests": lambda url, a: requests_per_command(fresh_store(url)),
+    "load": lambda url, a: load_time(fresh_store(url), a.rounds),
+    "capacity": lambda url, a: capacity(fresh_store(url)),
+    "checks": lambda url, a: read_checks(fresh_store(url), a.rounds, a.commands),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--commands", type=int, default=200)
+    parser.add_argument(
+        "--only",
+        choices=sorted(CASES),
+        action="append",
+        help="run only this measure (repeatable); default: all of them",
+    )
     arguments = parser.parse_args(argv)
     configure_logging("WARNING")
     server = start_dynamodb_local()
     try:
         rows = []
-        rows += overhead(fresh_store(server.endpoint_url), arguments.rounds, arguments.commands)
-        rows += requests_per_command(fresh_store(server.endpoint_url))
-        rows += load_time(fresh_store(server.endpoint_url), arguments.rounds)
-        rows += capacity(fresh_store(server.endpoint_url))
+        for name in arguments.only or list(CASES):
+            rows += CASES[name](server.endpoint_url, arguments)
     finally:
         server.stop()
     print(

@@ -4,7 +4,8 @@
 commits the change set. When the commit loses an optimistic-concurrency race (or DynamoDB reports a
 transaction conflict or throttling), the whole command is run again on freshly loaded aggregates,
 a bounded number of times with jittered exponential backoff. A command id that was already
-processed returns the first result and writes nothing.
+processed returns the first result and writes nothing, unless it was processed for a command with
+another payload: that is refused with ``CommandIdReused``.
 """
 
 from __future__ import annotations
@@ -24,26 +25,31 @@ from framework.domain import (
     Event,
     command_handler_spec,
     command_target_field,
+    personal_fields,
 )
 from framework.encryption import KeyRing
 from framework.errors import (
     AggregateAlreadyExists,
     AggregateNotFound,
+    CommandIdReused,
     ConcurrencyError,
     DefinitionError,
     DomainError,
     DuplicateCommand,
     InvalidCommand,
+    SubjectForgotten,
     Throttled,
     TransactionConflict,
     UniqueConstraintViolated,
     UnknownCommand,
 )
+from framework.logs import withhold
 from framework.results import CommandResult
 from framework.serialization import EventRegistry
 from framework.snapshots import NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
-from framework.unit_of_work import UnitOfWork, load_aggregate
+from framework.store.records import ProcessedCommand
+from framework.unit_of_work import UnitOfWork, command_fingerprint, load_aggregate
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -57,6 +63,7 @@ _REFUSALS: tuple[type[Exception], ...] = (
     AggregateNotFound,
     AggregateAlreadyExists,
     UniqueConstraintViolated,
+    SubjectForgotten,
 )
 
 
@@ -98,6 +105,12 @@ class _Route:
         else:
             aggregate = uow.get(self.aggregate_class, aggregate_id)
         aggregate.handle_command(command)
+
+
+def _personal_values(command: Command) -> list[str]:
+    """The text values of the command's fields marked ``personal()``: never to be logged."""
+    values = (getattr(command, name) for name in personal_fields(type(command)))
+    return [value for value in values if isinstance(value, str)]
 
 
 class Application:
@@ -213,7 +226,11 @@ class Application:
                 route.run(uow, command)
                 result = uow.commit()
             except DuplicateCommand:
-                return self._first_result(command, bound, attempt, started)
+                processed = self.store.get_processed_command(command.command_id)
+                if processed is None:
+                    # The record expired between the conflict and this read: nothing more to say.
+                    raise
+                return self._first_result(command, processed, bound, attempt, started)
             except _REFUSALS as error:
                 return self._refused(command, error, bound, attempt, started)
             except _RETRYABLE as error:
@@ -255,23 +272,38 @@ class Application:
         # then the first result stands. Only refusals pay for this lookup.
         processed = self.store.get_processed_command(command.command_id)
         if processed is not None:
-            return self._first_result(command, bound, attempt, started)
+            return self._first_result(command, processed, bound, attempt, started)
         bound.info(
             "command.refused",
             error_type=type(error).__name__,
-            reason=str(error),
+            reason=withhold(str(error), _personal_values(command)),
             retries=attempt - 1,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
         raise error
 
     def _first_result(
-        self, command: Command, bound: Any, attempt: int, started: float
+        self,
+        command: Command,
+        processed: ProcessedCommand,
+        bound: Any,
+        attempt: int,
+        started: float,
     ) -> CommandResult:
-        processed = self.store.get_processed_command(command.command_id)
-        if processed is None:
-            # The record expired between the conflict and this read: nothing more can be said.
-            raise DuplicateCommand(command.command_id)
+        """The first run's result for a repeat of ``command``; ``CommandIdReused`` if no repeat.
+
+        A record without a fingerprint was written before fingerprints were stored: it is taken
+        as a repeat, as it always was.
+        """
+        if processed.fingerprint is not None and processed.fingerprint != command_fingerprint(
+            command
+        ):
+            bound.warning(
+                "command.id_reused",
+                change_set_id=processed.change_set_id,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            raise CommandIdReused(command.command_id)
         bound.info(
             "command.duplicate",
             change_set_id=processed.change_set_id,

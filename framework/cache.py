@@ -3,9 +3,11 @@
 Without it every command reads its aggregate (a ``Query``, plus a ``GetItem`` with snapshots)
 before the ``TransactWriteItems``. With it, an aggregate this process committed recently is taken
 from memory and only the commit is sent. That is safe because the commit is conditional on the
-version the aggregate had when loaded: if another process changed it meanwhile, the commit fails
-with ``ConcurrencyError``, the entry is dropped, and the command is retried on a fresh load. The
-cost of a stale entry is one refused request, never a lost update.
+version every aggregate of the command had when loaded, the ones it changes (their version
+condition) and the ones it only read (a ``ConditionCheck`` in the same transaction): if another
+process changed any of them meanwhile, the commit fails with ``ConcurrencyError``, the command's
+entries are dropped, and the command is retried on a fresh load. The cost of a stale entry is one
+refused request; no decision is ever committed on a stale copy.
 
 Entries are copied in and out, so a command that fails half-way cannot leave a half-changed
 aggregate in the cache.
@@ -19,6 +21,7 @@ from collections import OrderedDict
 from typing import TypeVar
 
 from framework.domain import Aggregate
+from framework.subjects import Subject
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -61,6 +64,23 @@ class AggregateCache:
         """Forget one aggregate (its cached version proved stale)."""
         with self._lock:
             self._entries.pop((aggregate_class, aggregate_id), None)
+
+    def evict_subject(self, subject: Subject) -> int:
+        """Forget every aggregate holding personal data of ``subject`` (or being it).
+
+        Called when the subject is forgotten, so that no state read before the forget can be
+        served, or snapshotted, again. Returns how many entries went.
+        """
+        with self._lock:
+            doomed = [
+                key
+                for key, aggregate in self._entries.items()
+                if subject in aggregate.personal_subjects
+                or (aggregate.aggregate_type(), aggregate.id) == subject
+            ]
+            for key in doomed:
+                del self._entries[key]
+        return len(doomed)
 
     def clear(self) -> None:
         """Forget everything."""

@@ -31,6 +31,7 @@ from framework.errors import (
     InvalidEvent,
     MissingEventHandler,
 )
+from framework.subjects import ERASED, Subject
 from framework.typecheck import check_fields
 
 __all__ = [
@@ -97,8 +98,8 @@ class Event:
     __event_name__: ClassVar[str] = "Event"
     __event_version__: ClassVar[int] = 1
     __forgets_subject__: ClassVar[bool] = False
-    """True for an event that erases its aggregate's personal data once committed (the key ring
-    deletes the aggregate's data key): ``class UserForgotten(Event, forgets_subject=True)``."""
+    """True for an event that erases its aggregate's personal data once committed: the key of its
+    stream's subject is tombstoned. ``class UserForgotten(Event, forgets_subject=True)``."""
 
     def __attrs_post_init__(self) -> None:
         problems = check_fields(self)
@@ -148,28 +149,80 @@ def target_id(**kwargs: Any) -> Any:
     return attrs.field(metadata=metadata, **kwargs)
 
 
-def personal(**kwargs: Any) -> Any:
-    """Mark an event field as personal data: stored encrypted with its subject's key.
+@attrs.frozen
+class PersonalField:
+    """A field marked ``personal()``: its name and whose data it is.
 
-    The subject is the aggregate whose stream holds the event. Once the subject is forgotten the
-    field reads back as ``framework.encryption.ERASED`` (``None`` for an optional field). Only
-    text fields (``str`` or ``str | None``) can be personal. Accepts ``attrs.field`` arguments.
+    ``subject_field``/``subject_type`` name another aggregate as the subject (the field holding
+    its id, and its type); both ``None`` means the aggregate whose stream holds the event.
     """
+
+    name: str
+    subject_field: str | None = None
+    subject_type: type[Aggregate] | str | None = None
+
+    def subject(self, message: Any, own: Subject) -> Subject:
+        """The subject of this field's value in ``message`` (an event of stream ``own``)."""
+        if self.subject_field is None or self.subject_type is None:
+            return own
+        subject_type = self.subject_type
+        type_name = subject_type if isinstance(subject_type, str) else subject_type.aggregate_type()
+        return (type_name, getattr(message, self.subject_field))
+
+
+def personal(
+    *,
+    subject_field: str | None = None,
+    subject_type: type[Aggregate] | str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Mark a field as personal data: stored encrypted with its subject's key, never logged.
+
+    The subject is, by default, the aggregate whose stream holds the event (its type and id). A
+    field that holds another aggregate's data names it: ``owner_name: str =
+    personal(subject_field="owner_id", subject_type=User)`` belongs to the user whose id is in
+    ``owner_id`` (an aggregate class or its type name), and forgetting that user erases it here
+    too. Once the subject is forgotten the field reads back as ``ERASED`` (``None`` for an
+    optional field). Only text fields (``str`` or ``str | None``) can be personal. On a command,
+    ``personal()`` keeps the value out of the framework's logs. Accepts ``attrs.field``
+    arguments.
+    """
+    if (subject_field is None) != (subject_type is None):
+        raise DefinitionError("personal() takes subject_field and subject_type together")
     metadata = dict(kwargs.pop("metadata", None) or {})
-    metadata[_PERSONAL_MARK] = True
+    metadata[_PERSONAL_MARK] = (subject_field, subject_type)
     return attrs.field(metadata=metadata, **kwargs)
 
 
-_personal_fields: dict[type, tuple[str, ...]] = {}
+_personal_fields: dict[type, tuple[PersonalField, ...]] = {}
 
 
-def personal_fields(event_class: type[Event]) -> tuple[str, ...]:
-    """The names of the fields of ``event_class`` marked ``personal()``."""
-    known = _personal_fields.get(event_class)
+def personal_specs(message_class: type) -> tuple[PersonalField, ...]:
+    """The fields of an event or command class marked ``personal()``."""
+    known = _personal_fields.get(message_class)
     if known is None:
-        known = tuple(f.name for f in attrs.fields(event_class) if f.metadata.get(_PERSONAL_MARK))
-        _personal_fields[event_class] = known
+        known = tuple(
+            PersonalField(f.name, *f.metadata[_PERSONAL_MARK])
+            for f in attrs.fields(message_class)
+            if f.metadata.get(_PERSONAL_MARK)
+        )
+        _personal_fields[message_class] = known
     return known
+
+
+def personal_fields(message_class: type) -> tuple[str, ...]:
+    """The names of the fields of ``message_class`` marked ``personal()``."""
+    return tuple(spec.name for spec in personal_specs(message_class))
+
+
+def personal_subjects(event: Event, own: Subject) -> set[Subject]:
+    """The subjects whose personal data ``event`` carries in clear (erased values count not)."""
+    found: set[Subject] = set()
+    for spec in personal_specs(type(event)):
+        value = getattr(event, spec.name)
+        if value is not None and value != ERASED:
+            found.add(spec.subject(event, own))
+    return found
 
 
 _target_fields: dict[type, str | None] = {}
@@ -333,6 +386,9 @@ class Aggregate:
         self.version = 0
         self._pending_events: list[Event] = []
         self._pending_claims: list[UniqueClaimRequest] = []
+        # Whose personal data the state holds (from the events applied), so that a snapshot is
+        # sealed with each of their keys and a forget can find the cached copies.
+        self._personal_subjects: set[Subject] = set()
 
     @classmethod
     def aggregate_type(cls) -> str:
@@ -383,6 +439,13 @@ class Aggregate:
             raise MissingEventHandler(self.aggregate_type(), type(event).__name__)
         handler(self, event)
         self.version += 1
+        if personal_specs(type(event)):
+            self._personal_subjects |= personal_subjects(event, (self.aggregate_type(), self.id))
+
+    @property
+    def personal_subjects(self) -> frozenset[Subject]:
+        """The subjects whose personal data this aggregate's state was built from."""
+        return frozenset(self._personal_subjects)
 
     def _replay(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -411,7 +474,9 @@ class UniqueClaimRequest:
     claim: bool
 
 
-_FRAMEWORK_ATTRIBUTES = frozenset({"id", "version", "_pending_events", "_pending_claims"})
+_FRAMEWORK_ATTRIBUTES = frozenset(
+    {"id", "version", "_pending_events", "_pending_claims", "_personal_subjects"}
+)
 
 
 def aggregate_state_fields(cls: type[Aggregate]) -> dict[str, Any]:

@@ -112,6 +112,22 @@ class DuplicateCommand(ConflictError):
         self.command_id = command_id
 
 
+class CommandIdReused(ConflictError):
+    """The command id was already processed for a different command (another payload).
+
+    A repeat of a command returns its first result; the same id with other fields is not a
+    repeat but a client bug (an idempotency key reused for another request). Answering it with
+    the first command's result would report as done something that never ran, so it is refused.
+    """
+
+    def __init__(self, command_id: str) -> None:
+        super().__init__(
+            f"command id {command_id!r} was already used for a different command: give each "
+            "distinct command (each distinct request) its own id"
+        )
+        self.command_id = command_id
+
+
 class UniqueConstraintViolated(ConflictError):
     """A unique-value claim (for example an email address) is held by another owner."""
 
@@ -119,6 +135,22 @@ class UniqueConstraintViolated(ConflictError):
         super().__init__(f"{scope} {value!r} is already taken")
         self.scope = scope
         self.value = value
+
+
+class SubjectForgotten(FrameworkError):
+    """A command would store personal data of a subject that was forgotten.
+
+    Forgetting is permanent: a forgotten subject never gets a new key, so new personal data for it
+    is refused (nothing is written) rather than stored readable or stored erased while the
+    aggregate in memory holds it in clear.
+    """
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(
+            f"{subject} was forgotten: its personal data can no longer be stored (a forgotten "
+            "subject never gets a new key)"
+        )
+        self.subject = subject
 
 
 class ChangeSetTooLarge(FrameworkError):

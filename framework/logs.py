@@ -4,9 +4,11 @@ Library code only ever calls ``structlog.get_logger``; it never configures loggi
 the application's decision. Applications that have no opinion call ``configure_logging``.
 
 The framework's own log lines carry ids, types, versions and durations, never event payloads.
-``redact_sensitive`` goes further for everything logged through the configured pipeline: it drops
-fields that hold payloads or secrets and masks email addresses inside any text (an error message
-may quote the value a rule refused, such as an address already taken).
+Where one quotes text that may hold a command's input (the reason a rule refused it), the values
+of the command's fields marked ``personal()`` are withheld (``withhold``), whatever their shape:
+redaction follows what the domain declares, not a pattern. ``redact_sensitive`` goes further for
+everything logged through the configured pipeline: it drops fields that hold payloads or secrets
+and, as a last net, masks well-formed email addresses inside any text.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import structlog
@@ -37,6 +39,22 @@ SENSITIVE_KEYS = frozenset(
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 REDACTED = "[redacted]"
+WITHHELD = "[personal]"
+
+
+def withhold(text: str, personal_values: Iterable[str]) -> str:
+    """``text`` with every occurrence of the personal values replaced by ``[personal]``.
+
+    Matching ignores case and surrounding white space, since rules often quote a normalised form
+    of what they were given (an address trimmed and lower-cased).
+    """
+    patterns = sorted(
+        {value.strip() for value in personal_values if value.strip()}, key=len, reverse=True
+    )
+    if not patterns:
+        return text
+    pattern = re.compile("|".join(re.escape(value) for value in patterns), re.IGNORECASE)
+    return pattern.sub(WITHHELD, text)
 
 
 def redact_sensitive(

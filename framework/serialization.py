@@ -33,10 +33,12 @@ from framework.domain import (
     event_schema_version,
     event_type_name,
     personal_fields,
+    personal_specs,
     undeclared_state,
 )
-from framework.encryption import ENCRYPTED_MARK, ERASED, KeyRing
+from framework.encryption import ENCRYPTED_MARK, KeyRing
 from framework.errors import CorruptEvent, DefinitionError, UnknownEventType
+from framework.subjects import ERASED, Subject, split_subject_name, subject_name
 from framework.upcasting import check_upcasters, upcast
 
 COMPRESSION_THRESHOLD = 1024
@@ -132,21 +134,26 @@ class EventRegistry:
         """All registered type names, sorted."""
         return sorted(self._by_name)
 
-    def encode(self, event: Event, subject: str | None = None) -> EncodedEvent:
-        """Serialize ``event`` for storage; personal fields are encrypted with ``subject``'s key."""
+    def encode(self, event: Event, stream: Subject | None = None) -> EncodedEvent:
+        """Serialize ``event`` of ``stream`` for storage, personal fields encrypted.
+
+        Each personal field is sealed with its subject's key (``stream`` itself unless the field
+        names another aggregate). Raises ``SubjectForgotten`` for a forgotten subject.
+        """
         event_class = type(event)
         name = event_type_name(event_class)
         document = converter.unstructure(event, event_class)
-        for field in personal_fields(event_class):
-            value = document.get(field)
+        for spec in personal_specs(event_class):
+            value = document.get(spec.name)
             if value is None:
                 continue
-            if self.keys is None or subject is None:
+            if self.keys is None or (stream is None and spec.subject_field is None):
                 raise DefinitionError(
-                    f"{event_class.__name__}.{field} is personal data: give the Application a "
-                    "KeyRing (keys=...) so that it is stored encrypted"
+                    f"{event_class.__name__}.{spec.name} is personal data: give the Application "
+                    "a KeyRing (keys=...) so that it is stored encrypted with its subject's key"
                 )
-            document[field] = self.keys.encrypt_text(subject, value, f"{name}.{field}")
+            subject = subject_name(spec.subject(event, stream or ("", "")))
+            document[spec.name] = self.keys.encrypt_text(subject, value, f"{name}.{spec.name}")
         return EncodedEvent(name, event_schema_version(event_class), encode_json(document))
 
     def decode(
@@ -168,28 +175,20 @@ class EventRegistry:
             document = decode_json(payload)
             if schema < current:
                 document = upcast(event_type, schema, current, document)
-            self._decrypt_personal(event_class, event_type, document, stream)
+            self._decrypt_personal(event_class, event_type, document)
             event: Event = converter.structure(document, event_class)
         except Exception as error:
             raise CorruptEvent(stream, version, f"cannot decode {event_type}: {error}") from error
         return event
 
     def _decrypt_personal(
-        self, event_class: type[Event], name: str, document: dict[str, Any], stream: str
+        self, event_class: type[Event], name: str, document: dict[str, Any]
     ) -> None:
-        fields = personal_fields(event_class)
-        if not fields:
-            return
-        subject = stream.partition("#")[2]
-        for field in fields:
+        for field in personal_fields(event_class):
             value = document.get(field)
             if not (isinstance(value, dict) and ENCRYPTED_MARK in value):
                 continue
-            text = (
-                None
-                if self.keys is None
-                else self.keys.decrypt_text(subject, value, f"{name}.{field}")
-            )
+            text = None if self.keys is None else self.keys.decrypt_text(value, f"{name}.{field}")
             if text is None:  # the subject was forgotten (or no key ring can read it)
                 text = None if _optional(event_class, field) else ERASED
             document[field] = text
@@ -200,13 +199,32 @@ class EventRegistry:
 
 
 def _check_personal_fields(event_class: type[Event]) -> None:
-    hints = typing.get_type_hints(event_class) if personal_fields(event_class) else {}
-    for field in personal_fields(event_class):
-        hint = hints.get(field)
+    specs = personal_specs(event_class)
+    if not specs:
+        return
+    hints = typing.get_type_hints(event_class)
+    personal = {spec.name for spec in specs}
+    for spec in specs:
+        hint = hints.get(spec.name)
         if hint is not str and not _is_optional_str(hint):
             raise DefinitionError(
-                f"{event_class.__name__}.{field} is marked personal() but is {hint!r}: "
+                f"{event_class.__name__}.{spec.name} is marked personal() but is {hint!r}: "
                 "personal fields must be str or str | None"
+            )
+        if spec.subject_field is None:
+            continue
+        if hints.get(spec.subject_field) is not str or spec.subject_field in personal:
+            raise DefinitionError(
+                f"{event_class.__name__}.{spec.name} names {spec.subject_field!r} as the id of "
+                "its subject: that must be a str field of the event, not itself personal"
+            )
+        subject_type = spec.subject_type
+        if not isinstance(subject_type, str) and not (
+            isinstance(subject_type, type) and issubclass(subject_type, Aggregate)
+        ):
+            raise DefinitionError(
+                f"{event_class.__name__}.{spec.name}: subject_type must be an Aggregate class "
+                f"or its type name, got {subject_type!r}"
             )
 
 
@@ -242,14 +260,24 @@ class SnapshotStateError(DefinitionError):
     """An aggregate holds state that a snapshot would silently lose."""
 
 
-_ENCRYPTED_STATE = ord("e")
+_ENCRYPTED_STATE = ord("E")
+"""First byte of a snapshot state sealed with its subjects' keys (``KeyRing.encrypt_blob``)."""
+
+
+@attrs.frozen
+class DecodedState:
+    """A snapshot's attribute values and the subjects whose personal data they hold."""
+
+    values: Mapping[str, Any]
+    subjects: frozenset[Subject] = frozenset()
 
 
 def encode_state(aggregate: Aggregate, keys: KeyRing | None = None) -> bytes:
     """Serialize the declared state of ``aggregate`` for a snapshot.
 
-    With ``keys``, the whole state is encrypted with the aggregate's data key (the caller passes
-    keys only for aggregates that hold personal data).
+    A state built from personal data (``aggregate.personal_subjects``) is sealed with the key of
+    each of those subjects, so forgetting any one of them makes the snapshot unreadable. Raises
+    ``SubjectForgotten`` when one of them is forgotten: such a state must not be stored.
     """
     undeclared = undeclared_state(aggregate)
     if undeclared:
@@ -265,35 +293,43 @@ def encode_state(aggregate: Aggregate, keys: KeyRing | None = None) -> bytes:
         if name in state
     }
     encoded = encode_json(document)
-    if keys is None:
+    subjects = aggregate.personal_subjects
+    if not subjects:
         return encoded
-    context = f"snapshot:{aggregate.aggregate_type()}"
-    return bytes([_ENCRYPTED_STATE]) + keys.encrypt_blob(aggregate.id, encoded, context)
+    if keys is None:
+        raise DefinitionError(
+            f"{type(aggregate).__name__} holds personal data: its snapshots need a KeyRing"
+        )
+    names = [subject_name(subject) for subject in subjects]
+    sealed = keys.encrypt_blob(names, encoded, f"snapshot:{aggregate.aggregate_type()}")
+    return bytes([_ENCRYPTED_STATE]) + sealed
 
 
 def decode_state(
-    aggregate_class: type[Aggregate],
-    payload: bytes,
-    keys: KeyRing | None = None,
-    aggregate_id: str = "",
-) -> Mapping[str, Any]:
+    aggregate_class: type[Aggregate], payload: bytes, keys: KeyRing | None = None
+) -> DecodedState:
     """Deserialize a snapshot's state into attribute values for ``aggregate_class``.
 
-    An encrypted state whose key is gone raises ``ValueError``: the snapshot is then ignored and
-    the stream replayed, with its personal fields erased.
+    A sealed state one of whose subjects was forgotten raises ``ValueError``: the snapshot is then
+    ignored and the stream replayed, with the personal fields erased.
     """
     fields = aggregate_state_fields(aggregate_class)
+    subjects: frozenset[Subject] = frozenset()
     if payload[:1] == bytes([_ENCRYPTED_STATE]):
         context = f"snapshot:{aggregate_class.aggregate_type()}"
-        plain = None if keys is None else keys.decrypt_blob(aggregate_id, payload[1:], context)
-        if plain is None:
-            raise ValueError("the snapshot is encrypted with a key that is gone")
-        payload = plain
+        opened = None if keys is None else keys.decrypt_blob(payload[1:], context)
+        if opened is None:
+            raise ValueError("the snapshot is sealed with a key that is gone")
+        payload, names = opened
+        subjects = frozenset(split_subject_name(name) for name in names)
+    elif payload[:1] == b"e":
+        raise ValueError("the snapshot was sealed by an older format: replay instead")
     document = decode_json(payload)
     if not isinstance(document, dict):
         raise ValueError("snapshot state is not a JSON object")
-    return {
+    values = {
         name: converter.structure(value, fields[name])
         for name, value in document.items()
         if name in fields
     }
+    return DecodedState(values, subjects)

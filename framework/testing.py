@@ -125,7 +125,7 @@ class Scenario:
         stored = []
         for offset, event in enumerate(events, start=1):
             self.app.registry.register(type(event))
-            encoded = self.app.registry.encode(event, aggregate_id)
+            encoded = self.app.registry.encode(event, (aggregate_type, aggregate_id))
             stored.append(
                 StoredEvent(
                     aggregate_type=aggregate_type,

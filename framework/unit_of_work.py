@@ -2,30 +2,36 @@
 
 Every aggregate a handler touches is tracked here with the version it was loaded at. ``commit``
 turns their new events, snapshots and unique claims, plus the command id, into one ``ChangeSet``,
-which the store writes as one transaction: all of it or none of it.
+which the store writes as one transaction: all of it or none of it. The aggregates the handler
+read but did not change go into the same transaction as version checks, so that no decision
+commits on state that moved on meanwhile.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import structlog
 
 from framework.cache import AggregateCache
-from framework.domain import Aggregate, Command, Event, event_type_name
+from framework.domain import Aggregate, Command, Event, event_type_name, personal_fields
 from framework.encryption import KeyRing
 from framework.errors import (
     AggregateAlreadyExists,
     AggregateNotFound,
     CorruptEvent,
+    SubjectForgotten,
 )
 from framework.results import CommandResult
 from framework.serialization import (
     EventRegistry,
+    converter,
     decode_state,
     encode_state,
     state_schema,
@@ -39,8 +45,10 @@ from framework.store.records import (
     Snapshot,
     StoredEvent,
     UniqueClaim,
+    VersionCheck,
     stream_key,
 )
+from framework.subjects import Subject, subject_name
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -51,9 +59,46 @@ _SNAPSHOT_HEADROOM = 1024
 """Bytes kept free in a snapshot item for its key and other attributes."""
 
 
+_CONTEXT_FIELDS = ("command_id", "correlation_id", "causation_id")
+"""Command fields that say which request a command is, not what it asks: not fingerprinted."""
+
+
 def utc_now() -> dt.datetime:
     """The current time, timezone-aware in UTC."""
     return dt.datetime.now(dt.UTC)
+
+
+def command_fingerprint(command: Command) -> str:
+    """The SHA-256 of what ``command`` asks: its type name and fields, as canonical JSON.
+
+    Stored with the command record, it tells a repeat of a command (same id, same payload: the
+    first result stands) from a command id reused for another payload (refused). The ids that
+    only place the command in a conversation (``command_id``, ``correlation_id``,
+    ``causation_id``) are left out: a retry may carry another correlation id. So are the values
+    of fields marked ``personal()``: the record outlives a "forget me" by up to its retention, and
+    a bare hash of an address can be confirmed by guessing; an id reused with only other personal
+    data is taken as a repeat.
+    """
+    fields = converter.unstructure(command)
+    for name in _CONTEXT_FIELDS:
+        fields.pop(name, None)
+    for name in personal_fields(type(command)):
+        fields[name] = "[personal]"
+    canonical = json.dumps(
+        {"type": type(command).__name__, "fields": fields},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=_canonical_fallback,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _canonical_fallback(value: Any) -> Any:
+    """JSON for what the converter leaves as is: sets in a stable order, anything else as text."""
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=lambda element: json.dumps(element, default=str, sort_keys=True))
+    return str(value)
 
 
 @attrs.define
@@ -152,16 +197,24 @@ class UnitOfWork:
     def commit(self) -> CommandResult:
         """Write everything the tracked aggregates did as one change set.
 
-        A command that changed nothing writes nothing (not even its command id).
+        Every tracked aggregate that did not change is checked to be still at the version it was
+        read at (or still absent), in the same transaction: a decision is never committed on a
+        stale cached copy or on state another command changed meanwhile (write skew). A command
+        that changed nothing still commits its command id with those checks, so that a late
+        retry of it is recognised as a repeat instead of running on state that moved on.
         """
         change_set_id = str(uuid.uuid4())
         now = self._clock()
         changes: list[AggregateChange] = []
+        checks: list[VersionCheck] = []
         claims: dict[tuple[str, str, str], UniqueClaim] = {}
         new_events: list[Event] = []
         for tracked in self._tracked.values():
             aggregate = tracked.aggregate
             if not aggregate.has_pending_changes:
+                checks.append(
+                    VersionCheck(aggregate.aggregate_type(), aggregate.id, tracked.loaded_version)
+                )
                 continue
             events, claim_requests = aggregate._take_pending()
             new_events.extend(events)
@@ -172,8 +225,6 @@ class UnitOfWork:
                     request.scope, request.value, owner, request.claim
                 )
             changes.append(self._aggregate_change(tracked, events, change_set_id, now))
-        if not changes:
-            return CommandResult(command_id=self.command.command_id, change_set_id=None)
         versions = {change.stream: change.new_version for change in changes}
         result = CommandResult(
             command_id=self.command.command_id,
@@ -190,7 +241,9 @@ class UnitOfWork:
                 aggregates=tuple(changes),
                 claims=tuple(claims.values()),
                 result=result.to_json(),
-                forget_keys=forgotten,
+                forget_keys=tuple(subject_name(subject) for subject in forgotten),
+                checks=tuple(checks),
+                command_fingerprint=command_fingerprint(self.command),
             )
         )
         for tracked in self._tracked.values():
@@ -200,25 +253,36 @@ class UnitOfWork:
         self._forget_subjects(forgotten)
         return result
 
-    def _subjects_to_forget(self, changes: list[AggregateChange]) -> tuple[str, ...]:
+    def _subjects_to_forget(self, changes: list[AggregateChange]) -> tuple[Subject, ...]:
         """Aggregates whose new events include one declared ``forgets_subject``."""
         if self.registry.keys is None:
             return ()
         forgetting = {event_type_name(c) for c in self.registry.classes() if c.__forgets_subject__}
         return tuple(
-            change.aggregate_id
+            (change.aggregate_type, change.aggregate_id)
             for change in changes
             if any(record.event_type in forgetting for record in change.events)
         )
 
-    def _forget_subjects(self, subjects: tuple[str, ...]) -> None:
-        """After the commit that deleted their keys in the table: clear every other copy."""
+    def _forget_subjects(self, subjects: tuple[Subject, ...]) -> None:
+        """After the commit that tombstoned their keys in the table: clear every other copy.
+
+        The key ring remembers the subject as forgotten, and every cached aggregate whose state
+        was built from the subject's personal data is evicted, so that no later command of this
+        process can snapshot that state again.
+        """
         keys = self.registry.keys
         if keys is None:
             return
         for subject in subjects:
-            keys.forget(subject)
-            log.info("subject.forgotten", aggregate_id=subject)
+            keys.forget(subject_name(subject))
+            evicted = 0 if self.cache is None else self.cache.evict_subject(subject)
+            log.info(
+                "subject.forgotten",
+                aggregate_type=subject[0],
+                aggregate_id=subject[1],
+                cache_evicted=evicted,
+            )
 
     def forget_cached(self) -> None:
         """Drop every aggregate of this unit of work from the cache (after a failed commit)."""
@@ -236,7 +300,7 @@ class UnitOfWork:
         aggregate_type = aggregate.aggregate_type()
         stored = []
         for offset, event in enumerate(events, start=1):
-            encoded = self.registry.encode(event, aggregate.id)
+            encoded = self.registry.encode(event, (aggregate_type, aggregate.id))
             stored.append(
                 StoredEvent(
                     aggregate_type=aggregate_type,
@@ -264,7 +328,18 @@ class UnitOfWork:
         aggregate = tracked.aggregate
         if not self._policy(type(aggregate))(aggregate, tracked.loaded_version):
             return None
-        state = encode_state(aggregate, self._keys_for(type(aggregate)))
+        try:
+            state = encode_state(aggregate, self.registry.keys)
+        except SubjectForgotten as forgotten:
+            # The state holds personal data of a subject forgotten since it was loaded (another
+            # process's forget, say): it must not be stored again. Replays read it erased.
+            log.info(
+                "snapshot.skipped_subject_forgotten",
+                aggregate_type=aggregate.aggregate_type(),
+                aggregate_id=aggregate.id,
+                subject=forgotten.subject,
+            )
+            return None
         if len(state) > MAX_ITEM_BYTES - _SNAPSHOT_HEADROOM:
             # A snapshot only speeds up loading; refusing the command because of it would be
             # worse than a slower load.
@@ -284,15 +359,6 @@ class UnitOfWork:
             created_at=now,
         )
 
-    def _keys_for(self, aggregate_class: type[Aggregate]) -> KeyRing | None:
-        """The key ring, when the aggregate's events carry personal data (its snapshots too)."""
-        keys = self.registry.keys
-        if keys is not None and self.registry.has_personal_data(
-            aggregate_class.handled_event_types()
-        ):
-            return keys
-        return None
-
     @property
     def aggregates(self) -> list[Aggregate]:
         """The aggregates loaded or created so far."""
@@ -307,7 +373,6 @@ def load_aggregate(
     *,
     use_snapshot: bool,
 ) -> A | None:
-    # A snapshot of an aggregate with personal data is encrypted; decoding needs the key ring.
     """Rebuild an aggregate from its snapshot (when usable) and the events after it.
 
     Returns ``None`` when the stream is empty. A snapshot written for another shape of the class
@@ -351,7 +416,7 @@ def _restore(aggregate_class: type[A], snapshot: Snapshot, keys: KeyRing | None)
         )
         return None
     try:
-        state = decode_state(aggregate_class, snapshot.state, keys, snapshot.aggregate_id)
+        state = decode_state(aggregate_class, snapshot.state, keys)
     except Exception as error:  # any failure (JSON, cattrs' exception groups) means: replay
         log.warning(
             "snapshot.ignored_undecodable",
@@ -361,7 +426,8 @@ def _restore(aggregate_class: type[A], snapshot: Snapshot, keys: KeyRing | None)
         )
         return None
     aggregate = aggregate_class(snapshot.aggregate_id)
-    for name, value in state.items():
+    for name, value in state.values.items():
         setattr(aggregate, name, value)
     aggregate.version = snapshot.version
+    aggregate._personal_subjects = set(state.subjects)
     return aggregate

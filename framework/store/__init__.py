@@ -10,6 +10,7 @@ from framework.store.records import (
     Snapshot,
     StoredEvent,
     UniqueClaim,
+    VersionCheck,
     stream_key,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "Snapshot",
     "StoredEvent",
     "UniqueClaim",
+    "VersionCheck",
     "stream_key",
 ]

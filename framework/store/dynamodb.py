@@ -383,8 +383,8 @@ def _transact_item(write: PlannedWrite) -> dict[str, Any]:
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         }
-    if write.kind is WriteKind.FORGET_KEY:
-        return {"Delete": {"TableName": write.table, "Key": {"pk": write.item["pk"]}}}
+    if write.kind is WriteKind.CHECK_VERSION:
+        return {"ConditionCheck": _version_check(write)}
     if write.kind is WriteKind.RELEASE:
         return {
             "Delete": {
@@ -406,4 +406,26 @@ def _transact_item(write: PlannedWrite) -> dict[str, Any]:
         put["ExpressionAttributeNames"] = {"#o": "owner"}
         put["ExpressionAttributeValues"] = {":o": write.item["owner"]}
         put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    elif write.kind is WriteKind.HANDOVER:
+        # The value moves from the releasing owner to the claiming one in this one write.
+        put["ConditionExpression"] = "attribute_not_exists(pk) OR #o = :previous"
+        put["ExpressionAttributeNames"] = {"#o": "owner"}
+        put["ExpressionAttributeValues"] = {":previous": {"S": write.previous_owner}}
+        put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
     return {"Put": put}
+
+
+def _version_check(write: PlannedWrite) -> dict[str, Any]:
+    """A ``ConditionCheck`` that an aggregate read but not changed is still at its version."""
+    check: dict[str, Any] = {
+        "TableName": write.table,
+        "Key": {"pk": write.item["pk"]},
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+    if write.expected_version == 0:
+        check["ConditionExpression"] = "attribute_not_exists(pk)"
+    else:
+        check["ConditionExpression"] = "#v = :expected"
+        check["ExpressionAttributeNames"] = {"#v": "version"}
+        check["ExpressionAttributeValues"] = {":expected": {"N": str(write.expected_version)}}
+    return check

@@ -33,6 +33,7 @@ from framework.store.records import (
     Snapshot,
     StoredEvent,
     UniqueClaim,
+    VersionCheck,
     stream_key,
 )
 from framework.store.tables import COMMAND_TTL_ATTRIBUTE, TableNames
@@ -226,6 +227,7 @@ def item_to_command(item: Mapping[str, Any]) -> ProcessedCommand:
         command_id=key.removeprefix("command#"),
         change_set_id=_text(item, "change_set_id"),
         result=_binary(item, "result"),
+        fingerprint=_text(item, "fingerprint") if "fingerprint" in item else None,
     )
 
 
@@ -240,7 +242,9 @@ class WriteKind(enum.Enum):
     UPDATE_AGGREGATE = "update_aggregate"
     EVENT = "event"
     SNAPSHOT = "snapshot"
+    CHECK_VERSION = "check_version"
     CLAIM = "claim"
+    HANDOVER = "handover"
     RELEASE = "release"
     COMMAND = "command"
     FORGET_KEY = "forget_key"
@@ -251,7 +255,9 @@ class PlannedWrite:
     """One item of the transaction, independent of how a store carries it out.
 
     ``item`` is the full item for puts, and the key plus the attributes to set for updates and
-    deletes. ``expected_version`` is the aggregate version the write is conditional on.
+    deletes (the key alone for a version check, which writes nothing). ``expected_version`` is
+    the aggregate version the write is conditional on (0: the aggregate item must not exist).
+    ``previous_owner`` is, for a handover, the owner the claimed value is taken from.
     """
 
     kind: WriteKind
@@ -259,7 +265,9 @@ class PlannedWrite:
     item: Item
     aggregate: AggregateChange | None = None
     claim: UniqueClaim | None = None
+    check: VersionCheck | None = None
     expected_version: int = 0
+    previous_owner: str | None = None
 
     @property
     def key(self) -> tuple[str, str, int | None]:
@@ -283,6 +291,8 @@ def plan_transaction(
 
     Raises ``ChangeSetTooLarge`` (too many items, an item or the whole request too big) and
     ``UniqueConstraintViolated`` (two aggregates claiming one value in the same change set).
+    Version checks of the aggregates read but not changed are transaction items too: they count
+    toward the 100-item limit like any write.
     """
     now = timestamp(change_set.committed_at)
     writes: list[PlannedWrite] = []
@@ -296,17 +306,22 @@ def plan_transaction(
                     WriteKind.SNAPSHOT, tables.snapshots, snapshot_item(change.snapshot), change
                 )
             )
-    for claim in change_set.claims:
-        if claim.claim:
-            item = {"pk": s(claim.key), "owner": s(claim.owner), "claimed_at": s(now)}
-            writes.append(PlannedWrite(WriteKind.CLAIM, tables.aggregates, item, claim=claim))
-        else:
-            item = {"pk": s(claim.key), "owner": s(claim.owner)}
-            writes.append(PlannedWrite(WriteKind.RELEASE, tables.aggregates, item, claim=claim))
-    for subject in change_set.forget_keys:
+    for check in change_set.checks:
         writes.append(
-            PlannedWrite(WriteKind.FORGET_KEY, tables.aggregates, {"pk": s(data_key_key(subject))})
+            PlannedWrite(
+                WriteKind.CHECK_VERSION,
+                tables.aggregates,
+                {"pk": s(check.stream)},
+                check=check,
+                expected_version=check.expected_version,
+            )
         )
+    writes.extend(_claim_writes(change_set.claims, tables, now))
+    for subject in change_set.forget_keys:
+        # A tombstone, not a deletion: key creation is conditional on the item being absent, so
+        # a forgotten subject can never get a fresh key.
+        tombstone = {"pk": s(data_key_key(subject)), "forgotten_at": s(now)}
+        writes.append(PlannedWrite(WriteKind.FORGET_KEY, tables.aggregates, tombstone))
     expires = change_set.committed_at + command_retention
     command_item = {
         "pk": s(command_key(change_set.command_id)),
@@ -314,10 +329,53 @@ def plan_transaction(
         "result": b(change_set.result),
         COMMAND_TTL_ATTRIBUTE: n(int(expires.timestamp())),
     }
+    if change_set.command_fingerprint is not None:
+        command_item["fingerprint"] = s(change_set.command_fingerprint)
     writes.append(PlannedWrite(WriteKind.COMMAND, tables.aggregates, command_item))
     plan = TransactionPlan(change_set, tuple(writes))
     _check_plan(plan)
     return plan
+
+
+def _claim_writes(
+    claims: Sequence[UniqueClaim], tables: TableNames, now: str
+) -> list[PlannedWrite]:
+    """One write per claimed or released value; a value handed over is one write, not two.
+
+    When one owner releases a value and another claims it in the same change set, both would
+    target the same item, which a transaction cannot do twice: the claim becomes a handover, a
+    put of the new owner conditional on the value being free or still held by the releasing one.
+    Any other pair of writes on one value (two claims by different owners) is left to the plan
+    check, which refuses it as ``UniqueConstraintViolated``.
+    """
+    by_key: dict[str, list[UniqueClaim]] = {}
+    for claim in claims:
+        by_key.setdefault(claim.key, []).append(claim)
+    writes: list[PlannedWrite] = []
+    for group in by_key.values():
+        released = [claim for claim in group if not claim.claim]
+        taken = [claim for claim in group if claim.claim]
+        if len(released) == 1 and len(taken) == 1 and released[0].owner != taken[0].owner:
+            claim = taken[0]
+            item = {"pk": s(claim.key), "owner": s(claim.owner), "claimed_at": s(now)}
+            writes.append(
+                PlannedWrite(
+                    WriteKind.HANDOVER,
+                    tables.aggregates,
+                    item,
+                    claim=claim,
+                    previous_owner=released[0].owner,
+                )
+            )
+            continue
+        for claim in group:
+            if claim.claim:
+                item = {"pk": s(claim.key), "owner": s(claim.owner), "claimed_at": s(now)}
+                writes.append(PlannedWrite(WriteKind.CLAIM, tables.aggregates, item, claim=claim))
+            else:
+                item = {"pk": s(claim.key), "owner": s(claim.owner)}
+                writes.append(PlannedWrite(WriteKind.RELEASE, tables.aggregates, item, claim=claim))
+    return writes
 
 
 def _aggregate_write(
@@ -450,6 +508,13 @@ def explain_cancellation(plan: TransactionPlan, reasons: Sequence[Mapping[str, A
                     write.aggregate.aggregate_type,
                     write.aggregate.aggregate_id,
                     write.aggregate.expected_version,
+                    _actual_version(write, reason),
+                )
+            elif write.check is not None and concurrency is None:
+                concurrency = ConcurrencyError(
+                    write.check.aggregate_type,
+                    write.check.aggregate_id,
+                    write.check.expected_version,
                     _actual_version(write, reason),
                 )
         elif code == "TransactionConflict":

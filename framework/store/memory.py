@@ -176,12 +176,22 @@ class InMemoryEventStore:
             existing = self._aggregates.get(pk)
             if existing is None or int(existing["version"]["N"]) != write.expected_version:
                 failed = {"Code": "ConditionalCheckFailed", "Item": existing or {}}
+        elif write.kind is WriteKind.CHECK_VERSION:
+            # version = :expected, or attribute_not_exists(pk) when 0 is expected
+            existing = self._aggregates.get(pk)
+            actual = 0 if existing is None else int(existing["version"]["N"])
+            if actual != write.expected_version:
+                failed = {"Code": "ConditionalCheckFailed", "Item": existing or {}}
         elif write.kind is WriteKind.EVENT:
             if int(write.item["sk"]["N"]) in self._events.get(pk, {}):
                 failed = {"Code": "ConditionalCheckFailed"}
         elif write.kind in (WriteKind.CLAIM, WriteKind.RELEASE):
             existing = self._aggregates.get(pk)
             if existing is not None and existing["owner"] != write.item["owner"]:
+                failed = {"Code": "ConditionalCheckFailed", "Item": existing}
+        elif write.kind is WriteKind.HANDOVER:
+            existing = self._aggregates.get(pk)
+            if existing is not None and existing["owner"]["S"] != write.previous_owner:
                 failed = {"Code": "ConditionalCheckFailed", "Item": existing}
         return failed or _OK
 
@@ -190,9 +200,15 @@ class InMemoryEventStore:
             pk = write.item["pk"]["S"]
             if write.kind is WriteKind.UPDATE_AGGREGATE:
                 self._aggregates[pk] = {**self._aggregates[pk], **write.item}
-            elif write.kind in (WriteKind.CREATE_AGGREGATE, WriteKind.CLAIM, WriteKind.COMMAND):
+            elif write.kind in (
+                WriteKind.CREATE_AGGREGATE,
+                WriteKind.CLAIM,
+                WriteKind.HANDOVER,
+                WriteKind.COMMAND,
+                WriteKind.FORGET_KEY,
+            ):
                 self._aggregates[pk] = write.item
-            elif write.kind in (WriteKind.RELEASE, WriteKind.FORGET_KEY):
+            elif write.kind is WriteKind.RELEASE:
                 self._aggregates.pop(pk, None)
             elif write.kind is WriteKind.EVENT:
                 self._events.setdefault(pk, {})[int(write.item["sk"]["N"])] = write.item

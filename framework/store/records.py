@@ -87,12 +87,36 @@ class UniqueClaim:
 
 
 @attrs.frozen
+class VersionCheck:
+    """An aggregate the command read but did not change: it must still be at ``expected_version``.
+
+    A decision taken on an aggregate's state is only sound if that state is still current when
+    the decision commits, even when the aggregate itself is not written (a cached copy that went
+    stale, or two commands each reading what the other changes: write skew). ``expected_version``
+    0 means the aggregate was read as absent and must still not exist.
+    """
+
+    aggregate_type: str
+    aggregate_id: str
+    expected_version: int
+
+    @property
+    def stream(self) -> str:
+        """The stream key of the checked aggregate."""
+        return stream_key(self.aggregate_type, self.aggregate_id)
+
+
+@attrs.frozen
 class ChangeSet:
     """Everything one command changes, committed atomically or not at all.
 
     ``result`` is the command's outcome (a small JSON document); it is stored with the command id
     so that a repeated command can be answered with the first outcome. ``forget_keys`` names
     subjects whose personal-data key is deleted in the same transaction ("forget me").
+    ``checks`` are the aggregates the command read without changing them: the change set commits
+    only if each is still at the version it was read at. ``command_fingerprint`` identifies the
+    command's payload, so that its id reused for another payload can be told from a repeat.
+    A change set may change no aggregate at all: it then records the command id (and checks).
     """
 
     change_set_id: str
@@ -102,12 +126,19 @@ class ChangeSet:
     claims: tuple[UniqueClaim, ...] = ()
     result: bytes = b"{}"
     forget_keys: tuple[str, ...] = ()
+    checks: tuple[VersionCheck, ...] = ()
+    command_fingerprint: str | None = None
 
 
 @attrs.frozen
 class ProcessedCommand:
-    """The stored record of a command that was committed."""
+    """The stored record of a command that was committed.
+
+    ``fingerprint`` identifies the command's payload; it is ``None`` for records written before
+    fingerprints were stored.
+    """
 
     command_id: str
     change_set_id: str
     result: bytes
+    fingerprint: str | None = None

@@ -16,6 +16,7 @@ from framework import (
     AggregateNotFound,
     Application,
     ChangeSetTooLarge,
+    CommandIdReused,
     ConcurrencyError,
     CorruptEvent,
     DomainError,
@@ -31,9 +32,11 @@ from tests.support.bank import (
     Account,
     ClaimHandle,
     Deposit,
+    MoveHandle,
     OpenAccount,
     Transfer,
     Withdraw,
+    move_handle,
     transfer,
 )
 from tests.support.records import change_set, plant_event_item, plant_item, stream_dump
@@ -104,6 +107,49 @@ class EventStoreContract:
         assert raised.value.aggregate_id == "a2"
         assert stream_dump(store, ["a1", "a2"]) == before
 
+    # -- aggregates read but not changed -------------------------------------------------
+
+    def test_a_failed_version_check_refuses_the_whole_change_set(self, store: EventStore) -> None:
+        store.commit(change_set([("a1", 0, 2), ("a2", 0, 1)]))
+        before = stream_dump(store, ["a1", "a2"])
+        with pytest.raises(ConcurrencyError) as raised:
+            store.commit(change_set([("a2", 1, 1)], checks=[("a1", 1)], command_id="skew"))
+        assert (raised.value.aggregate_id, raised.value.expected_version) == ("a1", 1)
+        assert raised.value.actual_version == 2
+        assert stream_dump(store, ["a1", "a2"]) == before
+        assert store.get_processed_command("skew") is None
+        store.commit(change_set([("a2", 1, 1)], checks=[("a1", 2)]))
+        assert len(store.load_events("Account", "a2")) == 2
+
+    def test_an_aggregate_read_as_absent_must_still_be_absent(self, store: EventStore) -> None:
+        store.commit(change_set([("a1", 0, 1)], checks=[("ghost", 0)]))
+        store.commit(change_set([("ghost", 0, 3)]))
+        with pytest.raises(ConcurrencyError) as raised:
+            store.commit(change_set([("a1", 1, 1)], checks=[("ghost", 0)]))
+        assert (raised.value.aggregate_id, raised.value.expected_version) == ("ghost", 0)
+        assert raised.value.actual_version == 3
+        assert len(store.load_events("Account", "a1")) == 1
+
+    def test_a_change_set_that_changes_nothing_records_its_command(self, store: EventStore) -> None:
+        store.commit(change_set([("a1", 0, 1)]))
+        store.commit(change_set([], checks=[("a1", 1)], command_id="noop"))
+        record = store.get_processed_command("noop")
+        assert record is not None and record.result == b'{"ok":true}'
+        with pytest.raises(DuplicateCommand):
+            store.commit(change_set([("a1", 1, 1)], command_id="noop"))
+        with pytest.raises(ConcurrencyError):
+            store.commit(change_set([], checks=[("a1", 0)], command_id="stale-noop"))
+        assert store.get_processed_command("stale-noop") is None
+        assert len(store.load_events("Account", "a1")) == 1
+
+    def test_version_checks_count_toward_the_100_item_limit(self, store: EventStore) -> None:
+        store.commit(change_set([("r1", 0, 1), ("r2", 0, 1)]))
+        with pytest.raises(ChangeSetTooLarge, match="101 transaction items"):
+            store.commit(change_set([("a1", 0, 96)], checks=[("r1", 1), ("r2", 1), ("r3", 0)]))
+        assert stream_dump(store, ["a1"]) == [[], None]
+        store.commit(change_set([("a1", 0, 96)], checks=[("r1", 1), ("r2", 1)]))
+        assert len(store.load_events("Account", "a1")) == 96
+
     # -- idempotency ---------------------------------------------------------------------
 
     def test_a_processed_command_id_is_refused(self, store: EventStore) -> None:
@@ -119,7 +165,15 @@ class EventStoreContract:
         record = store.get_processed_command("c-1")
         assert record is not None
         assert (record.change_set_id, record.result) == (committed.change_set_id, b'{"ok":true}')
+        assert record.fingerprint is None
         assert store.get_processed_command("c-unknown") is None
+
+    def test_processed_command_record_keeps_the_payload_fingerprint(
+        self, store: EventStore
+    ) -> None:
+        store.commit(change_set([("a1", 0, 1)], command_id="c-2", fingerprint="f" * 64))
+        record = store.get_processed_command("c-2")
+        assert record is not None and record.fingerprint == "f" * 64
 
     # -- unique values -------------------------------------------------------------------
 
@@ -164,6 +218,45 @@ class EventStoreContract:
             store.commit(change_set([("a1", 0, 1), ("a2", 0, 1)], claims=claims))
         assert stream_dump(store, ["a1", "a2"]) == [[], None, [], None]
 
+    def test_a_value_is_handed_over_in_one_change_set(self, store: EventStore) -> None:
+        store.commit(change_set([("a1", 0, 1)], claims=[UniqueClaim("email", "x@y", "Account#a1")]))
+        store.commit(change_set([("a2", 0, 1)]))
+        handover = [
+            UniqueClaim("email", "x@y", "Account#a1", claim=False),
+            UniqueClaim("email", "x@y", "Account#a2"),
+        ]
+        store.commit(change_set([("a1", 1, 1), ("a2", 1, 1)], claims=handover))
+        claim = _aggregate_item(store, "unique#email#x@y")
+        assert isinstance(claim, dict) and claim["owner"] == {"S": "Account#a2"}
+        with pytest.raises(UniqueConstraintViolated):
+            store.commit(
+                change_set([("a3", 0, 1)], claims=[UniqueClaim("email", "x@y", "Account#a3")])
+            )
+
+    def test_a_handover_of_a_value_held_by_a_third_owner_is_refused(
+        self, store: EventStore
+    ) -> None:
+        store.commit(change_set([("a3", 0, 1)], claims=[UniqueClaim("email", "x@y", "Account#a3")]))
+        handover = [
+            UniqueClaim("email", "x@y", "Account#a1", claim=False),
+            UniqueClaim("email", "x@y", "Account#a2"),
+        ]
+        with pytest.raises(UniqueConstraintViolated) as raised:
+            store.commit(change_set([("a1", 0, 1), ("a2", 0, 1)], claims=handover))
+        assert (raised.value.scope, raised.value.value) == ("email", "x@y")
+        assert stream_dump(store, ["a1", "a2"]) == [[], None, [], None]
+        claim = _aggregate_item(store, "unique#email#x@y")
+        assert isinstance(claim, dict) and claim["owner"] == {"S": "Account#a3"}
+
+    def test_a_free_value_can_be_handed_over(self, store: EventStore) -> None:
+        handover = [
+            UniqueClaim("email", "x@y", "Account#a1", claim=False),
+            UniqueClaim("email", "x@y", "Account#a2"),
+        ]
+        store.commit(change_set([("a1", 0, 1), ("a2", 0, 1)], claims=handover))
+        claim = _aggregate_item(store, "unique#email#x@y")
+        assert isinstance(claim, dict) and claim["owner"] == {"S": "Account#a2"}
+
     # -- forgetting a subject's key ----------------------------------------------------
 
     def test_a_forgotten_subjects_key_goes_with_the_change_set_or_not_at_all(
@@ -174,9 +267,11 @@ class EventStoreContract:
         store.commit(change_set([("a1", 0, 1)]))
         with pytest.raises(ConcurrencyError):
             store.commit(attrs.evolve(change_set([("a1", 0, 1)]), forget_keys=("a1",)))
-        assert _aggregate_item(store, "key#a1") is not None  # refused: the key stays
+        assert _aggregate_item(store, "key#a1") == key_item  # refused: the key stays
         store.commit(attrs.evolve(change_set([("a1", 1, 1)]), forget_keys=("a1",)))
-        assert _aggregate_item(store, "key#a1") is None
+        tombstone = _aggregate_item(store, "key#a1")  # a tombstone: never a fresh key again
+        assert isinstance(tombstone, dict) and "wrapped" not in tombstone
+        assert "forgotten_at" in tombstone
 
     # -- snapshots -----------------------------------------------------------------------
 
@@ -280,6 +375,19 @@ class EventStoreContract:
         app.handle(ClaimHandle(account_id="b", handle="ann"))
         assert app.get(Account, "b").handle == "ann"
 
+    def test_application_hands_a_unique_value_over_in_one_command(self, store: EventStore) -> None:
+        app = Application(store=store, aggregates=[Account], handlers=[move_handle])
+        for account_id in ("a", "b", "c"):
+            app.handle(OpenAccount(account_id=account_id, owner="Ann"))
+        app.handle(ClaimHandle(account_id="a", handle="ann"))
+        result = app.handle(MoveHandle(source_id="a", target_id="b"))
+        assert result.versions == {"Account#a": 3, "Account#b": 2}
+        assert (app.get(Account, "a").handle, app.get(Account, "b").handle) == (None, "ann")
+        with pytest.raises(UniqueConstraintViolated):
+            app.handle(ClaimHandle(account_id="c", handle="ann"))
+        app.handle(MoveHandle(source_id="b", target_id="c"))
+        assert (app.get(Account, "b").handle, app.get(Account, "c").handle) == (None, "ann")
+
     def test_application_repeated_command_returns_the_first_result(self, store: EventStore) -> None:
         app = Application(store=store, aggregates=[Account])
         app.handle(OpenAccount(account_id="a", owner="Ann"))
@@ -287,6 +395,8 @@ class EventStoreContract:
         again = app.handle(Deposit(account_id="a", amount=Decimal(7), command_id="pay-1"))
         assert again.duplicate and not first.duplicate
         assert (again.change_set_id, again.versions) == (first.change_set_id, first.versions)
+        with pytest.raises(CommandIdReused):
+            app.handle(Deposit(account_id="a", amount=Decimal(70), command_id="pay-1"))
         assert app.get(Account, "a").balance == Decimal(7)
 
     def test_unknown_event_type_names_the_type_and_stream(self, store: EventStore) -> None:

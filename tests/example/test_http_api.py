@@ -367,14 +367,19 @@ def test_a_retried_post_returns_the_first_response_and_writes_once(
     assert len(http.get(f"/accounts/{account}/statement").json()) == 2
 
 
-def test_a_key_reused_for_another_request_is_422(http: httpx.Client) -> None:
+def test_a_key_reused_for_another_request_is_a_conflict(http: httpx.Client) -> None:
+    # The framework refuses a command id reused for another payload (CommandIdReused, a
+    # ConflictError): another account, or another amount on the same account.
     one, other = open_account(http), open_account(http)
     key = {"Idempotency-Key": f"deposit-{one}"}
     assert http.post(f"/accounts/{one}/deposits", json={"amount": "1"}, headers=key).is_success
     reused = http.post(f"/accounts/{other}/deposits", json={"amount": "1"}, headers=key)
-    assert reused.status_code == 422
-    assert problem_of(reused)["title"] == "idempotency key reused"
+    assert reused.status_code == 409
+    assert "already used for a different command" in problem_of(reused)["detail"]
+    more = http.post(f"/accounts/{one}/deposits", json={"amount": "2"}, headers=key)
+    assert more.status_code == 409
     assert http.get(f"/accounts/{other}").json()["balance"] == "0.00"
+    assert http.get(f"/accounts/{one}").json()["balance"] == "1.00"
 
 
 def test_a_refused_command_does_not_use_up_its_key(http: httpx.Client) -> None:

@@ -73,6 +73,23 @@ class Transfer(Command):
 
 
 @frozen
+class JointWithdraw(Command):
+    """Withdraw from one account of a pair, as long as the pair together stays in credit."""
+
+    account_id: str
+    partner_id: str
+    amount: Decimal
+
+
+@frozen
+class MoveHandle(Command):
+    """Hand the source account's handle over to the target account, in one command."""
+
+    source_id: str
+    target_id: str
+
+
+@frozen
 class AccountOpened(Event):
     owner: str
     currency: Currency
@@ -93,6 +110,11 @@ class Withdrawn(Event):
 
 @frozen
 class HandleClaimed(Event):
+    handle: str
+
+
+@frozen
+class HandleReleased(Event):
     handle: str
 
 
@@ -156,6 +178,10 @@ class Account(Aggregate):
     def _handle_claimed(self, event: HandleClaimed) -> None:
         self.handle = event.handle
 
+    @event_handler(HandleReleased)
+    def _handle_released(self, event: HandleReleased) -> None:
+        self.handle = None
+
 
 @command_handler(Transfer)
 def transfer(uow: UnitOfWork, command: Transfer) -> None:
@@ -166,3 +192,29 @@ def transfer(uow: UnitOfWork, command: Transfer) -> None:
     target = uow.get(Account, command.target_id)
     source.handle_command(Withdraw(account_id=source.id, amount=command.amount))
     target.handle_command(Deposit(account_id=target.id, amount=command.amount))
+
+
+@command_handler(JointWithdraw)
+def joint_withdraw(uow: UnitOfWork, command: JointWithdraw) -> None:
+    """Reads both accounts, changes one: the partner is only read (a write-skew trap)."""
+    account = uow.get(Account, command.account_id)
+    partner = uow.get(Account, command.partner_id)
+    if account.balance + partner.balance < command.amount:
+        raise DomainError("the pair of accounts would be overdrawn")
+    account.emit(Withdrawn(amount=command.amount))
+
+
+@command_handler(MoveHandle)
+def move_handle(uow: UnitOfWork, command: MoveHandle) -> None:
+    """Release the source's handle and claim it for the target, in one change set."""
+    source = uow.get(Account, command.source_id)
+    target = uow.get(Account, command.target_id)
+    if source.handle is None:
+        raise DomainError(f"account {source.id!r} has no handle")
+    if target.handle is not None:
+        raise DomainError(f"account {target.id!r} already has a handle")
+    handle = source.handle
+    source.release_unique("handle", handle)
+    source.emit(HandleReleased(handle=handle))
+    target.claim_unique("handle", handle)
+    target.emit(HandleClaimed(handle=handle))

@@ -13,6 +13,7 @@ from framework.store import (
     Snapshot,
     StoredEvent,
     UniqueClaim,
+    VersionCheck,
 )
 from framework.store.items import Item
 
@@ -55,8 +56,13 @@ def change_set(
     payload: bytes = b'{"amount":"1"}',
     snapshot_state: bytes | None = None,
     aggregate_type: str = "Account",
+    checks: Sequence[tuple[str, int]] = (),
+    fingerprint: str | None = None,
 ) -> ChangeSet:
-    """A change set appending ``count`` events to each ``(aggregate_id, expected, count)``."""
+    """A change set appending ``count`` events to each ``(aggregate_id, expected, count)``.
+
+    ``checks`` are ``(aggregate_id, expected_version)`` of aggregates read but not changed.
+    """
     change_set_id = str(uuid.uuid4())
     command_id = command_id or str(uuid.uuid4())
     aggregates = []
@@ -88,6 +94,8 @@ def change_set(
         aggregates=tuple(aggregates),
         claims=tuple(claims),
         result=b'{"ok":true}',
+        checks=tuple(VersionCheck(aggregate_type, i, v) for i, v in checks),
+        command_fingerprint=fingerprint,
     )
 
 

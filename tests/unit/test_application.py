@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -13,7 +14,9 @@ from framework import (
     Application,
     Backoff,
     Command,
+    CommandIdReused,
     ConcurrencyError,
+    ConflictError,
     DefinitionError,
     DomainError,
     EveryNEvents,
@@ -24,15 +27,20 @@ from framework import (
     UnitOfWork,
     UnknownCommand,
     command_handler,
+    personal,
+    target_id,
 )
 from framework.store import ChangeSet
+from framework.unit_of_work import command_fingerprint
 from tests.support.bank import (
     Account,
     Deposit,
     Deposited,
+    JointWithdraw,
     OpenAccount,
     Transfer,
     Withdraw,
+    joint_withdraw,
     transfer,
 )
 from tests.support.stores import SpyStore
@@ -40,11 +48,13 @@ from tests.support.stores import SpyStore
 NO_WAIT = Backoff(base=0.0, cap=0.0)
 
 
-def bank(store: SpyStore, **options: object) -> Application:
+def bank(
+    store: SpyStore, handlers: tuple[object, ...] = (transfer,), **options: object
+) -> Application:
     return Application(
         store=store,  # type: ignore[arg-type]
         aggregates=[Account],
-        handlers=[transfer],
+        handlers=handlers,  # type: ignore[arg-type]
         backoff=NO_WAIT,
         **options,  # type: ignore[arg-type]
     )
@@ -163,6 +173,71 @@ def test_repeated_command_id_returns_the_first_result_and_writes_nothing(
     assert app.get(Account, "a").balance == Decimal(105)
 
 
+def test_a_command_id_reused_for_another_payload_is_refused(
+    app: Application, spy: SpyStore
+) -> None:
+    first = app.handle(Deposit(account_id="a", amount=Decimal(5), command_id="k1"))
+    with pytest.raises(CommandIdReused) as raised:
+        app.handle(Deposit(account_id="a", amount=Decimal(500), command_id="k1"))
+    assert raised.value.command_id == "k1" and isinstance(raised.value, ConflictError)
+    with pytest.raises(CommandIdReused):
+        app.handle(Deposit(account_id="b", amount=Decimal(5), command_id="k1"))
+    with pytest.raises(CommandIdReused):  # refused by the rules too, but the id says more
+        app.handle(Withdraw(account_id="a", amount=Decimal(5000), command_id="k1"))
+    assert app.get(Account, "a").balance == Decimal(105)
+    assert app.get(Account, "b").version == 1
+    again = app.handle(
+        Deposit(account_id="a", amount=Decimal(5), command_id="k1", correlation_id="retry-2")
+    )
+    assert again.duplicate and again.change_set_id == first.change_set_id
+
+
+def test_a_command_record_without_fingerprint_is_taken_as_a_repeat(
+    app: Application, spy: SpyStore
+) -> None:
+    # A record written before fingerprints were stored: the first result stands, as before.
+    legacy = ChangeSet(
+        change_set_id="cs-old",
+        command_id="old-1",
+        committed_at=dt.datetime.now(dt.UTC),
+        aggregates=(),
+        result=b'{"change_set_id":"cs-old","versions":{"Account#a":2}}',
+    )
+    spy.inner.commit(legacy)
+    again = app.handle(Deposit(account_id="a", amount=Decimal(999), command_id="old-1"))
+    assert again.duplicate and again.change_set_id == "cs-old"
+    assert app.get(Account, "a").balance == Decimal(100)
+
+
+def test_the_fingerprint_ignores_ids_and_covers_type_and_fields() -> None:
+    deposit = Deposit(account_id="a", amount=Decimal("5.0"), command_id="x")
+    same = Deposit(account_id="a", amount=Decimal("5.0"), command_id="y", causation_id="c")
+    assert command_fingerprint(deposit) == command_fingerprint(same)
+    assert command_fingerprint(deposit) != command_fingerprint(
+        Deposit(account_id="a", amount=Decimal("5.00"), command_id="x")
+    )
+    assert command_fingerprint(deposit) != command_fingerprint(
+        Withdraw(account_id="a", amount=Decimal("5.0"), command_id="x")
+    )
+
+
+def test_the_fingerprint_holds_no_personal_data() -> None:
+    """A bare hash of an address can be confirmed by guessing: personal values stay out."""
+
+    @frozen
+    class Subscribe(Command):
+        member_id: str = target_id()
+        email: str = personal()
+
+    first = Subscribe(member_id="m1", email="ann@example.org")
+    assert command_fingerprint(first) == command_fingerprint(
+        Subscribe(member_id="m1", email="bob@example.org")
+    )
+    assert command_fingerprint(first) != command_fingerprint(
+        Subscribe(member_id="m2", email="ann@example.org")
+    )
+
+
 def test_a_repeat_that_the_rules_would_now_refuse_still_returns_the_first_result(
     app: Application,
 ) -> None:
@@ -195,21 +270,66 @@ def test_a_multi_aggregate_handler_that_fails_half_way_writes_nothing(app: Appli
     assert app.get(Account, "a").version == 2 and app.get(Account, "b").version == 1
 
 
-def test_a_command_that_changes_nothing_writes_nothing(spy: SpyStore) -> None:
-    @frozen
-    class Noop(Command):
-        pass
+def test_write_skew_between_two_commands_is_refused(spy: SpyStore) -> None:
+    # Each command reads both accounts and withdraws from one: alone, each keeps the pair in
+    # credit; interleaved without a check of what they only read, the pair ends at -60.
+    app = bank(spy, handlers=(joint_withdraw,))
+    other_process = Application(store=spy.inner, aggregates=[Account], handlers=[joint_withdraw])
+    for account_id in ("a", "b"):
+        app.handle(OpenAccount(account_id=account_id, owner="Ann"))
+        app.handle(Deposit(account_id=account_id, amount=Decimal(50)))
 
-    @command_handler(Noop)
-    def noop(uow: UnitOfWork, command: Noop) -> None:
-        uow.get(Account, "a")
+    def the_other_withdraws_first(attempt: int, change_set: ChangeSet) -> None:
+        if spy.before_commit is not None:
+            spy.before_commit = None
+            other_process.handle(JointWithdraw(account_id="b", partner_id="a", amount=Decimal(80)))
 
-    app = Application(store=spy, aggregates=[Account], handlers=[noop])  # type: ignore[arg-type]
+    spy.before_commit = the_other_withdraws_first
+    with pytest.raises(DomainError, match="overdrawn"):
+        app.handle(JointWithdraw(account_id="a", partner_id="b", amount=Decimal(80)))
+    balances = (app.get(Account, "a").balance, app.get(Account, "b").balance)
+    assert balances == (Decimal(50), Decimal(-30))
+
+
+def test_a_read_only_aggregate_is_checked_in_the_same_commit(spy: SpyStore) -> None:
+    app = bank(spy, handlers=(joint_withdraw,))
+    for account_id in ("a", "b"):
+        app.handle(OpenAccount(account_id=account_id, owner="Ann"))
+    seen: list[ChangeSet] = []
+    spy.before_commit = lambda attempt, change_set: seen.append(change_set)
+    app.handle(JointWithdraw(account_id="a", partner_id="b", amount=Decimal(0)))
+    (committed,) = seen
+    assert [change.aggregate_id for change in committed.aggregates] == ["a"]
+    assert [(c.aggregate_id, c.expected_version) for c in committed.checks] == [("b", 1)]
+
+
+@frozen
+class TopUp(Command):
+    """Deposit whatever brings the account up to ``floor``: nothing when it is there already."""
+
+    account_id: str
+    floor: Decimal
+
+
+@command_handler(TopUp)
+def top_up(uow: UnitOfWork, command: TopUp) -> None:
+    account = uow.get(Account, command.account_id)
+    if account.balance < command.floor:
+        account.emit(Deposited(amount=command.floor - account.balance))
+
+
+def test_a_command_that_changes_nothing_still_records_its_id(spy: SpyStore) -> None:
+    app = Application(store=spy, aggregates=[Account], handlers=[top_up])  # type: ignore[arg-type]
     app.handle(OpenAccount(account_id="a", owner="Ann"))
-    spy.calls.clear()
-    result = app.handle(Noop())
-    assert (result.change_set_id, dict(result.versions)) == (None, {})
-    assert "commit" not in spy.names()
+    app.handle(Deposit(account_id="a", amount=Decimal(100)))
+    first = app.handle(TopUp(account_id="a", floor=Decimal(50), command_id="top-1"))
+    assert dict(first.versions) == {} and first.events == ()
+    assert spy.inner.get_processed_command("top-1") is not None
+    app.handle(Withdraw(account_id="a", amount=Decimal(80)))
+    # A late retry of the same request must not top the account up now that it moved on.
+    late = app.handle(TopUp(account_id="a", floor=Decimal(50), command_id="top-1"))
+    assert late.duplicate and late.change_set_id == first.change_set_id
+    assert app.get(Account, "a").balance == Decimal(20)
 
 
 def test_correlation_and_causation_ids_reach_the_stored_events(

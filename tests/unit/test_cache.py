@@ -1,4 +1,4 @@
-"""The aggregate cache: one request for a hot aggregate, never a lost update when it is stale."""
+"""The aggregate cache: one request for a hot aggregate; a stale entry never decides a command."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from decimal import Decimal
 import pytest
 
 from framework import AggregateCache, Application, Backoff, DomainError
-from tests.support.bank import Account, Deposit, OpenAccount, Withdraw
+from tests.support.bank import (
+    Account,
+    Deposit,
+    JointWithdraw,
+    OpenAccount,
+    Withdraw,
+    joint_withdraw,
+)
 from tests.support.stores import SpyStore
 
 
@@ -43,6 +50,31 @@ def test_a_stale_entry_costs_one_refused_commit_and_loses_nothing() -> None:
     assert result.attempts == 2 and result.version == 3
     assert spy.names() == ["commit", "load_events", "commit"]
     assert app.get(Account, "a").balance == Decimal(11)
+
+
+def test_a_stale_entry_read_but_not_changed_is_caught_and_retried_on_fresh_state() -> None:
+    spy = SpyStore()
+    app = Application(
+        store=spy,  # type: ignore[arg-type]
+        aggregates=[Account],
+        handlers=[joint_withdraw],
+        cache=AggregateCache(),
+        backoff=Backoff(0, 0),
+    )
+    other_process = Application(store=spy.inner, aggregates=[Account])
+    for account_id in ("a", "b"):
+        app.handle(OpenAccount(account_id=account_id, owner="Ann"))
+        app.handle(Deposit(account_id=account_id, amount=Decimal(50)))
+    app.handle(JointWithdraw(account_id="a", partner_id="b", amount=Decimal(10)))  # caches b
+    other_process.handle(Withdraw(account_id="b", amount=Decimal(50)))  # the cache does not know
+    spy.calls.clear()
+    # On the cached b (balance 50) 45 looks affordable; on the real b (balance 0) it is not.
+    with pytest.raises(DomainError, match="overdrawn"):
+        app.handle(JointWithdraw(account_id="a", partner_id="b", amount=Decimal(45)))
+    assert spy.names() == ["commit", "load_events", "load_events", "get_processed_command"]
+    result = app.handle(JointWithdraw(account_id="a", partner_id="b", amount=Decimal(30)))
+    assert result.attempts == 1 and result.versions == {"Account#a": 4}
+    assert app.get(Account, "a").balance + app.get(Account, "b").balance == Decimal(10)
 
 
 def test_a_failed_command_leaves_the_cached_aggregate_untouched() -> None:

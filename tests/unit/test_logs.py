@@ -7,10 +7,22 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from attrs import frozen
 
 from example_app.users import ChangeEmail, RegisterUser
 from example_app.wiring import build_application
-from framework import DynamoDBEventStore, InMemoryEventStore, UniqueConstraintViolated
+from framework import (
+    Aggregate,
+    Application,
+    Command,
+    DomainError,
+    DynamoDBEventStore,
+    InMemoryEventStore,
+    UniqueConstraintViolated,
+    command_handler,
+    personal,
+    target_id,
+)
 from framework.logs import configure_logging, redact_sensitive
 
 
@@ -48,6 +60,36 @@ def test_a_command_log_has_no_personal_data(json_logs: pytest.CaptureFixture[str
     ):  # no hex letters: ids cannot contain them by chance
         assert secret.lower() not in output.lower()
     assert "already taken" in lines[2]["reason"]  # the claim is a hash: no address to mask
+
+
+@frozen
+class SignUp(Command):
+    member_id: str = target_id()
+    email: str = personal()
+    nickname: str = personal()
+
+
+class Member(Aggregate):
+    @command_handler(SignUp, creates=True)
+    def sign_up(self, command: SignUp) -> None:
+        # Rules quote what they refuse, often normalised: the log must not carry it.
+        raise DomainError(
+            f"{command.email.strip().lower()!r} is no address and "
+            f"{command.nickname.upper()} is taken"
+        )
+
+
+def test_refusals_withhold_what_the_command_declares_personal(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    app = Application(store=InMemoryEventStore(), aggregates=[Member])
+    with pytest.raises(DomainError) as refused:
+        app.handle(SignUp(member_id="m1", email=" Jo@@Weird..Mail ", nickname="zorro"))
+    assert "jo@@weird..mail" in str(refused.value)  # the caller still gets the full reason
+    (line,) = [json.loads(x) for x in json_logs.readouterr().err.splitlines()]
+    assert line["event"] == "command.refused"
+    assert "weird" not in line["reason"].lower() and "zorro" not in line["reason"].lower()
+    assert line["reason"] == "'[personal]' is no address and [personal] is taken"
 
 
 def test_secrets_and_payloads_are_dropped_whatever_logs_them(
