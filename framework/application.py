@@ -43,6 +43,7 @@ from framework.results import CommandResult
 from framework.serialization import EventRegistry
 from framework.snapshots import NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
+from framework.store.keys import check_aggregate_id
 from framework.unit_of_work import UnitOfWork, load_aggregate
 
 A = TypeVar("A", bound=Aggregate)
@@ -87,10 +88,8 @@ class _Route:
             return
         assert self.aggregate_class is not None and self.target_field is not None
         aggregate_id = getattr(command, self.target_field)
-        if not isinstance(aggregate_id, str) or not aggregate_id:
-            raise InvalidCommand(
-                f"{type(command).__name__}.{self.target_field} must be a non-empty string"
-            )
+        if not isinstance(aggregate_id, str):
+            raise InvalidCommand(f"{type(command).__name__}.{self.target_field} must be a string")
         if self.creates is None:
             aggregate = uow.get_or_create(self.aggregate_class, aggregate_id)
         elif self.creates:
@@ -294,7 +293,11 @@ class Application:
     # -- queries -----------------------------------------------------------------------------
 
     def get(self, aggregate_class: type[A], aggregate_id: str) -> A:
-        """Load an aggregate's current state. Raises ``AggregateNotFound``."""
+        """Load an aggregate's current state. Raises ``AggregateNotFound``.
+
+        An id that cannot be stored raises ``InvalidIdentifier`` before anything is read.
+        """
+        check_aggregate_id(aggregate_class.aggregate_type(), aggregate_id)
         policy = self.snapshot_policies.get(aggregate_class)
         aggregate = load_aggregate(
             self.store,

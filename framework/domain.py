@@ -31,6 +31,7 @@ from framework.errors import (
     InvalidEvent,
     MissingEventHandler,
 )
+from framework.store.keys import check_aggregate_type, check_claim, check_command_id
 from framework.typecheck import check_fields
 
 __all__ = [
@@ -132,10 +133,11 @@ class Command:
 
     def __attrs_post_init__(self) -> None:
         problems = check_fields(self)
-        if not self.command_id:
-            problems.append("command_id: must not be empty")
         if problems:
             raise InvalidCommand(f"{type(self).__name__}: " + "; ".join(problems))
+        # Checked here, not at commit: a command id too long for its record's key is refused
+        # before any handler runs.
+        check_command_id(self.command_id)
 
 
 def target_id(**kwargs: Any) -> Any:
@@ -316,9 +318,7 @@ class Aggregate:
 
     def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.__aggregate_type__ = name or cls.__name__
-        if "#" in cls.__aggregate_type__:
-            raise DefinitionError(f"aggregate type name {cls.__aggregate_type__!r} contains '#'")
+        cls.__aggregate_type__ = check_aggregate_type(cls.__name__ if name is None else name)
         cls._event_handlers = collect_event_handlers(cls)
         cls._command_handlers = collect_command_handlers(cls)
         for command_type in cls._command_handlers:
@@ -361,11 +361,14 @@ class Aggregate:
 
         The claim is written in the same transaction as the events; if another aggregate holds the
         value, the whole command fails with ``UniqueConstraintViolated`` and nothing is written.
+        An empty scope or value, or one too long for its key, raises ``InvalidIdentifier``.
         """
+        check_claim(scope, value)
         self._pending_claims.append(UniqueClaimRequest(scope, value, claim=True))
 
     def release_unique(self, scope: str, value: str) -> None:
         """Give up this aggregate's claim on ``value`` in ``scope``, in the same transaction."""
+        check_claim(scope, value)
         self._pending_claims.append(UniqueClaimRequest(scope, value, claim=False))
 
     def handle_command(self, command: Command) -> Any:

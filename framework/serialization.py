@@ -37,6 +37,7 @@ from framework.domain import (
 )
 from framework.encryption import ENCRYPTED_MARK, ERASED, KeyRing
 from framework.errors import CorruptEvent, DefinitionError, UnknownEventType
+from framework.store.keys import split_stream
 from framework.upcasting import check_upcasters, upcast
 
 COMPRESSION_THRESHOLD = 1024
@@ -180,7 +181,7 @@ class EventRegistry:
         fields = personal_fields(event_class)
         if not fields:
             return
-        subject = stream.partition("#")[2]
+        subject = split_stream(stream)[1]
         for field in fields:
             value = document.get(field)
             if not (isinstance(value, dict) and ENCRYPTED_MARK in value):

@@ -33,13 +33,13 @@ from framework.serialization import (
 from framework.snapshots import NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.items import MAX_ITEM_BYTES
+from framework.store.keys import check_aggregate_id, stream_key
 from framework.store.records import (
     AggregateChange,
     ChangeSet,
     Snapshot,
     StoredEvent,
     UniqueClaim,
-    stream_key,
 )
 
 A = TypeVar("A", bound=Aggregate)
@@ -90,7 +90,12 @@ class UnitOfWork:
     # -- loading -----------------------------------------------------------------------------
 
     def get(self, aggregate_class: type[A], aggregate_id: str) -> A:
-        """The aggregate, loaded once per unit of work. Raises ``AggregateNotFound``."""
+        """The aggregate, loaded once per unit of work. Raises ``AggregateNotFound``.
+
+        Like ``create`` and ``get_or_create``, it refuses an id that cannot be stored (empty,
+        not UTF-8, too long for one of its keys) with ``InvalidIdentifier`` before any read.
+        """
+        check_aggregate_id(aggregate_class.aggregate_type(), aggregate_id)
         tracked = self._tracked.get((aggregate_class, aggregate_id))
         if tracked is not None:
             return tracked.aggregate  # type: ignore[return-value]
@@ -102,6 +107,7 @@ class UnitOfWork:
 
     def create(self, aggregate_class: type[A], aggregate_id: str) -> A:
         """A new, empty aggregate. Raises ``AggregateAlreadyExists`` when the id is taken."""
+        check_aggregate_id(aggregate_class.aggregate_type(), aggregate_id)
         if (aggregate_class, aggregate_id) in self._tracked or self._exists(
             aggregate_class, aggregate_id
         ):
@@ -116,6 +122,7 @@ class UnitOfWork:
         Two commands creating the same aggregate at once cannot both win: the second commit
         fails its condition and the command is retried, finding the aggregate this time.
         """
+        check_aggregate_id(aggregate_class.aggregate_type(), aggregate_id)
         tracked = self._tracked.get((aggregate_class, aggregate_id))
         if tracked is not None:
             return tracked.aggregate  # type: ignore[return-value]

@@ -2,6 +2,7 @@
 
 from framework.store.base import EventStore
 from framework.store.dynamodb import DynamoDBEventStore
+from framework.store.keys import stream_key
 from framework.store.memory import InMemoryEventStore
 from framework.store.records import (
     AggregateChange,
@@ -10,7 +11,6 @@ from framework.store.records import (
     Snapshot,
     StoredEvent,
     UniqueClaim,
-    stream_key,
 )
 
 __all__ = [

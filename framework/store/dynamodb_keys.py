@@ -12,7 +12,7 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 
 from framework.store.dynamodb import DynamoDBEventStore, translated_errors
-from framework.store.items import data_key_key
+from framework.store.keys import data_key_key
 
 
 class DynamoDBKeyStorage:

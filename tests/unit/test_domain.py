@@ -16,6 +16,7 @@ from framework import (
     Event,
     InvalidCommand,
     InvalidEvent,
+    InvalidIdentifier,
     MissingEventHandler,
     command_handler,
     event_handler,
@@ -175,6 +176,33 @@ def test_aggregate_type_name_defaults_to_class_name_and_can_be_set() -> None:
             pass
 
 
+@pytest.mark.parametrize("name", ["command", "unique", "key"])
+def test_type_names_of_the_frameworks_own_items_are_refused(name: str) -> None:
+    # A "command" aggregate's metadata would be read as a processed command; forgetting subject
+    # "u1" would delete the metadata of the "key" aggregate "u1".
+    with pytest.raises(DefinitionError, match=f"{name!r} is reserved"):
+
+        class Colliding(Aggregate, name=name):
+            pass
+
+
+def test_empty_and_oversized_type_names_are_refused() -> None:
+    with pytest.raises(DefinitionError, match="non-empty string"):
+
+        class Empty(Aggregate, name=""):
+            pass
+
+    with pytest.raises(DefinitionError, match="at most 255"):
+
+        class Huge(Aggregate, name="n" * 256):
+            pass
+
+    class Command_(Aggregate):  # a class named like a prefix, but not equal to one, is fine
+        pass
+
+    assert Command_.aggregate_type() == "Command_"
+
+
 def test_event_names_and_versions() -> None:
     @frozen
     class Renamed(Event, name="MoneyDeposited", version=3):
@@ -238,3 +266,13 @@ class TestCommandValidation:
     def test_events_are_checked_too(self) -> None:
         with pytest.raises(InvalidEvent, match="AccountOpened: owner: expected str"):
             AccountOpened(owner=3, currency=None, opened_at=None, reference=None)  # type: ignore[arg-type]
+
+
+def test_empty_unique_scopes_and_values_are_refused_in_the_handler() -> None:
+    account = Account("a")
+    for scope, value in (("", "x"), ("handle", ""), ("handle", "v" * 2100)):
+        with pytest.raises(InvalidIdentifier):
+            account.claim_unique(scope, value)
+        with pytest.raises(InvalidIdentifier):
+            account.release_unique(scope, value)
+    assert not account.has_pending_changes
