@@ -24,6 +24,7 @@ from framework.domain import (
     Event,
     command_handler_spec,
     command_target_field,
+    unsnapshottable_state,
 )
 from framework.encryption import KeyRing
 from framework.errors import (
@@ -40,7 +41,7 @@ from framework.errors import (
     UnknownCommand,
 )
 from framework.results import CommandResult
-from framework.serialization import EventRegistry
+from framework.serialization import EventRegistry, SnapshotStateError
 from framework.snapshots import NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.keys import check_aggregate_id
@@ -59,6 +60,22 @@ _REFUSALS: tuple[type[Exception], ...] = (
     AggregateAlreadyExists,
     UniqueConstraintViolated,
 )
+
+
+def _check_snapshottable(aggregate_class: type[Aggregate]) -> None:
+    """Refuse, at start-up, an aggregate whose handlers set state its snapshots would lose.
+
+    Without this, the first command that takes a snapshot finds the undeclared attribute; the
+    snapshot is then skipped, every time, and loading silently stays slow.
+    """
+    undeclared = unsnapshottable_state(aggregate_class)
+    if undeclared:
+        culprits = ", ".join(f"self.{name} in {where}" for name, where in undeclared.items())
+        raise SnapshotStateError(
+            f"{aggregate_class.__name__} has a snapshot policy but sets attributes that are not "
+            f"declared as annotated state ({culprits}): annotate them on the class "
+            f"(name: type) so that snapshots keep them"
+        )
 
 
 @attrs.frozen
@@ -150,6 +167,8 @@ class Application:
                     f"a snapshot policy is given for {aggregate_class.__name__}, which is not "
                     "one of the application's aggregates"
                 )
+            if not isinstance(self.snapshot_policies[aggregate_class], NoSnapshots):
+                _check_snapshottable(aggregate_class)
 
     # -- registration ------------------------------------------------------------------------
 

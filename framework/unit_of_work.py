@@ -32,7 +32,6 @@ from framework.serialization import (
 )
 from framework.snapshots import NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
-from framework.store.items import MAX_ITEM_BYTES
 from framework.store.keys import check_aggregate_id, stream_key
 from framework.store.records import (
     AggregateChange,
@@ -47,8 +46,6 @@ A = TypeVar("A", bound=Aggregate)
 log = structlog.get_logger(__name__)
 
 _NO_SNAPSHOTS = NoSnapshots()
-_SNAPSHOT_HEADROOM = 1024
-"""Bytes kept free in a snapshot item for its key and other attributes."""
 
 
 def utc_now() -> dt.datetime:
@@ -271,15 +268,17 @@ class UnitOfWork:
         aggregate = tracked.aggregate
         if not self._policy(type(aggregate))(aggregate, tracked.loaded_version):
             return None
-        state = encode_state(aggregate, self._keys_for(type(aggregate)))
-        if len(state) > MAX_ITEM_BYTES - _SNAPSHOT_HEADROOM:
-            # A snapshot only speeds up loading; refusing the command because of it would be
-            # worse than a slower load.
-            log.warning(
-                "snapshot.skipped_too_large",
+        try:
+            state = encode_state(aggregate, self._keys_for(type(aggregate)))
+        except Exception as error:
+            # A snapshot only speeds up loading: a state that cannot be encoded (undeclared
+            # attributes the start-up check could not see, a value the converter refuses) is
+            # reported loudly, and the command commits without it.
+            log.error(
+                "snapshot.skipped_unencodable",
                 aggregate_type=aggregate.aggregate_type(),
                 aggregate_id=aggregate.id,
-                size=len(state),
+                error=repr(error),
             )
             return None
         return Snapshot(

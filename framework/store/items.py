@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+import structlog
 
 from framework.errors import (
     ChangeSetTooLarge,
@@ -45,6 +46,8 @@ from framework.store.records import (
     UniqueClaim,
 )
 from framework.store.tables import COMMAND_TTL_ATTRIBUTE, TableNames
+
+log = structlog.get_logger(__name__)
 
 Item = dict[str, dict[str, Any]]
 """A DynamoDB item in the low-level attribute-value format (``{"pk": {"S": "..."}}``)."""
@@ -247,7 +250,37 @@ def plan_transaction(
     Raises ``ChangeSetTooLarge`` (too many items, an item or the whole request too big),
     ``UniqueConstraintViolated`` (two aggregates claiming one value in the same change set) and
     ``InvalidIdentifier`` (an id or claim that cannot be stored: see ``keys``).
+
+    Snapshots only speed up loading, so they never fail a command: when a limit is broken and
+    the change set carries snapshots (one too large for its item, key and attributes counted, or
+    one that pushes the transaction over 4 MB or 100 items), the plan is laid out again without
+    them, and only a change set still too large without them is refused.
     """
+    plan = _lay_out(change_set, tables, command_retention)
+    try:
+        _check_plan(plan)
+    except ChangeSetTooLarge as error:
+        snapshots = [c.stream for c in change_set.aggregates if c.snapshot is not None]
+        if not snapshots:
+            raise
+        without = attrs.evolve(
+            change_set,
+            aggregates=tuple(attrs.evolve(c, snapshot=None) for c in change_set.aggregates),
+        )
+        plan = _lay_out(without, tables, command_retention)
+        _check_plan(plan)
+        log.warning(
+            "snapshot.skipped_too_large",
+            change_set_id=change_set.change_set_id,
+            streams=snapshots,
+            reason=str(error),
+        )
+    return plan
+
+
+def _lay_out(
+    change_set: ChangeSet, tables: TableNames, command_retention: dt.timedelta
+) -> TransactionPlan:
     now = timestamp(change_set.committed_at)
     writes: list[PlannedWrite] = []
     check_command_id(change_set.command_id)
@@ -281,9 +314,7 @@ def plan_transaction(
         COMMAND_TTL_ATTRIBUTE: n(int(expires.timestamp())),
     }
     writes.append(PlannedWrite(WriteKind.COMMAND, tables.aggregates, command_item))
-    plan = TransactionPlan(change_set, tuple(writes))
-    _check_plan(plan)
-    return plan
+    return TransactionPlan(change_set, tuple(writes))
 
 
 def _aggregate_write(

@@ -237,10 +237,38 @@ class EventStoreContract:
         assert stream_dump(store, ["a1"]) == [[], None]
 
     def test_an_item_over_400_kb_is_refused_before_writing(self, store: EventStore) -> None:
-        state = os.urandom(MAX_ITEM_BYTES)
+        oversized = attrs.evolve(change_set([("a1", 0, 1)]), result=os.urandom(MAX_ITEM_BYTES))
         with pytest.raises(ChangeSetTooLarge, match="per item"):
-            store.commit(change_set([("a1", 0, 1)], snapshot_state=state))
+            store.commit(oversized)
         assert stream_dump(store, ["a1"]) == [[], None]
+
+    def test_a_snapshot_too_large_for_its_item_is_left_out_not_fatal(
+        self, store: EventStore
+    ) -> None:
+        # The state alone fits in an item with 1 KB to spare; with its 990-byte key and its
+        # other attributes it does not: the change set commits without the snapshot.
+        longest = "x" * max_id_bytes("Account")
+        state = os.urandom(MAX_ITEM_BYTES - 1024)
+        store.commit(change_set([(longest, 0, 1)], snapshot_state=state))
+        assert len(store.load_events("Account", longest)) == 1
+        assert store.load_snapshot("Account", longest) is None
+        store.commit(change_set([(longest, 1, 1)], snapshot_state=b"{}"))
+        assert store.load_snapshot("Account", longest) is not None
+
+    def test_a_snapshot_over_the_transaction_limits_is_left_out_not_fatal(
+        self, store: EventStore
+    ) -> None:
+        # 98 events + the aggregate item + the command item = 100: no room for the snapshot.
+        store.commit(change_set([("a1", 0, 98)], snapshot_state=b'{"balance":"98"}'))
+        assert len(store.load_events("Account", "a1")) == 98
+        assert store.load_snapshot("Account", "a1") is None
+        # 14 events of 290 KB fit in 4 MB; with a 300 KB snapshot they would not.
+        payload = os.urandom(290 * 1024)
+        store.commit(
+            change_set([("a2", 0, 14)], payload=payload, snapshot_state=os.urandom(300 * 1024))
+        )
+        assert len(store.load_events("Account", "a2")) == 14
+        assert store.load_snapshot("Account", "a2") is None
 
     def test_a_change_set_over_4_mb_is_refused_before_writing(self, store: EventStore) -> None:
         payload = os.urandom(290 * 1024)

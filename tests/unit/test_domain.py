@@ -5,15 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal
+from typing import ClassVar
 
 import pytest
 from attrs import frozen
 
 from framework import (
     Aggregate,
+    Application,
     Command,
     DefinitionError,
     Event,
+    InMemoryEventStore,
     InvalidCommand,
     InvalidEvent,
     InvalidIdentifier,
@@ -276,3 +279,47 @@ def test_empty_unique_scopes_and_values_are_refused_in_the_handler() -> None:
         with pytest.raises(InvalidIdentifier):
             account.release_unique(scope, value)
     assert not account.has_pending_changes
+
+
+@frozen
+class AddItem(Command):
+    cart_id: str = target_id()
+    item: str
+
+
+@frozen
+class ItemAdded(Event):
+    item: str
+
+
+@frozen
+class Tag:
+    labels: list[str]
+
+
+class Cart(Aggregate):
+    items: list[str] = []  # noqa: RUF012 - the framework copies it for every instance
+    tags: dict[str, Tag] = {"default": Tag(labels=[])}  # noqa: RUF012
+    note: str = "empty"
+    _seen: ClassVar[list[str]] = []
+
+    @command_handler(AddItem, creates=None)
+    def add(self, command: AddItem) -> None:
+        self.emit(ItemAdded(item=command.item))
+
+    @event_handler(ItemAdded)
+    def _added(self, event: ItemAdded) -> None:
+        self.items.append(event.item)
+        self.tags["default"].labels.append(event.item)
+
+
+def test_mutable_class_defaults_are_copied_for_every_instance() -> None:
+    app = Application(store=InMemoryEventStore(), aggregates=[Cart])
+    app.handle(AddItem(cart_id="c1", item="apple"))
+    app.handle(AddItem(cart_id="c2", item="pear"))
+    assert app.get(Cart, "c1").items == ["apple"]
+    assert app.get(Cart, "c2").items == ["pear"]
+    assert app.get(Cart, "c2").tags["default"].labels == ["pear"]
+    assert Cart.items == [] and Cart.tags["default"].labels == []
+    # Immutable defaults and class variables stay shared: nothing to copy.
+    assert "note" not in vars(Cart("c3")) and "_seen" not in vars(Cart("c3"))
