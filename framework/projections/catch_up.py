@@ -21,7 +21,7 @@ import structlog
 from framework.projections.engine import ApplyReport, ProjectionEngine
 from framework.projections.projector import Projector
 from framework.store.base import EventStore
-from framework.store.items import feed_hour
+from framework.store.keys import feed_checkpoint_key, feed_hour
 from framework.store.positions import PositionStore
 from framework.store.records import StoredEvent
 
@@ -29,11 +29,6 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_SAFETY_WINDOW = dt.timedelta(seconds=5)
 DEFAULT_CHUNK = 500
-
-
-def feed_checkpoint_key(projector_name: str) -> str:
-    """Where the catch-up runner remembers the hour a projector's next run starts at."""
-    return f"feed#{projector_name}"
 
 
 class CatchUpRunner:

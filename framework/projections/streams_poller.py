@@ -17,17 +17,13 @@ import structlog
 from framework.projections.engine import ApplyReport, ProjectionEngine
 from framework.projections.projector import Projector
 from framework.store.dynamodb import DynamoDBEventStore
+from framework.store.keys import shard_checkpoint_key
 from framework.store.positions import PositionStore
 from framework.store.streams import EventStreamReader
 
 log = structlog.get_logger(__name__)
 
 _CLOSED = "closed"
-
-
-def shard_checkpoint_key(shard_id: str, projector_name: str) -> str:
-    """Where a projector's progress in one shard is kept."""
-    return f"shard#{shard_id}#{projector_name}"
 
 
 class StreamsPoller:
