@@ -39,7 +39,8 @@ from framework import (
 from framework.logs import configure_logging
 from framework.serialization import encode_json
 from framework.store import ChangeSet
-from framework.store.items import feed_key, item_size, timestamp
+from framework.store.items import item_size, timestamp
+from framework.store.keys import feed_key
 from tests.support.bank import (
     Account,
     Deposit,

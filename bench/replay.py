@@ -29,7 +29,7 @@ from framework import (
     event_handler,
 )
 from framework.logs import configure_logging
-from framework.store.items import feed_hour, feed_partitions
+from framework.store.keys import feed_hour, feed_partitions
 from framework.store.tables import FEED_INDEX
 from tests.support.bank import Account, Deposited, DepositMany, OpenAccount
 

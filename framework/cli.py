@@ -31,7 +31,7 @@ from framework.projections.streams_poller import StreamsPoller
 from framework.serialization import decode_json
 from framework.store.dynamodb import DynamoDBEventStore
 from framework.store.dynamodb_positions import DynamoDBPositionStore
-from framework.store.items import split_stream
+from framework.store.keys import split_stream
 
 F = TypeVar("F", bound=Callable[..., Any])
 

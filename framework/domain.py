@@ -17,9 +17,16 @@ of in the middle of a request.
 
 from __future__ import annotations
 
+import ast
+import copy
+import datetime as dt
+import enum
+import inspect
+import textwrap
 import typing
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 
 import attrs
@@ -31,6 +38,7 @@ from framework.errors import (
     InvalidEvent,
     MissingEventHandler,
 )
+from framework.store.keys import check_aggregate_type, check_claim, check_command_id
 from framework.subjects import ERASED, Subject
 from framework.typecheck import check_fields
 
@@ -133,10 +141,11 @@ class Command:
 
     def __attrs_post_init__(self) -> None:
         problems = check_fields(self)
-        if not self.command_id:
-            problems.append("command_id: must not be empty")
         if problems:
             raise InvalidCommand(f"{type(self).__name__}: " + "; ".join(problems))
+        # Checked here, not at commit: a command id too long for its record's key is refused
+        # before any handler runs.
+        check_command_id(self.command_id)
 
 
 def target_id(**kwargs: Any) -> Any:
@@ -363,17 +372,17 @@ class Aggregate:
     _command_handlers: ClassVar[
         dict[type[Command], tuple[Callable[..., Any], CommandHandlerSpec]]
     ] = {}
+    _mutable_defaults: ClassVar[dict[str, Any]] = {}
 
     id: str
     version: int
 
     def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.__aggregate_type__ = name or cls.__name__
-        if "#" in cls.__aggregate_type__:
-            raise DefinitionError(f"aggregate type name {cls.__aggregate_type__!r} contains '#'")
+        cls.__aggregate_type__ = check_aggregate_type(cls.__name__ if name is None else name)
         cls._event_handlers = collect_event_handlers(cls)
         cls._command_handlers = collect_command_handlers(cls)
+        cls._mutable_defaults = _mutable_state_defaults(cls)
         for command_type in cls._command_handlers:
             if command_target_field(command_type) is None:
                 raise DefinitionError(
@@ -389,6 +398,11 @@ class Aggregate:
         # Whose personal data the state holds (from the events applied), so that a snapshot is
         # sealed with each of their keys and a forget can find the cached copies.
         self._personal_subjects: set[Subject] = set()
+        # A class-level default such as ``items: list[str] = []`` is one object shared by every
+        # instance: appending to one cart's items would change every cart's. Each instance gets
+        # its own copy (defaults of immutable types are shared, as they safely can be).
+        for name, default in self._mutable_defaults.items():
+            setattr(self, name, copy.deepcopy(default))
 
     @classmethod
     def aggregate_type(cls) -> str:
@@ -417,11 +431,14 @@ class Aggregate:
 
         The claim is written in the same transaction as the events; if another aggregate holds the
         value, the whole command fails with ``UniqueConstraintViolated`` and nothing is written.
+        An empty scope or value, or one too long for its key, raises ``InvalidIdentifier``.
         """
+        check_claim(scope, value)
         self._pending_claims.append(UniqueClaimRequest(scope, value, claim=True))
 
     def release_unique(self, scope: str, value: str) -> None:
         """Give up this aggregate's claim on ``value`` in ``scope``, in the same transaction."""
+        check_claim(scope, value)
         self._pending_claims.append(UniqueClaimRequest(scope, value, claim=False))
 
     def handle_command(self, command: Command) -> Any:
@@ -509,3 +526,135 @@ def undeclared_state(aggregate: Aggregate) -> list[str]:
         for name in vars(aggregate)
         if name not in declared and name not in _FRAMEWORK_ATTRIBUTES
     )
+
+
+_IMMUTABLE_DEFAULTS: tuple[type, ...] = (
+    type(None),
+    bool,
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    Decimal,
+    frozenset,
+    range,
+    enum.Enum,
+    dt.date,
+    dt.time,
+    dt.timedelta,
+    uuid.UUID,
+)
+
+
+def _state_annotations(cls: type[Aggregate]) -> dict[str, Any]:
+    """The raw annotations of ``cls`` and its bases below ``Aggregate`` (unresolved, cheap)."""
+    names: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is Aggregate or not issubclass(klass, Aggregate):
+            continue
+        names.update(vars(klass).get("__annotations__", {}))
+    return names
+
+
+def _is_class_var(annotation: Any) -> bool:
+    if isinstance(annotation, str):
+        return annotation.split("[", 1)[0].rsplit(".", 1)[-1] == "ClassVar"
+    return annotation is ClassVar or typing.get_origin(annotation) is ClassVar
+
+
+def _mutable_state_defaults(cls: type[Aggregate]) -> dict[str, Any]:
+    """Annotated state attributes whose class-level default is mutable (copied per instance).
+
+    Computed once per class, when it is defined; frozen attrs instances and tuples are copied
+    too (they may hold mutable values), plain immutable values are not.
+    """
+    defaults: dict[str, Any] = {}
+    for name, annotation in _state_annotations(cls).items():
+        if name in _FRAMEWORK_ATTRIBUTES or name.startswith("__") or _is_class_var(annotation):
+            continue
+        for klass in cls.__mro__:
+            if name in vars(klass):
+                value = vars(klass)[name]
+                break
+        else:
+            continue
+        if isinstance(value, _IMMUTABLE_DEFAULTS) or callable(value) or hasattr(value, "__get__"):
+            continue
+        defaults[name] = value
+    return defaults
+
+
+def assigned_attributes(cls: type[Aggregate]) -> dict[str, str] | None:
+    """Attributes the methods of ``cls`` assign on ``self``, each with a method that does it.
+
+    Read from the source of every method defined below ``Aggregate`` in the class's MRO:
+    ``self.x = ...``, tuple targets (``self.a, self.b = ...``), augmented (``self.x += 1``) and
+    annotated (``self.x: int = 0``) assignments. Returns ``None`` when some source cannot be
+    read (a class built at run time, a frozen application): the static check is then skipped.
+    """
+    found: dict[str, str] = {}
+    for klass in cls.__mro__:
+        if klass is Aggregate or not issubclass(klass, Aggregate):
+            continue
+        for method_name, value in vars(klass).items():
+            func = value.__func__ if isinstance(value, staticmethod | classmethod) else value
+            if isinstance(func, property):
+                func = func.fset
+            if not inspect.isfunction(func):
+                continue
+            try:
+                tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+            except (OSError, TypeError, SyntaxError):
+                return None
+            for name in _self_assignments(tree):
+                found.setdefault(name, f"{klass.__qualname__}.{method_name}()")
+    return found
+
+
+def _self_assignments(tree: ast.AST) -> list[str]:
+    definition = next(
+        (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)), None
+    )
+    if definition is None or not definition.args.args:
+        return []
+    receiver = definition.args.args[0].arg
+    names: list[str] = []
+    for node in ast.walk(definition):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        while targets:
+            target = targets.pop()
+            if isinstance(target, ast.Tuple | ast.List):
+                targets.extend(target.elts)
+            elif isinstance(target, ast.Starred):
+                targets.append(target.value)
+            elif (
+                isinstance(target, ast.Attribute)
+                and isinstance(target.value, ast.Name)
+                and target.value.id == receiver
+            ):
+                names.append(target.attr)
+    return names
+
+
+def unsnapshottable_state(cls: type[Aggregate]) -> dict[str, str]:
+    """Attributes the methods of ``cls`` set that a snapshot would lose: not annotated state.
+
+    Empty when the source cannot be read (see ``assigned_attributes``). Attributes that are
+    properties or other data descriptors on the class are not instance state and are left out.
+    """
+    assigned = assigned_attributes(cls)
+    if not assigned:
+        return {}
+    declared = aggregate_state_fields(cls)
+    return {
+        name: where
+        for name, where in sorted(assigned.items())
+        if name not in declared
+        and name not in _FRAMEWORK_ATTRIBUTES
+        and not hasattr(inspect.getattr_static(cls, name, None), "__set__")
+    }

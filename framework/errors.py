@@ -27,6 +27,32 @@ class InvalidCommand(InvalidMessage):
     """A command was built with wrongly typed fields: bad input, refused before any work."""
 
 
+class InvalidIdentifier(InvalidCommand):
+    """An aggregate id, command id or unique value cannot be stored: refused before any request.
+
+    Empty, not UTF-8 text, or too long for one of the keys it ends up in (the tightest is the
+    ``feed`` index's 1,024-byte sort key). ``aggregate_type`` names the aggregate for ids,
+    ``length`` and ``limit`` are UTF-8 bytes when the identifier was too long.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        identifier: str,
+        reason: str,
+        aggregate_type: str | None = None,
+        *,
+        length: int | None = None,
+        limit: int | None = None,
+    ) -> None:
+        shown = identifier if len(identifier) <= 40 else identifier[:40] + "..."
+        super().__init__(f"{what} {shown!r} {reason}")
+        self.what = what
+        self.aggregate_type = aggregate_type
+        self.length = length
+        self.limit = limit
+
+
 class InvalidEvent(InvalidMessage):
     """An event was built with wrongly typed fields: a bug in the handler that emits it."""
 

@@ -12,7 +12,9 @@ mutable registry and two classes claiming one name are reported at start-up.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import enum
 import hashlib
 import json
 import typing
@@ -38,6 +40,7 @@ from framework.domain import (
 )
 from framework.encryption import ENCRYPTED_MARK, KeyRing
 from framework.errors import CorruptEvent, DefinitionError, UnknownEventType
+from framework.store.keys import check_aggregate_id
 from framework.subjects import ERASED, Subject, split_subject_name, subject_name
 from framework.upcasting import check_upcasters, upcast
 
@@ -152,7 +155,9 @@ class EventRegistry:
                     f"{event_class.__name__}.{spec.name} is personal data: give the Application "
                     "a KeyRing (keys=...) so that it is stored encrypted with its subject's key"
                 )
-            subject = subject_name(spec.subject(event, stream or ("", "")))
+            subject_type, subject_id = spec.subject(event, stream or ("", ""))
+            check_aggregate_id(subject_type, subject_id)  # a declared owner's id is input too
+            subject = subject_name((subject_type, subject_id))
             document[spec.name] = self.keys.encrypt_text(subject, value, f"{name}.{spec.name}")
         return EncodedEvent(name, event_schema_version(event_class), encode_json(document))
 
@@ -239,21 +244,58 @@ def _optional(event_class: type[Event], field: str) -> bool:
 def state_schema(aggregate_class: type[Aggregate]) -> str:
     """A fingerprint of the aggregate's declared state, stored with each snapshot.
 
-    Any change to the state annotations (a field added, removed, renamed or retyped) or to the
-    class's ``__snapshot_version__`` changes the fingerprint, and older snapshots are then ignored
-    in favour of a full replay: a snapshot is never applied to a class it was not written by.
+    Any change to the shape of the state changes the fingerprint: a state attribute added,
+    removed, renamed or retyped, the same for a field of a nested attrs class or dataclass (at any
+    depth, inside generics too), an enum's members or values, or the class's
+    ``__snapshot_version__``. Older snapshots are then ignored in favour of a full replay: a
+    snapshot is never applied to a class it was not written by.
     """
     fields = aggregate_state_fields(aggregate_class)
-    described = ";".join(f"{name}:{_describe_type(hint)}" for name, hint in sorted(fields.items()))
+    described = ";".join(
+        f"{name}:{_describe_type(hint, frozenset())[0]}" for name, hint in sorted(fields.items())
+    )
     version = getattr(aggregate_class, "__snapshot_version__", 1)
     text = f"{aggregate_class.aggregate_type()}|{version}|{described}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _describe_type(hint: Any) -> str:
-    if isinstance(hint, type):
-        return f"{hint.__module__}.{hint.__qualname__}"
-    return repr(hint)
+def _describe_type(hint: Any, seen: frozenset[type]) -> tuple[str, bool]:
+    """The text of ``hint`` in a state fingerprint, and whether it has a structure of its own.
+
+    Attrs classes and dataclasses are described by their fields, enums by their members and
+    values, generics by their arguments, recursively; ``seen`` holds the classes being described
+    on the way down, so a class that refers to itself ends the recursion. A type made only of
+    plain types keeps the text it always had (``repr`` for generics), so snapshots of such
+    states stay valid across this change.
+    """
+    arguments = typing.get_args(hint)
+    if arguments:
+        parts = [_describe_type(argument, seen) for argument in arguments]
+        if not any(structured for _, structured in parts):
+            return repr(hint), False
+        origin = typing.get_origin(hint)
+        return f"{origin!r}[{','.join(text for text, _ in parts)}]", True
+    if not isinstance(hint, type):
+        return repr(hint), False
+    name = f"{hint.__module__}.{hint.__qualname__}"
+    if hint in seen:
+        return name, True
+    if issubclass(hint, enum.Enum):
+        return name + "(" + ",".join(f"{m.name}={m.value!r}" for m in hint) + ")", True
+    if attrs.has(hint) or dataclasses.is_dataclass(hint):
+        try:
+            hints = typing.get_type_hints(hint)
+        except (NameError, TypeError):
+            hints = {}
+        if attrs.has(hint):
+            names = [f.name for f in attrs.fields(hint)]
+        else:
+            names = [f.name for f in dataclasses.fields(hint)]  # type: ignore[arg-type]
+        inner = ";".join(
+            f"{field}:{_describe_type(hints.get(field, Any), seen | {hint})[0]}" for field in names
+        )
+        return f"{name}{{{inner}}}", True
+    return name, False
 
 
 class SnapshotStateError(DefinitionError):

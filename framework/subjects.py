@@ -1,11 +1,13 @@
 """Whose personal data a value is: subjects, their stored names, and what erased data reads as.
 
-Standard library only, so that the domain (which declares personal fields), the key ring (which
-keys them) and the stores (which keep the keys) share one definition without importing each
-other.
+Standard library (and the key scheme) only, so that the domain (which declares personal fields),
+the key ring (which keys them) and the stores (which keep the keys) share one definition without
+importing each other.
 """
 
 from __future__ import annotations
+
+from framework.store.keys import split_stream, stream_key
 
 ERASED = "[erased]"
 """What a personal text field reads as once its subject was forgotten."""
@@ -16,11 +18,9 @@ Subject = tuple[str, str]
 
 def subject_name(subject: Subject) -> str:
     """The name a subject's key is stored under: its stream key, ``{type}#{id}``."""
-    aggregate_type, aggregate_id = subject
-    return f"{aggregate_type}#{aggregate_id}"
+    return stream_key(*subject)
 
 
 def split_subject_name(name: str) -> Subject:
-    """Inverse of ``subject_name``: aggregate type names never contain ``#``, ids may."""
-    aggregate_type, _, aggregate_id = name.partition("#")
-    return (aggregate_type, aggregate_id)
+    """Inverse of ``subject_name``."""
+    return split_stream(name)

@@ -38,7 +38,7 @@ from framework.serialization import (
 )
 from framework.snapshots import NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
-from framework.store.items import MAX_ITEM_BYTES
+from framework.store.keys import check_aggregate_id, stream_key
 from framework.store.records import (
     AggregateChange,
     ChangeSet,
@@ -46,7 +46,6 @@ from framework.store.records import (
     StoredEvent,
     UniqueClaim,
     VersionCheck,
-    stream_key,
 )
 from framework.subjects import Subject, subject_name
 
@@ -55,8 +54,6 @@ A = TypeVar("A", bound=Aggregate)
 log = structlog.get_logger(__name__)
 
 _NO_SNAPSHOTS = NoSnapshots()
-_SNAPSHOT_HEADROOM = 1024
-"""Bytes kept free in a snapshot item for its key and other attributes."""
 
 
 _CONTEXT_FIELDS = ("command_id", "correlation_id", "causation_id")
@@ -135,7 +132,12 @@ class UnitOfWork:
     # -- loading -----------------------------------------------------------------------------
 
     def get(self, aggregate_class: type[A], aggregate_id: str) -> A:
-        """The aggregate, loaded once per unit of work. Raises ``AggregateNotFound``."""
+        """The aggregate, loaded once per unit of work. Raises ``AggregateNotFound``.
+
+        Like ``create`` and ``get_or_create``, it refuses an id that cannot be stored (empty,
+        not UTF-8, too long for one of its keys) with ``InvalidIdentifier`` before any read.
+        """
+        check_aggregate_id(aggregate_class.aggregate_type(), aggregate_id)
         tracked = self._tracked.get((aggregate_class, aggregate_id))
         if tracked is not None:
             return tracked.aggregate  # type: ignore[return-value]
@@ -147,6 +149,7 @@ class UnitOfWork:
 
     def create(self, aggregate_class: type[A], aggregate_id: str) -> A:
         """A new, empty aggregate. Raises ``AggregateAlreadyExists`` when the id is taken."""
+        check_aggregate_id(aggregate_class.aggregate_type(), aggregate_id)
         if (aggregate_class, aggregate_id) in self._tracked or self._exists(
             aggregate_class, aggregate_id
         ):
@@ -161,6 +164,7 @@ class UnitOfWork:
         Two commands creating the same aggregate at once cannot both win: the second commit
         fails its condition and the command is retried, finding the aggregate this time.
         """
+        check_aggregate_id(aggregate_class.aggregate_type(), aggregate_id)
         tracked = self._tracked.get((aggregate_class, aggregate_id))
         if tracked is not None:
             return tracked.aggregate  # type: ignore[return-value]
@@ -340,14 +344,15 @@ class UnitOfWork:
                 subject=forgotten.subject,
             )
             return None
-        if len(state) > MAX_ITEM_BYTES - _SNAPSHOT_HEADROOM:
-            # A snapshot only speeds up loading; refusing the command because of it would be
-            # worse than a slower load.
-            log.warning(
-                "snapshot.skipped_too_large",
+        except Exception as error:
+            # A snapshot only speeds up loading: a state that cannot be encoded (undeclared
+            # attributes the start-up check could not see, a value the converter refuses) is
+            # reported loudly, and the command commits without it.
+            log.error(
+                "snapshot.skipped_unencodable",
                 aggregate_type=aggregate.aggregate_type(),
                 aggregate_id=aggregate.id,
-                size=len(state),
+                error=repr(error),
             )
             return None
         return Snapshot(

@@ -33,6 +33,7 @@ from framework.projections.projector import Projector
 from framework.projections.read_models import clear_tables
 from framework.store.base import EventStore
 from framework.store.dynamodb import DynamoDBEventStore
+from framework.store.keys import feed_checkpoint_key
 from framework.store.positions import PositionStore
 from framework.store.records import StoredEvent
 
@@ -43,11 +44,6 @@ DEFAULT_OVERLAP = dt.timedelta(minutes=5)
 """How far the checkpoint trails what a run read: it must exceed commit latency plus the skew
 between writers' clocks, or a late event could be stepped over."""
 DEFAULT_CHUNK = 500
-
-
-def feed_checkpoint_key(projector_name: str) -> str:
-    """Where the catch-up runner remembers the hour a projector's next run starts at."""
-    return f"feed#{projector_name}"
 
 
 class CatchUpRunner:

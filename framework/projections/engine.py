@@ -36,6 +36,7 @@ from framework.projections.projector import Envelope, Projector
 from framework.serialization import EventRegistry
 from framework.store.base import EventStore
 from framework.store.items import MAX_TRANSACTION_ITEMS
+from framework.store.keys import stream_key
 from framework.store.positions import (
     ParkedEvent,
     PositionConflict,
@@ -147,7 +148,7 @@ class ProjectionEngine:
         Used after a parked event is released: the runners already moved past the events the
         stream held back, so they are read from the store.
         """
-        stream = f"{aggregate_type}#{aggregate_id}"
+        stream = stream_key(aggregate_type, aggregate_id)
         position = self.positions.get(self.name, stream)
         records = self.store.load_events(aggregate_type, aggregate_id, position.version)
         return self.apply_stream(records)

@@ -27,6 +27,7 @@ from pynamodb.models import Model
 from framework.domain import Event, collect_event_handlers, event_type_name
 from framework.encryption import KeyRing
 from framework.errors import DefinitionError
+from framework.store.keys import check_projector_name, stream_key
 from framework.store.positions import TransactItem
 
 
@@ -47,7 +48,7 @@ class Envelope:
     @property
     def stream(self) -> str:
         """``{aggregate_type}#{aggregate_id}``."""
-        return f"{self.aggregate_type}#{self.aggregate_id}"
+        return stream_key(self.aggregate_type, self.aggregate_id)
 
 
 class Projector:
@@ -70,9 +71,7 @@ class Projector:
 
     def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.__projector_name__ = name or cls.__name__
-        if "#" in cls.__projector_name__:
-            raise DefinitionError(f"projector name {cls.__projector_name__!r} contains '#'")
+        cls.__projector_name__ = check_projector_name(cls.__name__ if name is None else name)
         cls._event_handlers = collect_event_handlers(cls)
         cls._handlers_by_name = {
             event_type_name(event_class): handler

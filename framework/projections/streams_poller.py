@@ -28,6 +28,7 @@ from framework.errors import StoreUnavailable, TransactionConflict
 from framework.projections.engine import ApplyReport, ProjectionEngine
 from framework.projections.projector import Projector
 from framework.store.dynamodb import DynamoDBEventStore
+from framework.store.keys import shard_checkpoint_key
 from framework.store.positions import PositionStore
 from framework.store.streams import EventStreamReader
 
@@ -37,11 +38,6 @@ _CLOSED = "closed"
 _TRANSIENT: tuple[type[Exception], ...] = (StoreUnavailable, TransactionConflict)
 """Failures a later poll can get past: throttling (a ``StoreUnavailable``), no answer, a race."""
 DEFAULT_LEASE = dt.timedelta(seconds=30)
-
-
-def shard_checkpoint_key(shard_id: str, projector_name: str) -> str:
-    """Where a projector's progress in one shard is kept."""
-    return f"shard#{shard_id}#{projector_name}"
 
 
 class StreamsPoller:

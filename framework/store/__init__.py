@@ -2,6 +2,7 @@
 
 from framework.store.base import EventStore
 from framework.store.dynamodb import DynamoDBEventStore
+from framework.store.keys import stream_key
 from framework.store.memory import InMemoryEventStore
 from framework.store.records import (
     AggregateChange,
@@ -11,7 +12,6 @@ from framework.store.records import (
     StoredEvent,
     UniqueClaim,
     VersionCheck,
-    stream_key,
 )
 
 __all__ = [

@@ -42,17 +42,15 @@ from framework.store.items import (
     PlannedWrite,
     TransactionPlan,
     WriteKind,
-    command_key,
     explain_cancellation,
-    feed_hour,
-    feed_partitions,
     item_to_command,
     item_to_event,
     item_to_snapshot,
     plan_transaction,
 )
+from framework.store.keys import checked_stream_key, command_key, feed_hour, feed_partitions
 from framework.store.large_payloads import PayloadStore, forget_uploads, offload, resolve
-from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent, stream_key
+from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent
 from framework.store.tables import FEED_INDEX, TableNames
 
 log = structlog.get_logger(__name__)
@@ -202,7 +200,7 @@ class DynamoDBEventStore:
         self, aggregate_type: str, aggregate_id: str, after_version: int = 0
     ) -> list[StoredEvent]:
         """Query the stream (consistent read, every page) for versions above ``after_version``."""
-        key = stream_key(aggregate_type, aggregate_id)
+        key = checked_stream_key(aggregate_type, aggregate_id)
         return [
             self.resolve_payload(item_to_event(item))
             for item in self._query_stream(key, after_version)
@@ -214,7 +212,7 @@ class DynamoDBEventStore:
 
     def stream_exists(self, aggregate_type: str, aggregate_id: str) -> bool:
         """One consistent Query for at most one key of the stream."""
-        request = self._stream_query(stream_key(aggregate_type, aggregate_id), 0)
+        request = self._stream_query(checked_stream_key(aggregate_type, aggregate_id), 0)
         request["Limit"] = 1
         request["ProjectionExpression"] = "pk"
         with translated_errors(self.tables.events):
@@ -245,7 +243,7 @@ class DynamoDBEventStore:
         with translated_errors(self.tables.snapshots):
             response = self.client.get_item(
                 TableName=self.tables.snapshots,
-                Key={"pk": {"S": stream_key(aggregate_type, aggregate_id)}},
+                Key={"pk": {"S": checked_stream_key(aggregate_type, aggregate_id)}},
                 ConsistentRead=True,
             )
         item = response.get("Item")

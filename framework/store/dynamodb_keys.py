@@ -19,7 +19,8 @@ from botocore.exceptions import ClientError
 
 from framework.encryption import FORGOTTEN, Forgotten
 from framework.store.dynamodb import DynamoDBEventStore, translated_errors
-from framework.store.items import data_key_key, timestamp
+from framework.store.items import timestamp
+from framework.store.keys import data_key_key
 
 
 class DynamoDBKeyStorage:

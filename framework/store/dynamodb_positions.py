@@ -26,13 +26,13 @@ from framework.store.dynamodb import (
     translated_errors,
 )
 from framework.store.items import MAX_TRANSACTION_ITEMS, n, s, timestamp
+from framework.store.keys import checkpoint_projector, lease_key, position_key
 from framework.store.positions import (
     ParkedEvent,
     Position,
     PositionConflict,
     ProjectionWriteError,
     TransactItem,
-    position_key,
 )
 
 _NOT_PARKED = "attribute_not_exists(parked_version)"
@@ -239,7 +239,7 @@ class DynamoDBPositionStore:
         return None if item is None else str(item["value"]["S"])
 
     def put_checkpoint(self, key: str, value: str) -> None:
-        projector = key.rsplit("#", 1)[-1]
+        projector = checkpoint_projector(key)
         with translated_errors(self.table):
             self.client.put_item(
                 TableName=self.table,
@@ -321,11 +321,6 @@ def _explain(
         f"projector {projector!r} could not write its read model for {stream!r}: "
         + ("; ".join(refused) or str(codes))
     )
-
-
-def lease_key(name: str) -> str:
-    """The positions-table key of a runner lease."""
-    return f"lease#{name}"
 
 
 def _to_position(item: Mapping[str, Any]) -> Position:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+import structlog
 
 from framework.errors import (
     ChangeSetTooLarge,
@@ -26,6 +26,17 @@ from framework.errors import (
     TransactionConflict,
     UniqueConstraintViolated,
 )
+from framework.store.keys import (
+    MAX_PARTITION_KEY_BYTES,
+    check_aggregate_id,
+    check_command_id,
+    command_key,
+    data_key_key,
+    feed_key,
+    split_command_key,
+    split_stream,
+    stream_key,
+)
 from framework.store.records import (
     AggregateChange,
     ChangeSet,
@@ -34,9 +45,10 @@ from framework.store.records import (
     StoredEvent,
     UniqueClaim,
     VersionCheck,
-    stream_key,
 )
 from framework.store.tables import COMMAND_TTL_ATTRIBUTE, TableNames
+
+log = structlog.get_logger(__name__)
 
 Item = dict[str, dict[str, Any]]
 """A DynamoDB item in the low-level attribute-value format (``{"pk": {"S": "..."}}``)."""
@@ -44,9 +56,6 @@ Item = dict[str, dict[str, Any]]
 MAX_TRANSACTION_ITEMS = 100
 MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
 MAX_ITEM_BYTES = 400 * 1024
-MAX_PARTITION_KEY_BYTES = 2048
-FEED_SHARDS = 4
-"""Events of one commit hour are spread over this many feed partitions (see ``feed_key``)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,41 +102,8 @@ def _binary(item: Mapping[str, Any], name: str) -> bytes:
     return value
 
 
-def split_stream(pk: str) -> tuple[str, str]:
-    """Inverse of ``stream_key``: aggregate type names never contain ``#``, ids may."""
-    aggregate_type, separator, aggregate_id = pk.partition("#")
-    if not separator:
-        raise ValueError(f"{pk!r} is not a stream key")
-    return aggregate_type, aggregate_id
-
-
 # ---------------------------------------------------------------------------------------------
 # events
-
-
-def feed_key(stream: str, version: int, committed_at: dt.datetime) -> tuple[str, str]:
-    """The (``feed_pk``, ``feed_sk``) of an event in the ``feed`` index.
-
-    ``feed_pk`` is the commit hour plus a shard derived from the stream, so that a busy hour is
-    spread over ``FEED_SHARDS`` partitions instead of one hot key; ``feed_sk`` sorts by commit
-    time, then stream and version. A reader of all events merges the shards of each hour.
-    """
-    moment = committed_at.astimezone(dt.UTC)
-    shard = zlib.crc32(stream.encode()) % FEED_SHARDS
-    return (
-        f"{moment:%Y%m%d%H}#{shard}",
-        f"{moment:%Y%m%dT%H%M%S.%f}#{stream}#{version:010d}",
-    )
-
-
-def feed_hour(moment: dt.datetime) -> dt.datetime:
-    """The start of the commit hour ``moment`` falls in, in UTC."""
-    return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def feed_partitions(hour: dt.datetime) -> list[str]:
-    """The ``feed_pk`` values of every shard of one commit hour."""
-    return [f"{hour.astimezone(dt.UTC):%Y%m%d%H}#{shard}" for shard in range(FEED_SHARDS)]
 
 
 def event_item(event: StoredEvent) -> Item:
@@ -210,21 +186,11 @@ def item_to_snapshot(item: Mapping[str, Any]) -> Snapshot:
 # processed commands
 
 
-def data_key_key(subject: str) -> str:
-    """The aggregates-table key of a subject's wrapped personal-data key."""
-    return f"key#{subject}"
-
-
-def command_key(command_id: str) -> str:
-    """The aggregates-table key that records a processed command id."""
-    return f"command#{command_id}"
-
-
 def item_to_command(item: Mapping[str, Any]) -> ProcessedCommand:
     """Read a processed-command item."""
     key = _text(item, "pk")
     return ProcessedCommand(
-        command_id=key.removeprefix("command#"),
+        command_id=split_command_key(key),
         change_set_id=_text(item, "change_set_id"),
         result=_binary(item, "result"),
         fingerprint=_text(item, "fingerprint") if "fingerprint" in item else None,
@@ -289,14 +255,47 @@ def plan_transaction(
 ) -> TransactionPlan:
     """Lay out ``change_set`` as transaction writes and check DynamoDB's limits before sending.
 
-    Raises ``ChangeSetTooLarge`` (too many items, an item or the whole request too big) and
-    ``UniqueConstraintViolated`` (two aggregates claiming one value in the same change set).
-    Version checks of the aggregates read but not changed are transaction items too: they count
-    toward the 100-item limit like any write.
+    Raises ``ChangeSetTooLarge`` (too many items, an item or the whole request too big),
+    ``UniqueConstraintViolated`` (two aggregates claiming one value in the same change set) and
+    ``InvalidIdentifier`` (an id or claim that cannot be stored: see ``keys``). Version checks of
+    the aggregates read but not changed are transaction items too: they count toward the 100-item
+    limit like any write.
+
+    Snapshots only speed up loading, so they never fail a command: when a limit is broken and
+    the change set carries snapshots (one too large for its item, key and attributes counted, or
+    one that pushes the transaction over 4 MB or 100 items), the plan is laid out again without
+    them, and only a change set still too large without them is refused.
     """
+    plan = _lay_out(change_set, tables, command_retention)
+    try:
+        _check_plan(plan)
+    except ChangeSetTooLarge as error:
+        snapshots = [c.stream for c in change_set.aggregates if c.snapshot is not None]
+        if not snapshots:
+            raise
+        without = attrs.evolve(
+            change_set,
+            aggregates=tuple(attrs.evolve(c, snapshot=None) for c in change_set.aggregates),
+        )
+        plan = _lay_out(without, tables, command_retention)
+        _check_plan(plan)
+        log.warning(
+            "snapshot.skipped_too_large",
+            change_set_id=change_set.change_set_id,
+            streams=snapshots,
+            reason=str(error),
+        )
+    return plan
+
+
+def _lay_out(
+    change_set: ChangeSet, tables: TableNames, command_retention: dt.timedelta
+) -> TransactionPlan:
     now = timestamp(change_set.committed_at)
     writes: list[PlannedWrite] = []
+    check_command_id(change_set.command_id)
     for change in change_set.aggregates:
+        check_aggregate_id(change.aggregate_type, change.aggregate_id)
         writes.append(_aggregate_write(change, change_set, tables, now))
         for event in change.events:
             writes.append(PlannedWrite(WriteKind.EVENT, tables.events, event_item(event), change))
@@ -332,9 +331,7 @@ def plan_transaction(
     if change_set.command_fingerprint is not None:
         command_item["fingerprint"] = s(change_set.command_fingerprint)
     writes.append(PlannedWrite(WriteKind.COMMAND, tables.aggregates, command_item))
-    plan = TransactionPlan(change_set, tuple(writes))
-    _check_plan(plan)
-    return plan
+    return TransactionPlan(change_set, tuple(writes))
 
 
 def _claim_writes(

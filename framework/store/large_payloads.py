@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import attrs
 
 from framework.errors import ChangeSetTooLarge, CorruptEvent
+from framework.store.keys import payload_object_key
 from framework.store.records import ChangeSet, StoredEvent
 
 REFERENCE_TAG = ord("s")
@@ -122,7 +123,7 @@ def offload(
                     "even compressed; configure large_payloads=S3PayloadStore(bucket) to "
                     "offload such events to S3"
                 )
-            key = f"{event.stream}/{event.version}-{change_set.change_set_id}"
+            key = payload_object_key(event.stream, event.version, change_set.change_set_id)
             payloads.put(key, event.payload)
             uploaded.append(key)
             reference = {

@@ -17,15 +17,15 @@ from framework.store.items import (
     PlannedWrite,
     TransactionPlan,
     WriteKind,
-    command_key,
     explain_cancellation,
     item_to_command,
     item_to_event,
     item_to_snapshot,
     plan_transaction,
 )
+from framework.store.keys import checked_stream_key, command_key
 from framework.store.large_payloads import PayloadStore, forget_uploads, offload, resolve
-from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent, stream_key
+from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent
 from framework.store.tables import TableNames
 
 _OK: Mapping[str, Any] = {"Code": "None"}
@@ -74,7 +74,7 @@ class InMemoryEventStore:
         self, aggregate_type: str, aggregate_id: str, after_version: int = 0
     ) -> list[StoredEvent]:
         """Events of one stream after ``after_version``, in version order."""
-        key = stream_key(aggregate_type, aggregate_id)
+        key = checked_stream_key(aggregate_type, aggregate_id)
         with self._lock:
             stream = self._events.get(key, {})
             records = [self._record(key, v, stream[v]) for v in sorted(stream) if v > after_version]
@@ -94,12 +94,12 @@ class InMemoryEventStore:
     def stream_exists(self, aggregate_type: str, aggregate_id: str) -> bool:
         """True when the stream has at least one event."""
         with self._lock:
-            return bool(self._events.get(stream_key(aggregate_type, aggregate_id)))
+            return bool(self._events.get(checked_stream_key(aggregate_type, aggregate_id)))
 
     def load_snapshot(self, aggregate_type: str, aggregate_id: str) -> Snapshot | None:
         """The latest snapshot of the aggregate, if any."""
         with self._lock:
-            item = self._snapshots.get(stream_key(aggregate_type, aggregate_id))
+            item = self._snapshots.get(checked_stream_key(aggregate_type, aggregate_id))
         return None if item is None else item_to_snapshot(item)
 
     def read_feed(

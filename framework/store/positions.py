@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import attrs
 
 from framework.errors import ConflictError, EventStoreError
+from framework.store.keys import checkpoint_projector
 
 TransactItem = Mapping[str, Any]
 """One low-level ``TransactWriteItems`` entry (``{"Put": {...}}``, ``{"Update": {...}}``...)."""
@@ -58,11 +59,6 @@ class Position:
     stream: str
     version: int = 0
     parked: ParkedEvent | None = None
-
-
-def position_key(projector: str, stream: str) -> str:
-    """The positions-table key of a projector's position in a stream."""
-    return f"{projector}#{stream}"
 
 
 class PositionStore(Protocol):
@@ -199,7 +195,7 @@ class InMemoryPositionStore:
             keys = [key for key in self._positions if key[0] == projector]
             for key in keys:
                 del self._positions[key]
-            checkpoints = [k for k in self._checkpoints if k.endswith(f"#{projector}")]
+            checkpoints = [k for k in self._checkpoints if checkpoint_projector(k) == projector]
             for checkpoint in checkpoints:
                 del self._checkpoints[checkpoint]
             return len(keys) + len(checkpoints)

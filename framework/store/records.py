@@ -10,10 +10,7 @@ import datetime as dt
 
 import attrs
 
-
-def stream_key(aggregate_type: str, aggregate_id: str) -> str:
-    """The partition key of an aggregate's stream: ``{aggregate_type}#{aggregate_id}``."""
-    return f"{aggregate_type}#{aggregate_id}"
+from framework.store.keys import claim_key, stream_key
 
 
 @attrs.frozen
@@ -82,8 +79,8 @@ class UniqueClaim:
 
     @property
     def key(self) -> str:
-        """The aggregates-table key of the claim: ``unique#{scope}#{value}``."""
-        return f"unique#{self.scope}#{self.value}"
+        """The aggregates-table key of the claim (see ``keys.claim_key``)."""
+        return claim_key(self.scope, self.value)
 
 
 @attrs.frozen

@@ -23,11 +23,13 @@ from framework import (
     DuplicateCommand,
     EventStore,
     EveryNEvents,
+    InvalidIdentifier,
     UniqueConstraintViolated,
     UnknownEventType,
 )
 from framework.store import UniqueClaim
 from framework.store.items import MAX_ITEM_BYTES
+from framework.store.keys import max_id_bytes
 from tests.support.bank import (
     Account,
     ClaimHandle,
@@ -257,6 +259,31 @@ class EventStoreContract:
         claim = _aggregate_item(store, "unique#email#x@y")
         assert isinstance(claim, dict) and claim["owner"] == {"S": "Account#a2"}
 
+    def test_claim_keys_are_unambiguous(self, store: EventStore) -> None:
+        store.commit(
+            change_set([("a1", 0, 1)], claims=[UniqueClaim("email#work", "x", "Account#a1")])
+        )
+        store.commit(
+            change_set([("a2", 0, 1)], claims=[UniqueClaim("email", "work#x", "Account#a2")])
+        )
+        store.commit(
+            change_set([("a3", 0, 1)], claims=[UniqueClaim("email%23work", "x", "Account#a3")])
+        )
+        with pytest.raises(UniqueConstraintViolated):
+            store.commit(
+                change_set([("a4", 0, 1)], claims=[UniqueClaim("email#work", "x", "Account#a4")])
+            )
+        assert _aggregate_item(store, "unique#email#work#x") is not None  # unchanged layout
+        assert _aggregate_item(store, "unique#email%23work#x") is not None
+
+    def test_empty_scopes_and_values_are_refused_before_writing(self, store: EventStore) -> None:
+        for scope, value in (("", "x"), ("email", "")):
+            with pytest.raises(InvalidIdentifier, match="must be a non-empty string"):
+                store.commit(
+                    change_set([("a1", 0, 1)], claims=[UniqueClaim(scope, value, "Account#a1")])
+                )
+        assert stream_dump(store, ["a1"]) == [[], None]
+
     # -- forgetting a subject's key ----------------------------------------------------
 
     def test_a_forgotten_subjects_key_goes_with_the_change_set_or_not_at_all(
@@ -305,10 +332,38 @@ class EventStoreContract:
         assert stream_dump(store, ["a1"]) == [[], None]
 
     def test_an_item_over_400_kb_is_refused_before_writing(self, store: EventStore) -> None:
-        state = os.urandom(MAX_ITEM_BYTES)
+        oversized = attrs.evolve(change_set([("a1", 0, 1)]), result=os.urandom(MAX_ITEM_BYTES))
         with pytest.raises(ChangeSetTooLarge, match="per item"):
-            store.commit(change_set([("a1", 0, 1)], snapshot_state=state))
+            store.commit(oversized)
         assert stream_dump(store, ["a1"]) == [[], None]
+
+    def test_a_snapshot_too_large_for_its_item_is_left_out_not_fatal(
+        self, store: EventStore
+    ) -> None:
+        # The state alone fits in an item with 1 KB to spare; with its 990-byte key and its
+        # other attributes it does not: the change set commits without the snapshot.
+        longest = "x" * max_id_bytes("Account")
+        state = os.urandom(MAX_ITEM_BYTES - 1024)
+        store.commit(change_set([(longest, 0, 1)], snapshot_state=state))
+        assert len(store.load_events("Account", longest)) == 1
+        assert store.load_snapshot("Account", longest) is None
+        store.commit(change_set([(longest, 1, 1)], snapshot_state=b"{}"))
+        assert store.load_snapshot("Account", longest) is not None
+
+    def test_a_snapshot_over_the_transaction_limits_is_left_out_not_fatal(
+        self, store: EventStore
+    ) -> None:
+        # 98 events + the aggregate item + the command item = 100: no room for the snapshot.
+        store.commit(change_set([("a1", 0, 98)], snapshot_state=b'{"balance":"98"}'))
+        assert len(store.load_events("Account", "a1")) == 98
+        assert store.load_snapshot("Account", "a1") is None
+        # 14 events of 290 KB fit in 4 MB; with a 300 KB snapshot they would not.
+        payload = os.urandom(290 * 1024)
+        store.commit(
+            change_set([("a2", 0, 14)], payload=payload, snapshot_state=os.urandom(300 * 1024))
+        )
+        assert len(store.load_events("Account", "a2")) == 14
+        assert store.load_snapshot("Account", "a2") is None
 
     def test_a_change_set_over_4_mb_is_refused_before_writing(self, store: EventStore) -> None:
         payload = os.urandom(290 * 1024)
@@ -316,14 +371,91 @@ class EventStoreContract:
             store.commit(change_set([("a1", 0, 15)], payload=payload))
         assert stream_dump(store, ["a1"]) == [[], None]
 
-    def test_a_key_over_2048_bytes_is_refused_before_writing(self, store: EventStore) -> None:
-        with pytest.raises(ChangeSetTooLarge, match="2048 bytes for a partition key"):
+    def test_ids_and_claims_too_long_for_their_keys_are_refused_before_writing(
+        self, store: EventStore
+    ) -> None:
+        with pytest.raises(InvalidIdentifier, match="2100 bytes"):
             store.commit(change_set([("x" * 2100, 0, 1)]))
-        with pytest.raises(ChangeSetTooLarge, match="2048 bytes for a partition key"):
+        with pytest.raises(InvalidIdentifier, match="2100 bytes"):
             store.commit(
                 change_set([("a1", 0, 1)], claims=[UniqueClaim("email", "y" * 2100, "Account#a1")])
             )
+        with pytest.raises(InvalidIdentifier, match="command_id"):
+            store.commit(change_set([("a1", 0, 1)], command_id="c" * 2041))
         assert stream_dump(store, ["a1"]) == [[], None]
+
+    # -- identifiers, checked before anything is sent ------------------------------------
+
+    def test_the_longest_valid_id_is_stored_and_one_byte_more_is_refused(
+        self, store: EventStore
+    ) -> None:
+        app = Application(store=store, aggregates=[Account], snapshots={Account: EveryNEvents(1)})
+        limit = max_id_bytes("Account")
+        assert limit == 1024 - 34 - len("Account#")  # the feed index's sort key binds
+        longest = "é" * (limit // 2) + "x" * (limit % 2)  # two bytes a character
+        assert len(longest.encode()) == limit
+        app.handle(OpenAccount(account_id=longest, owner="Ann"))
+        app.handle(Deposit(account_id=longest, amount=Decimal(3)))
+        assert app.get(Account, longest).balance == Decimal(3)
+        (first, _) = store.load_events("Account", longest)
+        assert first.aggregate_id == longest
+        too_long = "é" * (limit // 2) + "x" * (limit % 2 + 1)
+        plain = Application(store=store, aggregates=[Account])
+        for attempt in (
+            lambda: app.handle(OpenAccount(account_id=too_long, owner="Ann")),
+            lambda: app.handle(Deposit(account_id=too_long, amount=Decimal(1))),
+            lambda: app.get(Account, too_long),
+            lambda: plain.get(Account, too_long),
+            lambda: app.unit_of_work(Deposit(account_id="a", amount=Decimal(1))).get(
+                Account, too_long
+            ),
+        ):
+            with pytest.raises(InvalidIdentifier) as raised:
+                attempt()
+            error = raised.value
+            assert (error.aggregate_type, error.length, error.limit) == (
+                "Account",
+                limit + 1,
+                limit,
+            )
+            assert f"{limit + 1} bytes" in str(error) and f"at most {limit}" in str(error)
+        assert not store.stream_exists("Account", longest[:-1])
+
+    def test_empty_and_unencodable_ids_are_refused_alike(self, store: EventStore) -> None:
+        app = Application(store=store, aggregates=[Account])
+        uow = app.unit_of_work(Deposit(account_id="a", amount=Decimal(1)))
+        for bad in ("", "lone\ud800surrogate"):
+            for method in (uow.create, uow.get, uow.get_or_create, app.get):
+                with pytest.raises(InvalidIdentifier, match="Account id") as raised:
+                    method(Account, bad)
+                assert raised.value.aggregate_type == "Account"
+            with pytest.raises(InvalidIdentifier):
+                store.load_events("Account", bad)
+        with pytest.raises(InvalidIdentifier, match="Account id '' must not be empty"):
+            app.handle(OpenAccount(account_id="", owner="Ann"))
+        assert uow.aggregates == []
+
+    def test_ids_containing_every_separator_round_trip(self, store: EventStore) -> None:
+        app = Application(store=store, aggregates=[Account], snapshots={Account: EveryNEvents(2)})
+        for account_id in ("a#b", "a%23b", "50%", "x:y/z", " spaced out ", "#", "%", "unique#x"):
+            app.handle(OpenAccount(account_id=account_id, owner="Ann"))
+            app.handle(Deposit(account_id=account_id, amount=Decimal(2)))
+            assert app.get(Account, account_id).balance == Decimal(2)
+            assert [e.aggregate_id for e in store.load_events("Account", account_id)] == [
+                account_id,
+                account_id,
+            ]
+        assert not store.stream_exists("Account", "a")
+
+    def test_a_command_id_too_long_for_its_record_is_refused_before_the_handler(
+        self, store: EventStore
+    ) -> None:
+        app = Application(store=store, aggregates=[Account])
+        limit = 2048 - len("command#")
+        app.handle(OpenAccount(account_id="a", owner="Ann", command_id="é" * (limit // 2)))
+        with pytest.raises(InvalidIdentifier, match=f"{limit + 1} bytes"):
+            OpenAccount(account_id="b", owner="Bob", command_id="é" * (limit // 2) + "x")
+        assert not store.stream_exists("Account", "b")
 
     # -- corrupt data --------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from framework import (
     TableMissing,
     Throttled,
 )
-from framework.store.items import split_stream
+from framework.store.keys import split_stream
 from framework.store.tables import FEED_INDEX
 from tests.conftest import unique_prefix
 from tests.support.bank import Account, Deposit, DepositMany, OpenAccount

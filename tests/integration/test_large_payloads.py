@@ -23,6 +23,7 @@ from framework import (
     event_handler,
     target_id,
 )
+from framework.store.keys import max_id_bytes
 from framework.store.large_payloads import InMemoryPayloadStore, PayloadStore, S3PayloadStore
 
 
@@ -121,3 +122,18 @@ def _keys(payloads: PayloadStore) -> list[str]:
     client: Any = payloads.client  # type: ignore[attr-defined]
     listed = client.list_objects_v2(Bucket=payloads.bucket).get("Contents", [])
     return sorted(obj["Key"].removeprefix("events/") for obj in listed)
+
+
+def test_an_event_of_the_longest_id_is_offloaded_under_a_short_object_key(
+    stores: tuple[EventStore, PayloadStore],
+) -> None:
+    # S3 keys are limited to 1,024 bytes: a long stream is named by its digest in the key.
+    store, payloads = stores
+    longest = "é" * (max_id_bytes("Document") // 2)
+    app = Application(store=store, aggregates=[Document])
+    content = big_text()
+    app.handle(Attach(document_id=longest, content=content))
+    assert app.get(Document, longest).sizes == (len(content),)
+    if isinstance(payloads, InMemoryPayloadStore):
+        (key,) = payloads.keys()
+        assert key.startswith("Document#sha256-") and len(key.encode()) < 200

@@ -26,6 +26,7 @@ from framework import (
     EventStore,
     EveryNEvents,
     InMemoryPositionStore,
+    InvalidIdentifier,
     KeyRing,
     LocalKeyWrapper,
     Projector,
@@ -302,6 +303,14 @@ def test_a_field_belongs_to_the_subject_it_declares(store: EventStore) -> None:
     with pytest.raises(ValueError, match="key that is gone"):
         decode_state(Order, snapshot.state, keys_for(store))
     assert replayed(store, keys_for(store)).orders == {"o1": ERASED, "o2": "Viktor"}
+
+
+def test_a_declared_owner_id_is_checked_like_any_id(store: EventStore) -> None:
+    app = app_for(store)
+    for bad in ("", "x" * 2000):
+        with pytest.raises(InvalidIdentifier):
+            app.handle(place("o1", bad, "Nobody", 1))
+    assert store.load_events("Order", "o1") == []
 
 
 def test_forgotten_is_permanent_and_the_stream_stays_replayable(store: EventStore) -> None:

@@ -7,7 +7,13 @@ from decimal import Decimal
 
 import pytest
 
-from framework import Application, InMemoryEventStore, InMemoryPositionStore
+from framework import (
+    Application,
+    DefinitionError,
+    InMemoryEventStore,
+    InMemoryPositionStore,
+    Projector,
+)
 from framework.projections import ProjectionEngine
 from framework.store import StoredEvent
 from framework.store.positions import ParkedEvent
@@ -131,3 +137,11 @@ def test_events_a_projector_does_not_handle_still_move_its_position(
     engine.apply(all_events(store))
     assert engine.positions.get("balances", "Account#b").version == 5
     assert projector.balances["b"] == Decimal(60)
+
+
+@pytest.mark.parametrize("name", ["", "a#b", "p" * 256])
+def test_projector_names_that_cannot_key_a_position_are_refused(name: str) -> None:
+    with pytest.raises(DefinitionError):
+
+        class Unkeyable(Projector, name=name):
+            pass

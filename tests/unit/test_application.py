@@ -21,6 +21,7 @@ from framework import (
     DomainError,
     EveryNEvents,
     InvalidCommand,
+    InvalidIdentifier,
     StoreUnavailable,
     Throttled,
     TransactionConflict,
@@ -357,7 +358,7 @@ def test_unknown_and_malformed_commands_are_refused_before_any_work(
         app.handle(Unrouted())
     with pytest.raises(InvalidCommand, match="expected a Command, got dict"):
         app.handle({"account_id": "a"})  # type: ignore[arg-type]
-    with pytest.raises(InvalidCommand, match="account_id must be a non-empty string"):
+    with pytest.raises(InvalidIdentifier, match="Account id '' must not be empty"):
         app.handle(Deposit(account_id="", amount=Decimal(1)))
     assert spy.calls == []
 

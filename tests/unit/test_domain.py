@@ -5,17 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal
+from typing import ClassVar
 
 import pytest
 from attrs import frozen
 
 from framework import (
     Aggregate,
+    Application,
     Command,
     DefinitionError,
     Event,
+    InMemoryEventStore,
     InvalidCommand,
     InvalidEvent,
+    InvalidIdentifier,
     MissingEventHandler,
     command_handler,
     event_handler,
@@ -175,6 +179,33 @@ def test_aggregate_type_name_defaults_to_class_name_and_can_be_set() -> None:
             pass
 
 
+@pytest.mark.parametrize("name", ["command", "unique", "key"])
+def test_type_names_of_the_frameworks_own_items_are_refused(name: str) -> None:
+    # A "command" aggregate's metadata would be read as a processed command; forgetting subject
+    # "u1" would delete the metadata of the "key" aggregate "u1".
+    with pytest.raises(DefinitionError, match=f"{name!r} is reserved"):
+
+        class Colliding(Aggregate, name=name):
+            pass
+
+
+def test_empty_and_oversized_type_names_are_refused() -> None:
+    with pytest.raises(DefinitionError, match="non-empty string"):
+
+        class Empty(Aggregate, name=""):
+            pass
+
+    with pytest.raises(DefinitionError, match="at most 255"):
+
+        class Huge(Aggregate, name="n" * 256):
+            pass
+
+    class Command_(Aggregate):  # a class named like a prefix, but not equal to one, is fine
+        pass
+
+    assert Command_.aggregate_type() == "Command_"
+
+
 def test_event_names_and_versions() -> None:
     @frozen
     class Renamed(Event, name="MoneyDeposited", version=3):
@@ -238,3 +269,67 @@ class TestCommandValidation:
     def test_events_are_checked_too(self) -> None:
         with pytest.raises(InvalidEvent, match="AccountOpened: owner: expected str"):
             AccountOpened(owner=3, currency=None, opened_at=None, reference=None)  # type: ignore[arg-type]
+
+
+def test_empty_unique_scopes_and_values_are_refused_in_the_handler() -> None:
+    account = Account("a")
+    for scope, value in (("", "x"), ("handle", ""), ("handle", "v" * 2100)):
+        with pytest.raises(InvalidIdentifier):
+            account.claim_unique(scope, value)
+        with pytest.raises(InvalidIdentifier):
+            account.release_unique(scope, value)
+    assert not account.has_pending_changes
+
+
+@frozen
+class AddItem(Command):
+    cart_id: str = target_id()
+    item: str
+
+
+@frozen
+class ItemAdded(Event):
+    item: str
+
+
+@frozen
+class Tag:
+    labels: list[str]
+
+
+class Cart(Aggregate):
+    items: list[str] = []  # noqa: RUF012 - the framework copies it for every instance
+    tags: dict[str, Tag] = {"default": Tag(labels=[])}  # noqa: RUF012
+    note: str = "empty"
+    _seen: ClassVar[list[str]] = []
+
+    @command_handler(AddItem, creates=None)
+    def add(self, command: AddItem) -> None:
+        self.emit(ItemAdded(item=command.item))
+
+    @event_handler(ItemAdded)
+    def _added(self, event: ItemAdded) -> None:
+        self.items.append(event.item)
+        self.tags["default"].labels.append(event.item)
+
+
+def test_mutable_class_defaults_are_copied_for_every_instance() -> None:
+    app = Application(store=InMemoryEventStore(), aggregates=[Cart])
+    app.handle(AddItem(cart_id="c1", item="apple"))
+    app.handle(AddItem(cart_id="c2", item="pear"))
+    assert app.get(Cart, "c1").items == ["apple"]
+    assert app.get(Cart, "c2").items == ["pear"]
+    assert app.get(Cart, "c2").tags["default"].labels == ["pear"]
+    assert Cart.items == [] and Cart.tags["default"].labels == []
+    # Immutable defaults and class variables stay shared: nothing to copy.
+    assert "note" not in vars(Cart("c3")) and "_seen" not in vars(Cart("c3"))
+
+
+@pytest.mark.parametrize("reserved", ["feed", "shard", "lease"])
+def test_projector_names_of_the_runners_own_items_are_refused(reserved: str) -> None:
+    from framework import Projector
+
+    with pytest.raises(DefinitionError, match="reserved for the runners"):
+
+        class Clash(Projector, name=reserved):
+            pass
