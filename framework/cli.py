@@ -366,6 +366,7 @@ def iam_policy_document(
                 "Effect": "Allow",
                 "Action": [
                     "dynamodb:GetItem",
+                    "dynamodb:BatchGetItem",
                     "dynamodb:Query",
                     "dynamodb:PutItem",
                     "dynamodb:UpdateItem",

@@ -187,6 +187,11 @@ class EventStoreError(FrameworkError):
     """Base class of the store's infrastructure failures."""
 
 
+class ConfigurationError(EventStoreError):
+    """The store is set up wrongly: a setting, a missing table, credentials. A retry cannot cure
+    it; the message names what to fix."""
+
+
 class TableMissing(EventStoreError):
     """A table the store needs does not exist (not yet created, or the prefix is wrong)."""
 

@@ -30,6 +30,7 @@ from botocore.exceptions import (
 
 from framework.errors import (
     ChangeSetTooLarge,
+    ConfigurationError,
     EventStoreError,
     StoreUnavailable,
     TableMissing,
@@ -37,6 +38,7 @@ from framework.errors import (
     TransactionConflict,
 )
 from framework.store import tables as provisioning
+from framework.store.feed_hours import FeedHours
 from framework.store.items import (
     Item,
     PlannedWrite,
@@ -48,7 +50,13 @@ from framework.store.items import (
     item_to_snapshot,
     plan_transaction,
 )
-from framework.store.keys import checked_stream_key, command_key, feed_hour, feed_partitions
+from framework.store.keys import (
+    FEED_SHARDS,
+    checked_stream_key,
+    command_key,
+    feed_hour,
+    feed_partitions,
+)
 from framework.store.large_payloads import PayloadStore, forget_uploads, offload, resolve
 from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent
 from framework.store.tables import FEED_INDEX, TableNames
@@ -102,8 +110,15 @@ class DynamoDBEventStore:
         command_retention: dt.timedelta = dt.timedelta(days=7),
         client_config: Config | None = None,
         large_payloads: PayloadStore | None = None,
+        feed_shards: int = FEED_SHARDS,
     ) -> None:
+        if not isinstance(feed_shards, int) or isinstance(feed_shards, bool) or feed_shards < 1:
+            raise ConfigurationError(
+                f"feed_shards must be a whole number of at least 1, got {feed_shards!r}"
+            )
         self.tables = TableNames(table_prefix)
+        self.feed_shards = feed_shards
+        self._feed_hours: FeedHours | None = None
         self.large_payloads = large_payloads
         self.client_config = client_config or default_client_config()
         self.endpoint_url = endpoint_url
@@ -113,13 +128,27 @@ class DynamoDBEventStore:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DynamoDBEventStore:
-        """Configure from ``AWS_REGION``, ``DYNAMO_TABLE_PREFIX`` and ``DYNAMO_ENDPOINT``."""
+        """Configure from ``AWS_REGION``, ``DYNAMO_TABLE_PREFIX``, ``DYNAMO_ENDPOINT`` and
+        ``DYNAMO_FEED_SHARDS``."""
         env = os.environ if environ is None else environ
+        shards = env.get("DYNAMO_FEED_SHARDS") or str(FEED_SHARDS)
+        if not shards.isdigit():
+            raise ConfigurationError(
+                f"DYNAMO_FEED_SHARDS must be a whole number of at least 1, got {shards!r}"
+            )
         return cls(
             table_prefix=env.get("DYNAMO_TABLE_PREFIX") or DEFAULT_TABLE_PREFIX,
             endpoint_url=env.get("DYNAMO_ENDPOINT") or None,
             region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            feed_shards=int(shards),
         )
+
+    @property
+    def feed_hours(self) -> FeedHours:
+        """The markers of the hours the feed holds events in (see ``feed_hours``)."""
+        if self._feed_hours is None:
+            self._feed_hours = FeedHours(self.client, self.tables.aggregates, self.feed_shards)
+        return self._feed_hours
 
     @property
     def client(self) -> Any:
@@ -175,7 +204,16 @@ class DynamoDBEventStore:
             raise
 
     def _send(self, change_set: ChangeSet) -> None:
-        plan = plan_transaction(change_set, self.tables, command_retention=self.command_retention)
+        plan = plan_transaction(
+            change_set,
+            self.tables,
+            command_retention=self.command_retention,
+            feed_shards=self.feed_shards,
+        )
+        hours = {feed_hour(e.occurred_at) for c in change_set.aggregates for e in c.events}
+        if hours:
+            with translated_errors(self.tables.aggregates):
+                self.feed_hours.mark(hours)  # before the events: never an unmarked hour
         request = {
             "TransactItems": [_transact_item(write) for write in plan.writes],
             "ClientRequestToken": change_set.change_set_id,
@@ -261,21 +299,23 @@ class DynamoDBEventStore:
     ) -> Iterator[StoredEvent]:
         """Walk the ``feed`` index hour by hour, merging each hour's shards in commit order.
 
-        Without ``since`` the walk starts at the table's creation. One page per shard is held
-        in memory at a time.
+        Without ``since`` the walk starts at the table's creation; hours without events are
+        skipped by their markers (``feed_hours``), a hundred hours a request. One page per shard
+        is held in memory at a time.
         """
         end = until or dt.datetime.now(dt.UTC)
-        hour = feed_hour(since or self.feed_start())
-        while hour <= end:
-            shards = [self._query_feed(partition) for partition in feed_partitions(hour)]
-            for item in heapq.merge(*shards, key=lambda item: str(item["feed_sk"]["S"])):
-                event = item_to_event(item)
-                if since is not None and event.occurred_at < since:
-                    continue
-                if event.occurred_at >= end:
-                    return
-                yield self.resolve_payload(event)
-            hour += dt.timedelta(hours=1)
+        with translated_errors(self.tables.aggregates):
+            hours = self.feed_hours.hours(since or self.feed_start(), end)
+            for hour, shard_count in hours:
+                partitions = feed_partitions(hour, shard_count)
+                shards = [self._query_feed(partition) for partition in partitions]
+                for item in heapq.merge(*shards, key=lambda item: str(item["feed_sk"]["S"])):
+                    event = item_to_event(item)
+                    if since is not None and event.occurred_at < since:
+                        continue
+                    if event.occurred_at >= end:
+                        return
+                    yield self.resolve_payload(event)
 
     def _query_feed(self, partition: str) -> Iterator[Item]:
         request: dict[str, Any] = {

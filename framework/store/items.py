@@ -27,6 +27,7 @@ from framework.errors import (
     UniqueConstraintViolated,
 )
 from framework.store.keys import (
+    FEED_SHARDS,
     MAX_PARTITION_KEY_BYTES,
     check_aggregate_id,
     check_command_id,
@@ -106,10 +107,10 @@ def _binary(item: Mapping[str, Any], name: str) -> bytes:
 # events
 
 
-def event_item(event: StoredEvent) -> Item:
+def event_item(event: StoredEvent, feed_shards: int = FEED_SHARDS) -> Item:
     """The events-table item of ``event``."""
     stream = event.stream
-    feed_pk, feed_sk = feed_key(stream, event.version, event.occurred_at)
+    feed_pk, feed_sk = feed_key(stream, event.version, event.occurred_at, feed_shards)
     return {
         "pk": s(stream),
         "sk": n(event.version),
@@ -251,7 +252,11 @@ class TransactionPlan:
 
 
 def plan_transaction(
-    change_set: ChangeSet, tables: TableNames, *, command_retention: dt.timedelta
+    change_set: ChangeSet,
+    tables: TableNames,
+    *,
+    command_retention: dt.timedelta,
+    feed_shards: int = FEED_SHARDS,
 ) -> TransactionPlan:
     """Lay out ``change_set`` as transaction writes and check DynamoDB's limits before sending.
 
@@ -266,7 +271,7 @@ def plan_transaction(
     one that pushes the transaction over 4 MB or 100 items), the plan is laid out again without
     them, and only a change set still too large without them is refused.
     """
-    plan = _lay_out(change_set, tables, command_retention)
+    plan = _lay_out(change_set, tables, command_retention, feed_shards)
     try:
         _check_plan(plan)
     except ChangeSetTooLarge as error:
@@ -277,7 +282,7 @@ def plan_transaction(
             change_set,
             aggregates=tuple(attrs.evolve(c, snapshot=None) for c in change_set.aggregates),
         )
-        plan = _lay_out(without, tables, command_retention)
+        plan = _lay_out(without, tables, command_retention, feed_shards)
         _check_plan(plan)
         log.warning(
             "snapshot.skipped_too_large",
@@ -289,7 +294,10 @@ def plan_transaction(
 
 
 def _lay_out(
-    change_set: ChangeSet, tables: TableNames, command_retention: dt.timedelta
+    change_set: ChangeSet,
+    tables: TableNames,
+    command_retention: dt.timedelta,
+    feed_shards: int,
 ) -> TransactionPlan:
     now = timestamp(change_set.committed_at)
     writes: list[PlannedWrite] = []
@@ -298,7 +306,8 @@ def _lay_out(
         check_aggregate_id(change.aggregate_type, change.aggregate_id)
         writes.append(_aggregate_write(change, change_set, tables, now))
         for event in change.events:
-            writes.append(PlannedWrite(WriteKind.EVENT, tables.events, event_item(event), change))
+            item = event_item(event, feed_shards)
+            writes.append(PlannedWrite(WriteKind.EVENT, tables.events, item, change))
         if change.snapshot is not None:
             writes.append(
                 PlannedWrite(

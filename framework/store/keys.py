@@ -31,7 +31,8 @@ SEPARATOR = "#"
 COMMAND_PREFIX = "command"
 UNIQUE_PREFIX = "unique"
 DATA_KEY_PREFIX = "key"
-RESERVED_TYPE_NAMES = frozenset({COMMAND_PREFIX, UNIQUE_PREFIX, DATA_KEY_PREFIX})
+FEED_HOUR_PREFIX = "feed"
+RESERVED_TYPE_NAMES = frozenset({COMMAND_PREFIX, UNIQUE_PREFIX, DATA_KEY_PREFIX, FEED_HOUR_PREFIX})
 """Prefixes of the framework's own items in the aggregates table: no aggregate type may use one.
 
 Any new kind of item in that table adds its prefix here, which refuses it as a type name."""
@@ -265,15 +266,21 @@ def data_key_key(subject: str) -> str:
 # the feed index
 
 
-def feed_key(stream: str, version: int, committed_at: dt.datetime) -> tuple[str, str]:
+def feed_key(
+    stream: str, version: int, committed_at: dt.datetime, shards: int = FEED_SHARDS
+) -> tuple[str, str]:
     """The (``feed_pk``, ``feed_sk``) of an event in the ``feed`` index.
 
     ``feed_pk`` is the commit hour plus a shard derived from the stream, so that a busy hour is
-    spread over ``FEED_SHARDS`` partitions instead of one hot key; ``feed_sk`` sorts by commit
-    time, then stream and version. A reader of all events merges the shards of each hour.
+    spread over ``shards`` partitions instead of one hot key (each partition takes about 1,000
+    writes a second); ``feed_sk`` sorts by commit time, then stream and version. A reader of all
+    events merges the shards of each hour. A stream always lands in one shard of an hour, and
+    with more shards its shard number only grows: shard ``crc32(stream) % n`` is below ``n``, so a
+    reader that queries the partitions of the largest count an hour was written with reads every
+    event of the hour.
     """
     moment = committed_at.astimezone(dt.UTC)
-    shard = zlib.crc32(stream.encode()) % FEED_SHARDS
+    shard = zlib.crc32(stream.encode()) % shards
     return (
         f"{moment:%Y%m%d%H}{SEPARATOR}{shard}",
         f"{moment:{_FEED_TIME_FORMAT}}{SEPARATOR}{stream}{SEPARATOR}{version:0{_VERSION_DIGITS}d}",
@@ -285,9 +292,18 @@ def feed_hour(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def feed_partitions(hour: dt.datetime) -> list[str]:
+def feed_partitions(hour: dt.datetime, shards: int = FEED_SHARDS) -> list[str]:
     """The ``feed_pk`` values of every shard of one commit hour."""
-    return [f"{hour.astimezone(dt.UTC):%Y%m%d%H}{SEPARATOR}{shard}" for shard in range(FEED_SHARDS)]
+    return [f"{hour.astimezone(dt.UTC):%Y%m%d%H}{SEPARATOR}{shard}" for shard in range(shards)]
+
+
+def feed_hour_key(hour: dt.datetime) -> str:
+    """The aggregates-table key of the marker saying that events were written in ``hour``."""
+    return f"{FEED_HOUR_PREFIX}{SEPARATOR}{hour.astimezone(dt.UTC):%Y%m%d%H}"
+
+
+FEED_MARKERS_SINCE_KEY = f"{FEED_HOUR_PREFIX}{SEPARATOR}since"
+"""The aggregates-table key of the time the hour markers were first written."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ does not implement (``ClientRequestToken``) use DynamoDB Local only.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -25,7 +26,7 @@ from framework import (
     TableMissing,
     Throttled,
 )
-from framework.store.keys import split_stream
+from framework.store.keys import feed_hour, split_stream
 from framework.store.tables import FEED_INDEX
 from tests.conftest import unique_prefix
 from tests.support.bank import Account, Deposit, DepositMany, OpenAccount
@@ -106,6 +107,12 @@ def test_requests_per_command(dynamodb: DynamoDBEventStore) -> None:
     app = Application(store=dynamodb, aggregates=[Account])
     requests = RequestLog(dynamodb.client)
     app.handle(OpenAccount(account_id="a", owner="Ann"))
+    # The first events of the process in an hour mark the hour (and, once, when marking began).
+    assert requests.operations == ["Query", "UpdateItem", "UpdateItem", "TransactWriteItems"]
+    now = dt.datetime.now(dt.UTC)
+    dynamodb.feed_hours.mark({feed_hour(now), feed_hour(now + dt.timedelta(hours=1))})
+    requests.operations.clear()
+    app.handle(Deposit(account_id="a", amount=Decimal(1)))
     assert requests.operations == ["Query", "TransactWriteItems"]
     requests.operations.clear()
     app.handle(Deposit(account_id="a", amount=Decimal(1)))

@@ -1,0 +1,96 @@
+"""Reading the feed costs queries for the hours that hold events, not for every hour since the
+table was created; the number of feed shards can change and old events still read (moto and
+DynamoDB Local)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from framework import Application, ConfigurationError, DynamoDBEventStore
+from framework.store.items import event_item
+from framework.store.keys import FEED_MARKERS_SINCE_KEY, feed_key
+from tests.support.bank import Account, Deposit, OpenAccount
+from tests.support.records import new_events, plant_event_item
+
+
+@pytest.fixture(params=["moto", pytest.param("local", marks=pytest.mark.dynamodb_local)])
+def dynamodb(request: pytest.FixtureRequest) -> DynamoDBEventStore:
+    fixture = "moto_store" if request.param == "moto" else "local_store"
+    store: DynamoDBEventStore = request.getfixturevalue(fixture)
+    return store
+
+
+class Requests:
+    def __init__(self, client: Any) -> None:
+        self.counts: Counter[str] = Counter()
+        client.meta.events.register("before-call.dynamodb.*", self._record)
+
+    def _record(self, model: Any, **_: Any) -> None:
+        self.counts[model.name] += 1
+
+
+def test_two_empty_years_cost_a_request_per_hundred_hours(dynamodb: DynamoDBEventStore) -> None:
+    app = Application(store=dynamodb, aggregates=[Account])
+    app.handle(OpenAccount(account_id="a", owner="Ann"))
+    app.handle(Deposit(account_id="a", amount=Decimal(1)))
+    two_years_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=730)
+    # As if markers had been written since before then (a table that old, on this version).
+    dynamodb.client.put_item(
+        TableName=dynamodb.tables.aggregates,
+        Item={
+            "pk": {"S": FEED_MARKERS_SINCE_KEY},
+            "since": {"S": (two_years_ago - dt.timedelta(days=2)).isoformat()},
+        },
+    )
+    requests = Requests(dynamodb.client)
+    events = list(dynamodb.read_feed(since=two_years_ago))
+
+    assert [(e.aggregate_id, e.version) for e in events] == [("a", 1), ("a", 2)]
+    hours = 730 * 24
+    assert requests.counts["BatchGetItem"] <= hours // 100 + 2  # was 4 queries an hour: 70,080
+    assert requests.counts["Query"] <= 2 * 4  # the one or two hours that hold events
+
+
+def test_more_feed_shards_later_and_every_event_still_reads(dynamodb: DynamoDBEventStore) -> None:
+    wider = DynamoDBEventStore(dynamodb.client, table_prefix=dynamodb.tables.prefix, feed_shards=16)
+    narrow_app = Application(store=dynamodb, aggregates=[Account])
+    wide_app = Application(store=wider, aggregates=[Account])
+    accounts = [f"acc-{n}" for n in range(24)]
+    for account_id in accounts:
+        narrow_app.handle(OpenAccount(account_id=account_id, owner="x"))
+    for account_id in accounts:
+        wide_app.handle(Deposit(account_id=account_id, amount=Decimal(1)))
+    # Some streams land in shards the narrow store never wrote to.
+    assert any(
+        int(feed_key(f"Account#{a}", 2, dt.datetime.now(dt.UTC), 16)[0].split("#")[1]) >= 4
+        for a in accounts
+    )
+    for reader in (dynamodb, wider):
+        events = list(reader.read_feed())
+        assert len(events) == 2 * len(accounts)
+        versions: dict[str, list[int]] = {}
+        for event in events:
+            versions.setdefault(event.aggregate_id, []).append(event.version)
+        assert all(found == [1, 2] for found in versions.values())
+
+
+def test_events_written_before_hour_markers_existed_still_read(
+    dynamodb: DynamoDBEventStore,
+) -> None:
+    for event in new_events("old", 1, 3):  # stamped 2026-11-24 09:30, no marker anywhere
+        plant_event_item(dynamodb, event_item(event))
+    since = dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC)
+    assert [e.version for e in dynamodb.read_feed(since=since)] == [1, 2, 3]
+
+
+def test_a_shard_count_must_be_a_whole_positive_number() -> None:
+    with pytest.raises(ConfigurationError, match="feed_shards"):
+        DynamoDBEventStore(feed_shards=0)
+    with pytest.raises(ConfigurationError, match="DYNAMO_FEED_SHARDS"):
+        DynamoDBEventStore.from_env({"DYNAMO_FEED_SHARDS": "four"})
+    assert DynamoDBEventStore.from_env({"DYNAMO_FEED_SHARDS": "12"}).feed_shards == 12
