@@ -179,7 +179,7 @@ def test_aggregate_type_name_defaults_to_class_name_and_can_be_set() -> None:
             pass
 
 
-@pytest.mark.parametrize("name", ["command", "unique", "key"])
+@pytest.mark.parametrize("name", ["command", "unique", "key", "feed"])
 def test_type_names_of_the_frameworks_own_items_are_refused(name: str) -> None:
     # A "command" aggregate's metadata would be read as a processed command; forgetting subject
     # "u1" would delete the metadata of the "key" aggregate "u1".
