@@ -14,6 +14,7 @@ projector's position in one transaction, and none of them needs to read the row 
 from __future__ import annotations
 
 import functools
+import os
 from decimal import Decimal
 from typing import Any
 
@@ -55,14 +56,30 @@ class ReadModels:
         return (self.balances, self.statements, self.users)
 
 
+LOCAL_CREDENTIALS = "local"
+"""What the read models sign with on DynamoDB Local when the environment has no credentials."""
+
+
 @functools.cache
-def read_models(prefix: str, host: str | None = None, region: str = "us-east-1") -> ReadModels:
-    """Model classes for the read-model tables of ``prefix`` (on ``host``, e.g. DynamoDB Local)."""
+def read_models(
+    prefix: str,
+    host: str | None = None,
+    region: str = "us-east-1",
+    *,
+    local_credentials: bool = False,
+) -> ReadModels:
+    """Model classes for the read-model tables of ``prefix`` (on ``host``, e.g. DynamoDB Local).
+
+    ``local_credentials`` signs with dummy credentials, which DynamoDB Local accepts.
+    """
 
     def meta(name: str) -> type:
         attributes: dict[str, Any] = {"table_name": f"{prefix}-read-{name}", "region": region}
         if host:
             attributes["host"] = host
+        if local_credentials:
+            attributes["aws_access_key_id"] = LOCAL_CREDENTIALS
+            attributes["aws_secret_access_key"] = LOCAL_CREDENTIALS
         return type("Meta", (), attributes)
 
     class AccountBalance(Model):
@@ -92,8 +109,23 @@ def read_models(prefix: str, host: str | None = None, region: str = "us-east-1")
 
 
 def models_for(store: DynamoDBEventStore) -> ReadModels:
-    """The read models next to ``store``'s tables."""
-    return read_models(store.tables.prefix, store.endpoint_url, store.region_name)
+    """The read models next to ``store``'s tables, signing as the store's own client does."""
+    return read_models(
+        store.tables.prefix,
+        store.endpoint_url,
+        store.region_name,
+        local_credentials=uses_local_credentials(store.endpoint_url),
+    )
+
+
+def uses_local_credentials(endpoint_url: str | None) -> bool:
+    """Whether the read models sign with dummy credentials: the rule of the event store's
+    ``DynamoDBEventStore.make_client``, so that ``DYNAMO_ENDPOINT=... python -m example_app``
+    needs no AWS credentials for the read models either. With an endpoint (DynamoDB Local) and
+    no ``AWS_ACCESS_KEY_ID`` or ``AWS_PROFILE`` in the environment."""
+    return bool(endpoint_url) and not (
+        os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")
+    )
 
 
 def create_read_model_tables(store: DynamoDBEventStore) -> None:
