@@ -52,7 +52,12 @@ from example_app.bank import (
     TransferMoney,
     WithdrawMoney,
 )
-from example_app.read_models import all_projectors, create_read_model_tables, models_for
+from example_app.read_models import (
+    all_projectors,
+    create_read_model_tables,
+    models_for,
+    owner_name,
+)
 from example_app.users import ChangeEmail, ForgetUser, RegisterUser
 from example_app.wiring import build_application
 from framework import (
@@ -173,6 +178,13 @@ class _Body(BaseModel):
 class OpenAccountBody(_Body):
     account_id: Identifier
     owner: Annotated[str, Field(min_length=1, max_length=200, examples=["Ann"])]
+    owner_id: Identifier | None = Field(
+        default=None,
+        description=(
+            "the user who holds the account: the owner's name is then that user's personal "
+            "data, erased from the account when the user is forgotten"
+        ),
+    )
 
 
 class AmountBody(_Body):
@@ -216,7 +228,8 @@ class AccountView(BaseModel):
     """A row of the account balances read model."""
 
     account_id: str
-    owner: str
+    owner: str = Field(description="the owner's name; a forgotten user's reads `(erased)`")
+    owner_id: str | None = Field(default=None, description="the user who holds the account")
     balance: str = Field(description="a decimal string", examples=["17.75"])
     closed: bool
     version: int = Field(description="the account's version this row reflects")
@@ -847,7 +860,9 @@ def create_app(
     )
     def open_account(body: OpenAccountBody, key: IdempotencyKey = None) -> JSONResponse:
         """Open an account with a balance of zero; 409 when the id is taken."""
-        command = OpenAccount(account_id=body.account_id, owner=body.owner, **with_key(key))
+        command = OpenAccount(
+            account_id=body.account_id, owner=body.owner, owner_id=body.owner_id, **with_key(key)
+        )
         return run(command, [f"Account#{body.account_id}"], key, 201)
 
     @protected.post(
@@ -967,9 +982,11 @@ def create_app(
         )
         if row is None:
             return problem(404, "not found", f"account {account_id!r} is unknown")
+        owner = read(users_table, lambda: owner_name(models, row)) or "(unknown user)"
         return AccountView(
             account_id=row.account_id,
-            owner=row.owner,
+            owner=owner,
+            owner_id=row.owner_id,
             balance=f"{row.balance:.2f}",
             closed=bool(row.closed),
             version=int(row.version),

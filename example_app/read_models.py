@@ -85,7 +85,10 @@ def read_models(
     class AccountBalance(Model):
         Meta = meta("balances")
         account_id = UnicodeAttribute(hash_key=True)
-        owner = UnicodeAttribute()
+        # The owner's name only when no user holds the account: a user's name lives in the user
+        # directory alone, so forgetting the user erases it from every account at once.
+        owner = UnicodeAttribute(null=True)
+        owner_id = UnicodeAttribute(null=True)
         balance = DecimalAttribute()
         closed = BooleanAttribute(default=False)
         version = NumberAttribute()
@@ -106,6 +109,16 @@ def read_models(
         forgotten = BooleanAttribute(default=False)
 
     return ReadModels(AccountBalance, StatementLine, UserEntry)
+
+
+def owner_name(models: ReadModels, row: Any) -> str:
+    """The name to show for an account row: its own, or its user's from the directory."""
+    if row.owner_id is None:
+        return str(row.owner)
+    try:
+        return str(models.users.get(row.owner_id, consistent_read=True).name)
+    except models.users.DoesNotExist:
+        return "(unknown user)"
 
 
 def models_for(store: DynamoDBEventStore) -> ReadModels:
@@ -140,8 +153,12 @@ class _ReadModelProjector(Projector):
 
     def __init__(self, store: DynamoDBEventStore | None = None) -> None:
         super().__init__()
+        from example_app.wiring import key_ring
+
         self.store = store or DynamoDBEventStore.from_env()
         self.models = models_for(self.store)
+        # Names and emails are encrypted per subject: the projectors read them with the key ring.
+        self.key_ring = key_ring(self.store)
 
 
 class AccountBalances(_ReadModelProjector, name="account-balances"):
@@ -152,7 +169,12 @@ class AccountBalances(_ReadModelProjector, name="account-balances"):
     @event_handler(AccountOpened)
     def _opened(self, event: AccountOpened, envelope: Envelope) -> None:
         row = self.models.balances(
-            envelope.aggregate_id, owner=event.owner, balance=0, closed=False, version=1
+            envelope.aggregate_id,
+            owner=None if event.owner_id else event.owner,
+            owner_id=event.owner_id,
+            balance=0,
+            closed=False,
+            version=1,
         )
         self.save(row)
 
@@ -214,12 +236,6 @@ class UserDirectory(_ReadModelProjector, name="user-directory"):
     """Users by id with their current email; forgotten users show as erased."""
 
     aggregate_types = frozenset({"User"})
-
-    def __init__(self, store: DynamoDBEventStore | None = None) -> None:
-        super().__init__(store)
-        from example_app.wiring import key_ring
-
-        self.key_ring = key_ring(self.store)  # names and emails are encrypted per user
 
     @event_handler(UserRegistered)
     def _registered(self, event: UserRegistered, envelope: Envelope) -> None:

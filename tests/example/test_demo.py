@@ -36,6 +36,8 @@ EXPECTED_LINES = [
     "The projectors caught up over the feed index; the read models:",
     "alice Alice 143.00 open",
     "bob Bob 75.00 open",
+    "his account still works; its owner now reads '[erased]'",
+    "dave-acc (erased) 0.00 open",
     "6 withdrawal -60.00",
     "8 deposit +1.00",
     "carol Carol carol@example.org",

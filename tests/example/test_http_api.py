@@ -72,6 +72,18 @@ def open_account(http: httpx.Client, owner: str = "Ann", deposit: str | None = N
 # -- every endpoint --------------------------------------------------------------------------
 
 
+def test_a_forgotten_users_name_leaves_their_accounts(http: httpx.Client) -> None:
+    user, account = new_id("user"), new_id("acc")
+    email = f"{user}@example.com"
+    assert http.post("/users", json={"user_id": user, "name": "Ulla", "email": email}).is_success
+    body = {"account_id": account, "owner": "Ulla", "owner_id": user}
+    assert http.post("/accounts", json=body).status_code == 201
+    assert http.get(f"/accounts/{account}").json()["owner"] == "Ulla"
+    assert http.post(f"/users/{user}/forget").is_success
+    shown = http.get(f"/accounts/{account}").json()
+    assert (shown["owner"], shown["owner_id"]) == ("(erased)", user)
+
+
 def test_an_account_from_opening_to_closing(http: httpx.Client) -> None:
     account = new_id("acc")
     opened = http.post("/accounts", json={"account_id": account, "owner": "Ann"})
@@ -89,6 +101,7 @@ def test_an_account_from_opening_to_closing(http: httpx.Client) -> None:
     assert http.get(f"/accounts/{account}").json() == {
         "account_id": account,
         "owner": "Ann",
+        "owner_id": None,
         "balance": "17.75",
         "closed": False,
         "version": 3,
