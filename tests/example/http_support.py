@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from example_app.read_models import models_for
+from example_app.read_models import create_read_model_tables, models_for
 from framework import DynamoDBEventStore
 from framework.dynamodb_local import free_port
+from framework.pytest_plugin import unique_prefix
 
 TOKEN = "test-token-0123456789abcdef"
 """The bearer token the tests configure: long enough for ``check_token``."""
@@ -119,3 +122,16 @@ def without_aws_credentials(environ: dict[str, str], home: str) -> dict[str, str
         "AWS_CONFIG_FILE": f"{home}/no-config",
         "AWS_EC2_METADATA_DISABLED": "true",
     }
+
+
+@contextlib.contextmanager
+def example_tables(endpoint: str) -> Iterator[DynamoDBEventStore]:
+    """An event store with the example's read-model tables, under a prefix of its own."""
+    store = DynamoDBEventStore(table_prefix=unique_prefix(), endpoint_url=endpoint)
+    store.create_tables()
+    create_read_model_tables(store)
+    try:
+        yield store
+    finally:
+        store.delete_tables()
+        delete_read_model_tables(store)

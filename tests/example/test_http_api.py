@@ -25,7 +25,6 @@ from botocore.config import Config
 
 from example_app.bank import Account
 from example_app.http_api import create_app
-from example_app.read_models import create_read_model_tables
 from example_app.wiring import build_application
 from framework import DynamoDBEventStore
 from framework.dynamodb_local import free_port
@@ -36,6 +35,7 @@ from tests.example.http_support import (
     TOKEN,
     Server,
     delete_read_model_tables,
+    example_tables,
     new_id,
     problem_of,
     without_aws_credentials,
@@ -46,12 +46,8 @@ pytestmark = pytest.mark.dynamodb_local
 
 @pytest.fixture(scope="module")
 def store(dynamodb_local_endpoint: str) -> Iterator[DynamoDBEventStore]:
-    store = DynamoDBEventStore(table_prefix=unique_prefix(), endpoint_url=dynamodb_local_endpoint)
-    store.create_tables()
-    create_read_model_tables(store)
-    yield store
-    store.delete_tables()
-    delete_read_model_tables(store)
+    with example_tables(dynamodb_local_endpoint) as store:
+        yield store
 
 
 @pytest.fixture(scope="module")

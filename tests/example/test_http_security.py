@@ -25,14 +25,12 @@ from example_app.http_api import (
     create_app,
     is_loopback,
 )
-from example_app.read_models import create_read_model_tables
 from framework import DynamoDBEventStore
-from framework.pytest_plugin import unique_prefix
 from tests.example.http_support import (
     AUTH,
     TOKEN,
     Server,
-    delete_read_model_tables,
+    example_tables,
     new_id,
     problem_of,
 )
@@ -42,12 +40,8 @@ pytestmark = pytest.mark.dynamodb_local
 
 @pytest.fixture(scope="module")
 def store(dynamodb_local_endpoint: str) -> Iterator[DynamoDBEventStore]:
-    store = DynamoDBEventStore(table_prefix=unique_prefix(), endpoint_url=dynamodb_local_endpoint)
-    store.create_tables()
-    create_read_model_tables(store)
-    yield store
-    store.delete_tables()
-    delete_read_model_tables(store)
+    with example_tables(dynamodb_local_endpoint) as store:
+        yield store
 
 
 @pytest.fixture(scope="module")

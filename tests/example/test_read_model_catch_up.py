@@ -16,15 +16,14 @@ import httpx
 import pytest
 
 from example_app.http_api import ReadModelCatchUp, ReadModelUpdater, create_app
-from example_app.read_models import ERASED, create_read_model_tables
+from example_app.read_models import ERASED
 from example_app.users import ForgetUser, RegisterUser
 from example_app.wiring import build_application
 from framework import DynamoDBEventStore, StoreUnavailable
-from framework.pytest_plugin import unique_prefix
 from tests.example.http_support import (
     TOKEN,
     Server,
-    delete_read_model_tables,
+    example_tables,
     new_id,
     wait_until,
 )
@@ -34,12 +33,8 @@ pytestmark = pytest.mark.dynamodb_local
 
 @pytest.fixture
 def store(dynamodb_local_endpoint: str) -> Iterator[DynamoDBEventStore]:
-    store = DynamoDBEventStore(table_prefix=unique_prefix(), endpoint_url=dynamodb_local_endpoint)
-    store.create_tables()
-    create_read_model_tables(store)
-    yield store
-    store.delete_tables()
-    delete_read_model_tables(store)
+    with example_tables(dynamodb_local_endpoint) as store:
+        yield store
 
 
 class FailsOnce(ReadModelUpdater):
