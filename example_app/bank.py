@@ -2,7 +2,9 @@
 
 Rules worth copying: every business rule lives in a command handler and raises ``DomainError``;
 state changes only in ``@event_handler`` methods; a transfer touches two accounts and so is a plain
-function handler, committed as one transaction.
+function handler, committed as one transaction. An account's owner name is personal data of the
+user who holds the account: it is stored encrypted with that user's key, and forgetting the user
+erases it from the account too.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from framework import (
     UnitOfWork,
     command_handler,
     event_handler,
+    personal,
     target_id,
 )
 
@@ -27,8 +30,11 @@ from framework import (
 
 @frozen
 class OpenAccount(Command):
+    """Open an account for ``owner`` (a name), held by the user ``owner_id`` when given."""
+
     account_id: str = target_id()
-    owner: str
+    owner: str = personal()
+    owner_id: str | None = None
 
 
 @frozen
@@ -60,7 +66,11 @@ class TransferMoney(Command):
 
 @frozen
 class AccountOpened(Event):
-    owner: str
+    """The owner's name is personal data of the user who holds the account (of the account
+    itself when no user is named): forgetting that user erases it here too."""
+
+    owner: str = personal(subject_field="owner_id", subject_type="User")
+    owner_id: str | None = None
 
 
 @frozen
@@ -90,6 +100,7 @@ class Account(Aggregate):
     """A bank account: no overdraft, closed only when empty."""
 
     owner: str
+    owner_id: str | None
     balance: Decimal
     closed: bool
 
@@ -97,7 +108,7 @@ class Account(Aggregate):
     def open(self, command: OpenAccount) -> None:
         if not command.owner.strip():
             raise DomainError("an account needs an owner")
-        self.emit(AccountOpened(owner=command.owner))
+        self.emit(AccountOpened(owner=command.owner, owner_id=command.owner_id))
 
     @command_handler(DepositMoney)
     def deposit(self, command: DepositMoney) -> None:
@@ -128,7 +139,7 @@ class Account(Aggregate):
 
     @event_handler(AccountOpened)
     def _opened(self, event: AccountOpened) -> None:
-        self.owner = event.owner
+        self.owner, self.owner_id = event.owner, event.owner_id
         self.balance = Decimal(0)
         self.closed = False
 

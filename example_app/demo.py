@@ -23,7 +23,12 @@ from example_app.bank import (
     TransferMoney,
     WithdrawMoney,
 )
-from example_app.read_models import all_projectors, create_read_model_tables, models_for
+from example_app.read_models import (
+    all_projectors,
+    create_read_model_tables,
+    models_for,
+    owner_name,
+)
 from example_app.users import ChangeEmail, ForgetUser, RegisterUser
 from example_app.wiring import SNAPSHOT_EVERY, build_application
 from framework import (
@@ -179,7 +184,14 @@ def run_demo(out: TextIO) -> None:
             "Dave registers with Carol's old address, now free",
             RegisterUser(user_id=f"dave{suffix}", name="Dave", email=f"carol{suffix}@example.com"),
         )
+        dave_account = f"dave-acc{suffix}"
+        say.step(
+            "Dave opens an account in his name (his name is his personal data there too)",
+            OpenAccount(account_id=dave_account, owner="Dave", owner_id=f"dave{suffix}"),
+        )
         say.step("Dave asks to be forgotten", ForgetUser(user_id=f"dave{suffix}"))
+        dave = app.get(Account, dave_account)
+        say.line(f"    his account still works; its owner now reads {dave.owner!r}")
 
         counter.take()
         account = app.get(Account, alice)
@@ -204,7 +216,9 @@ def run_demo(out: TextIO) -> None:
         parked = f", {len(report.parked)} parked" if report.parked else ""
         say.line(f"The projectors caught up over the feed index{parked}; the read models:")
         say.line()
-        print_read_models(say, store, [alice, bob], [f"carol{suffix}", f"dave{suffix}"])
+        print_read_models(
+            say, store, [alice, bob, dave_account], [f"carol{suffix}", f"dave{suffix}"]
+        )
 
 
 def print_read_models(
@@ -219,7 +233,7 @@ def print_read_models(
         [
             (
                 row.account_id,
-                row.owner,
+                owner_name(models, row),
                 f"{Decimal(str(row.balance)):.2f}",
                 "closed" if row.closed else "open",
             )

@@ -47,7 +47,10 @@ class AccountBalance(Model):
         table_name = "balances"
 
     account_id = UnicodeAttribute(hash_key=True)
-    owner = UnicodeAttribute()
+    # The owner's name only when no user holds the account: a user's name lives in the user
+    # directory alone, so forgetting the user erases it from every account at once.
+    owner = UnicodeAttribute(null=True)
+    owner_id = UnicodeAttribute(null=True)
     balance = DecimalAttribute()
     closed = BooleanAttribute(default=False)
     version = NumberAttribute()
@@ -87,10 +90,20 @@ class ReadModels:
 
 
 def models_for(store: DynamoDBEventStore) -> ReadModels:
-    """The read models next to ``store``'s tables."""
+    """The read models next to ``store``'s tables (signing as the store's own client does)."""
     return ReadModels(
         bound(AccountBalance, store), bound(StatementLine, store), bound(UserEntry, store)
     )
+
+
+def owner_name(models: ReadModels, row: AccountBalance) -> str:
+    """The name to show for an account row: its own, or its user's from the directory."""
+    if row.owner_id is None:
+        return str(row.owner)
+    try:
+        return str(models.users.get(row.owner_id, consistent_read=True).name)
+    except models.users.DoesNotExist:
+        return "(unknown user)"
 
 
 def create_read_model_tables(store: DynamoDBEventStore) -> None:
@@ -98,7 +111,18 @@ def create_read_model_tables(store: DynamoDBEventStore) -> None:
     create_tables(store, declared_models(all_projectors(store)))
 
 
-class AccountBalances(Projector, name="account-balances"):
+class _ReadsPersonalData(Projector):
+    """Names and emails are encrypted per subject: these projectors read them with the key ring
+    of ``store`` (default: the one the environment describes)."""
+
+    def __init__(self, store: DynamoDBEventStore | None = None) -> None:
+        super().__init__()
+        from example_app.wiring import key_ring
+
+        self.key_ring = key_ring(store or DynamoDBEventStore.from_env())
+
+
+class AccountBalances(_ReadsPersonalData, name="account-balances"):
     """Balance, owner and status of every account."""
 
     aggregate_types = frozenset({"Account"})
@@ -107,7 +131,12 @@ class AccountBalances(Projector, name="account-balances"):
     @event_handler(AccountOpened)
     def _opened(self, event: AccountOpened, envelope: Envelope) -> None:
         row = AccountBalance(
-            envelope.aggregate_id, owner=event.owner, balance=Decimal(0), closed=False, version=1
+            envelope.aggregate_id,
+            owner=None if event.owner_id else event.owner,
+            owner_id=event.owner_id,
+            balance=Decimal(0),
+            closed=False,
+            version=1,
         )
         self.save(row)
 
@@ -162,18 +191,11 @@ class AccountStatements(Projector, name="account-statements"):
         )
 
 
-class UserDirectory(Projector, name="user-directory"):
+class UserDirectory(_ReadsPersonalData, name="user-directory"):
     """Users by id with their current email; forgotten users show as erased."""
 
     aggregate_types = frozenset({"User"})
     read_models = (UserEntry,)
-
-    def __init__(self, store: DynamoDBEventStore | None = None) -> None:
-        super().__init__()
-        from example_app.wiring import key_ring
-
-        # Names and emails are encrypted per user: the directory reads them with the key ring.
-        self.key_ring = key_ring(store or DynamoDBEventStore.from_env())
 
     @event_handler(UserRegistered)
     def _registered(self, event: UserRegistered, envelope: Envelope) -> None:
@@ -189,5 +211,6 @@ class UserDirectory(Projector, name="user-directory"):
 
 
 def all_projectors(store: DynamoDBEventStore) -> list[Projector]:
-    """Every read-model projector of the example app (the directory reads ``store``'s keys)."""
-    return [AccountBalances(), AccountStatements(), UserDirectory(store)]
+    """Every read-model projector of the example app (reading personal data with ``store``'s
+    key ring)."""
+    return [AccountBalances(store), AccountStatements(), UserDirectory(store)]

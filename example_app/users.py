@@ -3,8 +3,9 @@
 
 The email's uniqueness is a unique-value claim written in the same transaction as the user's
 events, not a look-up in a read model: two simultaneous registrations with one address cannot both
-succeed. Emails are normalised (trimmed, lower-cased) and claimed by their SHA-256, so the claim
-items hold no address in clear.
+succeed. Emails are normalised (trimmed, lower-cased) and claimed by a keyed hash (HMAC-SHA256
+with ``EXAMPLE_EMAIL_CLAIM_KEY``), so the claim items hold no address in clear, and nobody who
+reads them can find an address by hashing a list of likely ones without the key.
 
 Names and emails are personal data: stored encrypted with the user's own key. "Forget me" emits
 ``UserForgotten``, which deletes that key once committed: every copy of the user's name and email,
@@ -15,6 +16,9 @@ read as erased).
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
+import re
 
 from attrs import frozen
 
@@ -31,14 +35,48 @@ from framework import (
 
 EMAIL_SCOPE = "user-email"
 
+EMAIL_CLAIM_KEY_ENV = "EXAMPLE_EMAIL_CLAIM_KEY"
+"""The secret the email claims are keyed with: any string, best 32 random bytes in hex
+(``python -c "import secrets; print(secrets.token_hex(32))"``). Keep it as long as the users'
+claims: with another key, existing claims are no longer recognised."""
+
+_DEVELOPMENT_CLAIM_KEY = b"example-app development email-claim key: never in production"
+"""Used when ``EXAMPLE_EMAIL_CLAIM_KEY`` is not set: for development only. It is public (it is in
+this file), so claims keyed with it are as reversible by a dictionary as a bare hash."""
+
+MAX_EMAIL_LENGTH = 254
+"""The longest address SMTP can carry (RFC 5321: a 256-octet path, less the angle brackets)."""
+
+_LOCAL_PART = re.compile(r"[^\s@\x00-\x1f\x7f]{1,64}")
+_DOMAIN_LABEL = re.compile(r"(?!-)[^\W_]([^\W_]|-){0,62}(?<!-)")
+
 
 def normalise_email(email: str) -> str:
-    """The form in which an email address is claimed and compared."""
+    """The form in which an email address is claimed and compared: trimmed, lower-cased.
+
+    Refuses (``DomainError``) what is not an address: exactly one ``@``; a local part of 1 to 64
+    characters with no whitespace or control characters, not starting, ending or doubling a dot;
+    a domain of at least two dot-separated labels, each 1 to 63 letters, digits or inner
+    hyphens, the last one not all digits; 254 characters at most in all.
+    """
     normalised = email.strip().lower()
-    local, at, domain = normalised.partition("@")
-    if not local or not at or "." not in domain:
+    if not _is_address(normalised):
         raise DomainError(f"{email!r} is not an email address")
     return normalised
+
+
+def _is_address(address: str) -> bool:
+    if len(address) > MAX_EMAIL_LENGTH or address.count("@") != 1:
+        return False
+    local, _, domain = address.partition("@")
+    if not _LOCAL_PART.fullmatch(local) or ".." in local or local[0] == "." or local[-1] == ".":
+        return False
+    labels = domain.split(".")
+    return (
+        len(labels) >= 2
+        and all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
 
 
 @frozen
@@ -59,9 +97,16 @@ class ForgetUser(Command):
     user_id: str = target_id()
 
 
+def email_claim_key() -> bytes:
+    """The email claims' key: ``EXAMPLE_EMAIL_CLAIM_KEY``, or the development one."""
+    configured = os.environ.get(EMAIL_CLAIM_KEY_ENV)
+    return configured.encode() if configured else _DEVELOPMENT_CLAIM_KEY
+
+
 def email_claim(email: str) -> str:
-    """The value claimed for an address: its SHA-256, so no claim item shows an address."""
-    return hashlib.sha256(email.encode()).hexdigest()
+    """The value claimed for an address: its HMAC-SHA256 under the claim key, so no claim item
+    shows an address and none can be reversed by hashing candidate addresses without the key."""
+    return hmac.new(email_claim_key(), email.encode(), hashlib.sha256).hexdigest()
 
 
 @frozen

@@ -174,9 +174,12 @@ class PersonalField:
         """The subject of this field's value in ``message`` (an event of stream ``own``)."""
         if self.subject_field is None or self.subject_type is None:
             return own
+        subject_id = getattr(message, self.subject_field)
+        if subject_id is None:  # an optional owner left out: the data is the stream's own
+            return own
         subject_type = self.subject_type
         type_name = subject_type if isinstance(subject_type, str) else subject_type.aggregate_type()
-        return (type_name, getattr(message, self.subject_field))
+        return (type_name, subject_id)
 
 
 def personal(
@@ -191,10 +194,10 @@ def personal(
     field that holds another aggregate's data names it: ``owner_name: str =
     personal(subject_field="owner_id", subject_type=User)`` belongs to the user whose id is in
     ``owner_id`` (an aggregate class or its type name), and forgetting that user erases it here
-    too. Once the subject is forgotten the field reads back as ``ERASED`` (``None`` for an
-    optional field). Only text fields (``str`` or ``str | None``) can be personal. On a command,
-    ``personal()`` keeps the value out of the framework's logs. Accepts ``attrs.field``
-    arguments.
+    too; when that field is optional and ``None``, the value is the stream's own. Once the
+    subject is forgotten the field reads back as ``ERASED`` (``None`` for an optional field).
+    Only text fields (``str`` or ``str | None``) can be personal. On a command, ``personal()``
+    keeps the value out of the framework's logs. Accepts ``attrs.field`` arguments.
     """
     if (subject_field is None) != (subject_type is None):
         raise DefinitionError("personal() takes subject_field and subject_type together")

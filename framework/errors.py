@@ -188,11 +188,15 @@ class EventStoreError(FrameworkError):
 
 
 class ConfigurationError(EventStoreError):
-    """The store is set up wrongly: a setting, a missing table, credentials. A retry cannot cure
-    it; the message names what to fix."""
+    """The store is set up wrongly: no credentials, no region, a missing table, access denied, a
+    request DynamoDB calls malformed. The message names the fix.
+
+    Retrying cannot cure it (unlike ``StoreUnavailable``): a person must change the
+    configuration, the tables or the code. Nothing was written.
+    """
 
 
-class TableMissing(EventStoreError):
+class TableMissing(ConfigurationError):
     """A table the store needs does not exist (not yet created, or the prefix is wrong)."""
 
     def __init__(self, table: str) -> None:
@@ -204,7 +208,8 @@ class TableMissing(EventStoreError):
 
 
 class StoreUnavailable(EventStoreError):
-    """The store could not be reached or kept throttling after bounded retries.
+    """The store could not be reached or kept throttling after bounded retries: a retry later
+    may succeed (a misconfiguration is ``ConfigurationError`` instead).
 
     For a commit this means its outcome is unknown; retrying the same command (same command id)
     is safe, because the command id makes a second application impossible.

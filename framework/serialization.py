@@ -218,10 +218,15 @@ def _check_personal_fields(event_class: type[Event]) -> None:
             )
         if spec.subject_field is None:
             continue
-        if hints.get(spec.subject_field) is not str or spec.subject_field in personal:
+        subject_hint = hints.get(spec.subject_field)
+        if (
+            not (subject_hint is str or _is_optional_str(subject_hint))
+            or spec.subject_field in personal
+        ):
             raise DefinitionError(
                 f"{event_class.__name__}.{spec.name} names {spec.subject_field!r} as the id of "
-                "its subject: that must be a str field of the event, not itself personal"
+                "its subject: that must be a str (or str | None) field of the event, not itself "
+                "personal"
             )
         subject_type = spec.subject_type
         if not isinstance(subject_type, str) and not (

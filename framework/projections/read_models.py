@@ -31,6 +31,9 @@ log = structlog.get_logger(__name__)
 
 M = TypeVar("M", bound=Model)
 
+LOCAL_CREDENTIALS = "local"
+"""What read models sign with on DynamoDB Local when the environment has no credentials."""
+
 READ_MODEL_INFIX = "read"
 """Read-model tables are named ``{prefix}-read-{logical name}``."""
 
@@ -64,21 +67,29 @@ def bound(model: type[M], store: DynamoDBEventStore) -> type[M]:
     """``model`` bound to its table next to ``store`` (same endpoint, region and credentials).
 
     The bound class is a subclass, cached per store settings, so ``isinstance`` checks and type
-    hints keep working: ``bound(AccountBalance, store).get(key)`` is an ``AccountBalance``.
+    hints keep working: ``bound(AccountBalance, store).get(key)`` is an ``AccountBalance``. It
+    signs as the store's own client does: with an endpoint (DynamoDB Local) and no credentials
+    in the environment, with dummy ones.
     """
-    return _bind(model, store.tables.prefix, store.endpoint_url, store.region_name)
+    local = bool(store.endpoint_url) and not (
+        os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")
+    )
+    return _bind(model, store.tables.prefix, store.endpoint_url, store.region_name, local)
 
 
 @functools.cache
-def _bind(model: type[M], prefix: str, endpoint: str | None, region: str) -> type[M]:
+def _bind(
+    model: type[M], prefix: str, endpoint: str | None, region: str, local_credentials: bool
+) -> type[M]:
     declared = _declared(model)
-    attributes: dict[str, Any] = {"table_name": table_name(declared, prefix), "region": region}
+    attributes: dict[str, Any] = {
+        "table_name": table_name(declared, prefix),
+        "region": region,
+        "aws_access_key_id": LOCAL_CREDENTIALS if local_credentials else None,
+        "aws_secret_access_key": LOCAL_CREDENTIALS if local_credentials else None,
+    }
     if endpoint:
         attributes["host"] = endpoint
-        if not os.environ.get("AWS_ACCESS_KEY_ID") and not os.environ.get("AWS_PROFILE"):
-            # The event store does the same: a local endpoint needs some credentials, any.
-            attributes["aws_access_key_id"] = "local"
-            attributes["aws_secret_access_key"] = "local"
     meta = type("Meta", (), attributes)
     namespace = {"Meta": meta, "__module__": declared.__module__, "__read_model__": declared}
     return type(declared.__name__, (declared,), namespace)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import boto3
 import structlog
+from botocore import exceptions as botocore_errors
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -355,9 +356,85 @@ class TransactionCancelled(Exception):
         self.reasons = reasons
 
 
+# botocore's errors that no retry cures, each with the fix to name; the first match decides.
+_CONFIGURATION_FIXES: tuple[tuple[type[BotoCoreError], str], ...] = (
+    (
+        botocore_errors.NoCredentialsError,
+        "no AWS credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+        "AWS_PROFILE, or run with an IAM role; for DynamoDB Local set DYNAMO_ENDPOINT (dummy "
+        "credentials are used then)",
+    ),
+    (
+        botocore_errors.PartialCredentialsError,
+        "the AWS credentials are incomplete ({error}): set both AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials)",
+    ),
+    (
+        botocore_errors.UnknownCredentialError,
+        "the AWS credentials cannot be used ({error}): check AWS_PROFILE and ~/.aws/config",
+    ),
+    (
+        botocore_errors.BaseEndpointResolverError,  # NoRegionError among them
+        "no usable AWS region or endpoint ({error}): set AWS_REGION (or pass region_name), "
+        "or DYNAMO_ENDPOINT for DynamoDB Local",
+    ),
+    (
+        botocore_errors.InvalidRegionError,
+        "the AWS region is not valid ({error}): check AWS_REGION (for example eu-west-1)",
+    ),
+    (
+        botocore_errors.UnknownRegionError,
+        "the AWS region is not valid ({error}): check AWS_REGION (for example eu-west-1)",
+    ),
+    (
+        botocore_errors.ProfileNotFound,
+        "the AWS profile does not exist ({error}): check AWS_PROFILE and ~/.aws/config",
+    ),
+    (
+        botocore_errors.ConfigNotFound,
+        "the AWS configuration file is missing ({error}): check AWS_CONFIG_FILE",
+    ),
+    (
+        botocore_errors.ConfigParseError,
+        "the AWS configuration file cannot be read ({error}): fix ~/.aws/config",
+    ),
+    (
+        botocore_errors.InvalidConfigError,
+        "the AWS configuration is invalid ({error}): check AWS_PROFILE and ~/.aws/config",
+    ),
+    (
+        botocore_errors.InvalidRetryConfigurationError,
+        "the botocore retry configuration is invalid ({error}): fix the client_config",
+    ),
+    (
+        botocore_errors.ParamValidationError,
+        "the request was built wrongly ({error}): a bug in the code that calls DynamoDB, or a "
+        "value of the wrong type; retrying will not help",
+    ),
+)
+
+# DynamoDB's answers to credentials it does not know or that lack a permission.
+_ACCESS_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "IncompleteSignatureException",
+        "MissingAuthenticationTokenException",
+        "InvalidClientTokenId",
+        "ExpiredTokenException",
+        "SignatureDoesNotMatch",
+    }
+)
+
+
 @contextmanager
 def translated_errors(table: str | None) -> Iterator[None]:
-    """Map botocore's errors onto the framework's typed errors; ``table`` names the one read."""
+    """Map botocore's errors onto the framework's typed errors; ``table`` names the one read.
+
+    What a retry may cure is ``StoreUnavailable`` (or ``Throttled``); what needs a person to
+    change the configuration, the tables or the code is ``ConfigurationError``.
+    """
     try:
         yield
     except ClientError as error:
@@ -368,6 +445,9 @@ def translated_errors(table: str | None) -> Iterator[None]:
             "commit is unknown, retrying the same command id is safe"
         ) from error
     except BotoCoreError as error:
+        for error_type, fix in _CONFIGURATION_FIXES:
+            if isinstance(error, error_type):
+                raise ConfigurationError(fix.format(error=error)) from error
         raise StoreUnavailable(f"DynamoDB request failed: {error}") from error
 
 
@@ -385,6 +465,20 @@ def _translate_client_error(error: ClientError, table: str | None) -> Exception:
         return TransactionConflict(f"{code}: {message}")
     if code == "ValidationException" and "size" in message.lower():
         return ChangeSetTooLarge(f"DynamoDB refused the change set: {message}")
+    if code == "ValidationException":
+        return ConfigurationError(
+            f"DynamoDB refused the request as malformed ({message}): the table"
+            f"{f' {table!r}' if table else 's'} may not have the key schema or indexes this "
+            "code expects (a wrong DYNAMO_TABLE_PREFIX, tables made by something else), or the "
+            "code builds a wrong expression; retrying will not help"
+        )
+    if code in _ACCESS_CODES:
+        return ConfigurationError(
+            f"DynamoDB refused the credentials or the permission ({code}: {message}): check "
+            "AWS_ACCESS_KEY_ID/AWS_PROFILE, that the credentials belong to the tables' account "
+            "and region (AWS_REGION), and that their IAM policy allows this action on "
+            f"{repr(table) if table else 'the tables'}"
+        )
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     if status >= 500:
         return StoreUnavailable(f"DynamoDB failed ({code}): {message}")

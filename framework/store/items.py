@@ -509,18 +509,13 @@ def explain_cancellation(plan: TransactionPlan, reasons: Sequence[Mapping[str, A
                 duplicate = duplicate or DuplicateCommand(plan.change_set.command_id)
             elif write.claim is not None:
                 unique = unique or UniqueConstraintViolated(write.claim.scope, write.claim.value)
-            elif write.aggregate is not None and concurrency is None:
+            elif concurrency is None and (guarded := write.aggregate or write.check) is not None:
+                # A changed aggregate's version condition, or a read one's check: both mean
+                # the aggregate moved on since the command loaded it.
                 concurrency = ConcurrencyError(
-                    write.aggregate.aggregate_type,
-                    write.aggregate.aggregate_id,
-                    write.aggregate.expected_version,
-                    _actual_version(write, reason),
-                )
-            elif write.check is not None and concurrency is None:
-                concurrency = ConcurrencyError(
-                    write.check.aggregate_type,
-                    write.check.aggregate_id,
-                    write.check.expected_version,
+                    guarded.aggregate_type,
+                    guarded.aggregate_id,
+                    guarded.expected_version,
                     _actual_version(write, reason),
                 )
         elif code == "TransactionConflict":

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from example_app.demo import run_demo
+from example_app.read_models import models_for
+from framework import DynamoDBEventStore
+from framework.pytest_plugin import unique_prefix
+from tests.example.http_support import delete_read_model_tables, without_aws_credentials
 
 
 def normalised(text: str) -> str:
@@ -28,6 +36,8 @@ EXPECTED_LINES = [
     "The projectors caught up over the feed index; the read models:",
     "alice Alice 143.00 open",
     "bob Bob 75.00 open",
+    "his account still works; its owner now reads '[erased]'",
+    "dave-acc (erased) 0.00 open",
     "6 withdrawal -60.00",
     "8 deposit +1.00",
     "carol Carol carol@example.org",
@@ -60,3 +70,45 @@ def test_the_demo_runs_unchanged_on_dynamodb_local(
         assert f"DynamoDB at {dynamodb_local_endpoint}, tables demo-test-*" in text
         assert "refused: insufficient funds" in text and "(erased)" in text
         assert "Loading it took 2 requests: GetItem, Query." in text
+
+
+@pytest.mark.dynamodb_local
+def test_python_m_example_app_demo_needs_no_aws_credentials_on_dynamodb_local(
+    dynamodb_local_endpoint: str, tmp_path: Path
+) -> None:
+    """As the docs show it: ``DYNAMO_ENDPOINT=... python -m example_app demo`` on a machine
+    without AWS credentials. The event store signs with dummy ones, the read models too."""
+    prefix = unique_prefix()
+    env = without_aws_credentials(dict(os.environ), str(tmp_path))
+    env = {k: v for k, v in env.items() if k != "AWS_REGION"}
+    env |= {"DYNAMO_ENDPOINT": dynamodb_local_endpoint, "DYNAMO_TABLE_PREFIX": prefix}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "example_app", "demo"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        text = normalised(result.stdout)
+        assert f"DynamoDB at {dynamodb_local_endpoint}, tables {prefix}-*" in text
+        assert "User directory (read model)" in text and "(erased) (erased)" in text
+        assert "Unable to locate credentials" not in result.stderr
+    finally:
+        store = DynamoDBEventStore(table_prefix=prefix, endpoint_url=dynamodb_local_endpoint)
+        store.delete_tables()
+        delete_read_model_tables(store)
+
+
+def test_read_models_sign_like_the_event_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dummy credentials exactly when the event store uses them: an endpoint and none set."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    local = models_for(DynamoDBEventStore(table_prefix="p1", endpoint_url="http://127.0.0.1:1"))
+    assert local.users.Meta.aws_access_key_id == "local"
+    aws = models_for(DynamoDBEventStore(table_prefix="p1", region_name="eu-west-1"))
+    assert aws.users.Meta.aws_access_key_id is None
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "mine")
+    mine = models_for(DynamoDBEventStore(table_prefix="p1", endpoint_url="http://127.0.0.1:1"))
+    assert mine.users.Meta.aws_access_key_id is None  # the environment's own, as the store does

@@ -16,7 +16,14 @@ from example_app.bank import (
 )
 from example_app.users import ChangeEmail, ForgetUser, RegisterUser, User
 from example_app.wiring import build_application
-from framework import Application, DomainError, InMemoryEventStore, UniqueConstraintViolated
+from framework import (
+    ERASED,
+    Application,
+    DomainError,
+    InMemoryEventStore,
+    SubjectForgotten,
+    UniqueConstraintViolated,
+)
 
 
 @pytest.fixture
@@ -77,6 +84,19 @@ def test_forgetting_a_user_erases_the_state_and_frees_the_email(app: Application
     app.handle(RegisterUser(user_id="u2", name="Ulf", email="una@example.com"))
     with pytest.raises(DomainError, match="was forgotten"):
         app.handle(ChangeEmail(user_id="u1", email="x@example.com"))
+
+
+def test_forgetting_a_user_erases_their_name_from_their_accounts(app: Application) -> None:
+    app.handle(RegisterUser(user_id="u7", name="Ursula", email="ursula@example.com"))
+    app.handle(OpenAccount(account_id="acc-u7", owner="Ursula", owner_id="u7"))
+    app.handle(OpenAccount(account_id="acc-own", owner="Otto"))  # no user: the account's own
+    app.handle(DepositMoney(account_id="acc-u7", amount=Decimal(5)))
+    app.handle(ForgetUser(user_id="u7"))
+    account = app.get(Account, "acc-u7")
+    assert (account.owner, account.owner_id, account.balance) == (ERASED, "u7", Decimal(5))
+    assert app.get(Account, "acc-own").owner == "Otto"
+    with pytest.raises(SubjectForgotten):  # no new personal data of a forgotten user
+        app.handle(OpenAccount(account_id="acc-u7-2", owner="Ursula", owner_id="u7"))
 
 
 @pytest.mark.parametrize("email", ["", "no-at-sign", "a@b", "@example.com"])

@@ -11,95 +11,50 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
-import uvicorn
 from botocore.config import Config
-from fastapi import FastAPI
 
 from example_app.bank import Account
 from example_app.http_api import create_app
-from example_app.read_models import create_read_model_tables, models_for
 from example_app.wiring import build_application
 from framework import DynamoDBEventStore
 from framework.dynamodb_local import free_port
 from framework.pytest_plugin import unique_prefix
+from tests.example.http_support import (
+    AUTH,
+    CREDENTIAL_VARIABLES,
+    TOKEN,
+    Server,
+    delete_read_model_tables,
+    example_tables,
+    new_id,
+    problem_of,
+    without_aws_credentials,
+)
 
 pytestmark = pytest.mark.dynamodb_local
 
 
-class Server:
-    """uvicorn serving an app in a background thread on a free loopback port."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
-        self.client: httpx.Client | None = None
-
-    def __enter__(self) -> httpx.Client:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert self.thread.is_alive(), "uvicorn stopped while starting"
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
-        return self.client
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.client is not None:
-            self.client.close()
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        assert not self.thread.is_alive(), "uvicorn did not shut down"
-
-
-def delete_read_model_tables(store: DynamoDBEventStore) -> None:
-    for model in models_for(store).all():
-        if model.exists():
-            model.delete_table()
-
-
 @pytest.fixture(scope="module")
 def store(dynamodb_local_endpoint: str) -> Iterator[DynamoDBEventStore]:
-    store = DynamoDBEventStore(table_prefix=unique_prefix(), endpoint_url=dynamodb_local_endpoint)
-    store.create_tables()
-    create_read_model_tables(store)
-    yield store
-    store.delete_tables()
-    delete_read_model_tables(store)
+    with example_tables(dynamodb_local_endpoint) as store:
+        yield store
 
 
 @pytest.fixture(scope="module")
 def http(store: DynamoDBEventStore) -> Iterator[httpx.Client]:
     """One server for the module, shut down (and checked to be) when the module ends."""
-    with Server(create_app(store)) as client:
+    with Server(create_app(store, api_token=TOKEN)) as client:
         yield client
-
-
-def problem_of(response: httpx.Response) -> dict[str, Any]:
-    """The response's RFC 9457 problem document, checked for shape."""
-    assert response.headers["content-type"] == "application/problem+json", response.text
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"type", "title", "status", "detail"}
-    assert body["status"] == response.status_code
-    return body
-
-
-def new_id(kind: str) -> str:
-    """Ids unique per test run, so that the tests never depend on each other's accounts."""
-    return f"{kind}-{uuid.uuid4().hex[:8]}"
 
 
 def open_account(http: httpx.Client, owner: str = "Ann", deposit: str | None = None) -> str:
@@ -111,6 +66,18 @@ def open_account(http: httpx.Client, owner: str = "Ann", deposit: str | None = N
 
 
 # -- every endpoint --------------------------------------------------------------------------
+
+
+def test_a_forgotten_users_name_leaves_their_accounts(http: httpx.Client) -> None:
+    user, account = new_id("user"), new_id("acc")
+    email = f"{user}@example.com"
+    assert http.post("/users", json={"user_id": user, "name": "Ulla", "email": email}).is_success
+    body = {"account_id": account, "owner": "Ulla", "owner_id": user}
+    assert http.post("/accounts", json=body).status_code == 201
+    assert http.get(f"/accounts/{account}").json()["owner"] == "Ulla"
+    assert http.post(f"/users/{user}/forget").is_success
+    shown = http.get(f"/accounts/{account}").json()
+    assert (shown["owner"], shown["owner_id"]) == ("(erased)", user)
 
 
 def test_an_account_from_opening_to_closing(http: httpx.Client) -> None:
@@ -130,6 +97,7 @@ def test_an_account_from_opening_to_closing(http: httpx.Client) -> None:
     assert http.get(f"/accounts/{account}").json() == {
         "account_id": account,
         "owner": "Ann",
+        "owner_id": None,
         "balance": "17.75",
         "closed": False,
         "version": 3,
@@ -304,7 +272,7 @@ def test_an_unreachable_store_is_503_with_retry_after() -> None:
         endpoint_url="http://127.0.0.1:9",  # the discard port: nothing listens there
         client_config=Config(retries={"total_max_attempts": 1}, connect_timeout=1),
     )
-    with Server(create_app(unreachable)) as client:
+    with Server(create_app(unreachable, api_token=TOKEN)) as client:
         command = client.post("/accounts", json={"account_id": "x", "owner": "X"})
         query = client.get("/accounts/x")
     for response in (command, query):
@@ -313,18 +281,51 @@ def test_an_unreachable_store_is_503_with_retry_after() -> None:
         assert "did not answer" in problem_of(response)["detail"]
 
 
+def test_a_misconfigured_store_is_500_naming_the_fix_never_503(
+    dynamodb_local_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A missing table, a client without credentials: a retry cannot cure them, so no 503 and
+    no Retry-After (clients would retry forever); the detail says what to fix."""
+    no_tables = DynamoDBEventStore(
+        table_prefix=unique_prefix(), endpoint_url=dynamodb_local_endpoint
+    )
+    with Server(create_app(no_tables, api_token=TOKEN, background_catch_up=False)) as client:
+        opened = client.post("/accounts", json={"account_id": "m-1", "owner": "M"})
+    assert opened.status_code == 500 and "retry-after" not in opened.headers
+    document = problem_of(opened)
+    assert document["title"] == "server misconfigured"
+    assert "does not exist: create it with store.create_tables()" in document["detail"]
+
+    for name, value in without_aws_credentials({}, str(tmp_path)).items():
+        monkeypatch.setenv(name, value)
+    for name in CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    client_without_credentials = boto3.session.Session().client(
+        "dynamodb", region_name="us-east-1", endpoint_url=dynamodb_local_endpoint
+    )
+    anonymous = DynamoDBEventStore(client_without_credentials, table_prefix=unique_prefix())
+    with Server(create_app(anonymous, api_token=TOKEN, background_catch_up=False)) as client:
+        opened = client.post("/accounts", json={"account_id": "m-2", "owner": "M"})
+    assert opened.status_code == 500 and "retry-after" not in opened.headers
+    assert "no AWS credentials were found" in problem_of(opened)["detail"]
+
+
 def test_a_committed_command_answers_even_when_its_projection_fails(
     dynamodb_local_endpoint: str,
 ) -> None:
-    """No read-model tables: the command still succeeds (it is committed), the GET is a 500."""
+    """No read-model tables: the command still succeeds (it is committed); the GET is a 500
+    naming the fix (a misconfiguration: never a 503, which clients would retry forever)."""
     store = DynamoDBEventStore(table_prefix=unique_prefix(), endpoint_url=dynamodb_local_endpoint)
     store.create_tables()
     try:
-        with Server(create_app(store)) as client:
+        with Server(create_app(store, api_token=TOKEN)) as client:
             opened = client.post("/accounts", json={"account_id": "p-1", "owner": "P"})
             row = client.get("/accounts/p-1")
         assert opened.status_code == 201 and opened.json()["versions"] == {"Account#p-1": 1}
-        assert row.status_code == 500 and problem_of(row)["title"] == "internal error"
+        assert row.status_code == 500 and "retry-after" not in row.headers
+        row_problem = problem_of(row)
+        assert row_problem["title"] == "server misconfigured"
+        assert "create_read_model_tables" in row_problem["detail"]
         assert [e.event_type for e in store.load_events("Account", "p-1")] == ["AccountOpened"]
     finally:
         store.delete_tables()
@@ -402,7 +403,7 @@ def test_concurrent_transfers_conserve_money(http: httpx.Client, store: DynamoDB
     def client_thread(seed: int) -> list[int]:
         rng = random.Random(seed)
         statuses = []
-        with httpx.Client(base_url=http.base_url, timeout=60) as own:
+        with httpx.Client(base_url=http.base_url, timeout=60, headers=AUTH) as own:
             for _ in range(15):
                 source, target = rng.sample(accounts, 2)
                 amount = f"{rng.randint(1, 4000) / 100:.2f}"
@@ -446,6 +447,7 @@ def test_the_openapi_description_is_served(http: httpx.Client) -> None:
     spec = http.get("/openapi.json").json()
     assert spec["info"]["title"] == "Example bank" and spec["info"]["description"]
     assert set(spec["paths"]) == {
+        "/health",
         "/accounts",
         "/accounts/{account_id}/deposits",
         "/accounts/{account_id}/withdrawals",
@@ -458,10 +460,16 @@ def test_the_openapi_description_is_served(http: httpx.Client) -> None:
         "/accounts/{account_id}/statement",
         "/users/{user_id}",
     }
-    for operations in spec["paths"].values():
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    for path, operations in spec["paths"].items():
         for operation in operations.values():
             assert operation["summary"] and operation["description"]
-            assert "application/problem+json" in operation["responses"]["503"]["content"]
+            if path == "/health":
+                assert "security" not in operation
+                continue
+            assert operation["security"] == [{"HTTPBearer": []}]
+            for status in ("401", "500", "503"):
+                assert "application/problem+json" in operation["responses"][status]["content"]
     deposit = spec["paths"]["/accounts/{account_id}/deposits"]["post"]
     assert {"201", "200"} & set(deposit["responses"])
     assert "application/problem+json" in deposit["responses"]["422"]["content"]
@@ -470,17 +478,43 @@ def test_the_openapi_description_is_served(http: httpx.Client) -> None:
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
+def test_docs_and_health_need_no_token(http: httpx.Client) -> None:
+    with httpx.Client(base_url=http.base_url, timeout=30) as anonymous:
+        assert anonymous.get("/health").json() == {"status": "ok"}
+        assert anonymous.get("/openapi.json").status_code == 200
+        assert anonymous.get("/docs").status_code == 200
+        assert anonymous.get("/redoc").status_code == 200
+        assert anonymous.get("/accounts/whatever").status_code == 401
+
+
 # -- the command line ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("backend", ["embedded", "dynamodb-local"])
-def test_python_m_example_app_serve(backend: str, dynamodb_local_endpoint: str) -> None:
-    """The real entry point, in a process of its own, stopped as a user would (Ctrl-C)."""
+def test_python_m_example_app_serve(
+    backend: str, dynamodb_local_endpoint: str, tmp_path: Path
+) -> None:
+    """The real entry point, in a process of its own, stopped as a user would (Ctrl-C).
+
+    On the embedded store without a token (open, on loopback only); on DynamoDB Local as the
+    docs show it, with a token and without any AWS credentials on the machine.
+    """
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DYNAMO_ENDPOINT", "AWS_REGION")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DYNAMO_ENDPOINT", "AWS_REGION", "EXAMPLE_API_TOKEN")
+    }
     prefix = unique_prefix()
+    headers: dict[str, str] = {}
     if backend == "dynamodb-local":
-        env |= {"DYNAMO_ENDPOINT": dynamodb_local_endpoint, "DYNAMO_TABLE_PREFIX": prefix}
+        env = without_aws_credentials(env, str(tmp_path))
+        env |= {
+            "DYNAMO_ENDPOINT": dynamodb_local_endpoint,
+            "DYNAMO_TABLE_PREFIX": prefix,
+            "EXAMPLE_API_TOKEN": TOKEN,
+        }
+        headers = AUTH
     server = subprocess.Popen(
         [sys.executable, "-m", "example_app", "serve", "--port", str(port)],
         env=env,
@@ -489,16 +523,19 @@ def test_python_m_example_app_serve(backend: str, dynamodb_local_endpoint: str) 
         text=True,
     )
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        base_url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base_url, timeout=30, headers=headers) as client:
             deadline = time.monotonic() + 60
             while True:
                 assert server.poll() is None, server.stdout.read() if server.stdout else ""
                 assert time.monotonic() < deadline, "the server did not start"
                 try:
-                    client.get("/openapi.json")
+                    client.get("/health")
                     break
                 except httpx.TransportError:
                     time.sleep(0.1)
+            if headers:
+                assert httpx.get(f"{base_url}/accounts/a").status_code == 401
             assert client.post("/accounts", json={"account_id": "a", "owner": "A"}).is_success
             assert client.post("/accounts/a/deposits", json={"amount": "2.50"}).is_success
             assert client.get("/accounts/a").json()["balance"] == "2.50"
@@ -506,6 +543,11 @@ def test_python_m_example_app_serve(backend: str, dynamodb_local_endpoint: str) 
         output, _ = server.communicate(timeout=30)
         assert server.returncode == 0, output
         assert f"serving on http://127.0.0.1:{port}" in output
+        if headers:
+            assert "needs the EXAMPLE_API_TOKEN bearer token" in output
+        else:
+            assert "no EXAMPLE_API_TOKEN set: no authentication" in output
+            assert "loopback" in output
     finally:
         if server.poll() is None:
             server.kill()

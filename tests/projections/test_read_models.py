@@ -67,7 +67,7 @@ def test_tables_follow_the_store_prefix(local_store: DynamoDBEventStore) -> None
 def test_a_rebuild_never_applies_an_event_twice(
     local_store: DynamoDBEventStore, history: dict[str, Decimal]
 ) -> None:
-    projector = AccountBalances()
+    projector = AccountBalances(local_store)  # reads owners' names with the store's key ring
     read_models.create_tables(local_store, projector.read_models)
     runner = CatchUpRunner(
         local_store,

@@ -13,6 +13,7 @@ from example_app.http_api import create_app
 from example_app.read_models import create_read_model_tables
 from framework import DynamoDBEventStore
 from tests.conftest import unique_prefix
+from tests.example.http_support import AUTH, TOKEN
 
 pytestmark = pytest.mark.dynamodb_local
 
@@ -29,15 +30,17 @@ def fuzzed_store(dynamodb_local_endpoint: str) -> Iterator[DynamoDBEventStore]:
 def test_no_request_makes_the_api_fail(fuzzed_store: DynamoDBEventStore) -> None:
     # Driven through Hypothesis directly rather than schemathesis' pytest integration, which
     # depends on pytest internals that change between pytest releases.
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(fuzzed_store))
+    schema = schemathesis.openapi.from_asgi(
+        "/openapi.json", create_app(fuzzed_store, api_token=TOKEN)
+    )
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 11
+    assert len(operations) == 12
     for operation in operations:
 
         @given(operation.as_strategy())
         @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
         def no_server_error(case: Any) -> None:
-            response = case.call()
+            response = case.call(headers=AUTH)
             assert response.status_code < 500, (case.method, case.path, response.text)
             if response.status_code >= 400:
                 content_type = response.headers["content-type"]
