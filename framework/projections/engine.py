@@ -10,8 +10,9 @@ events out of order, events of many streams interleaved, gaps. Per stream the en
    times; an event that still fails is *parked*: the stream waits at it (other streams go on)
    until a person retries or skips it;
 4. commits the read-model writes the handlers queued together with the position advance, several
-   events to a transaction while they touch distinct items and stay under
-   ``MAX_TRANSACTION_ITEMS`` (DynamoDB lets a transaction touch an item only once);
+   events to a transaction, their writes of one row *folded* into one write (``folding.py``):
+   DynamoDB lets a transaction touch an item only once, so a write that cannot be folded into
+   the batch's write of its row, or a batch at ``MAX_TRANSACTION_ITEMS``, ends the transaction;
 5. when DynamoDB refuses the read-model writes of a transaction (a validation error, an item too
    large, a condition the projector did not mean to fail), commits its events one by one to find
    the one whose writes are refused, and parks that event with the reason: a poison event stops
@@ -32,6 +33,7 @@ import structlog
 
 from framework.encryption import KeyRing
 from framework.errors import CorruptEvent
+from framework.projections.folding import FoldedBatch, QueuedWrite, RowWrite
 from framework.projections.projector import Envelope, Projector
 from framework.serialization import EventRegistry
 from framework.store.base import EventStore
@@ -42,7 +44,6 @@ from framework.store.positions import (
     PositionConflict,
     PositionStore,
     ProjectionWriteError,
-    TransactItem,
 )
 from framework.store.records import StoredEvent
 
@@ -162,13 +163,13 @@ class ProjectionEngine:
         another runner moved the position first.
         """
         committed = version
-        batch: list[tuple[StoredEvent, list[TransactItem]]] = []
-        touched: set[Hashable] = set()
+        batch: list[tuple[StoredEvent, list[QueuedWrite]]] = []
+        folded = FoldedBatch()
         for record in records:
             try:
                 writes = self._handle_with_retries(record)
             except _HandlerFailed as failure:
-                committed, lost = self._flush(stream, committed, batch, report)
+                committed, lost = self._flush(stream, committed, batch, report, folded)
                 if lost:
                     return committed
                 if committed == record.version - 1:  # a refused write may have parked already
@@ -181,42 +182,48 @@ class ProjectionEngine:
                         report,
                     )
                 return None
-            identities = {self.positions.item_identity(write) for write in writes}
-            queued = sum(len(w) for _, w in batch)
-            if batch and (
-                queued + len(writes) >= MAX_TRANSACTION_ITEMS or not identities.isdisjoint(touched)
-            ):
-                # A transaction holds at most 100 items and touches each item once.
-                committed, lost = self._flush(stream, committed, batch, report)
-                if lost:
-                    return committed
-                if committed != batch[-1][0].version:
-                    return None  # a refused write parked its event: the stream waits there
-                batch, touched = [], set()
+            rows = [(self._identity(write), write) for write in writes]
+            # A transaction holds at most 100 items (the position is one) and touches each
+            # item once: the event's writes fold into the batch's, or the batch is sent first.
+            if not folded.add(rows, limit=MAX_TRANSACTION_ITEMS - 1):
+                if batch:
+                    committed, lost = self._flush(stream, committed, batch, report, folded)
+                    if lost:
+                        return committed
+                    if committed != batch[-1][0].version:
+                        return None  # a refused write parked its event: the stream waits there
+                    batch, folded = [], FoldedBatch()
+                folded.add(rows)  # alone in its transaction; DynamoDB judges an oversized one
             batch.append((record, writes))
-            touched |= identities
-        committed, lost = self._flush(stream, committed, batch, report)
+        committed, lost = self._flush(stream, committed, batch, report, folded)
         return committed if lost else None
+
+    def _identity(self, write: QueuedWrite) -> Hashable:
+        if isinstance(write, RowWrite):
+            return write.identity
+        return self.positions.item_identity(write)
 
     def _flush(
         self,
         stream: str,
         committed: int,
-        batch: list[tuple[StoredEvent, list[TransactItem]]],
+        batch: list[tuple[StoredEvent, list[QueuedWrite]]],
         report: ApplyReport,
+        folded: FoldedBatch,
     ) -> tuple[int, bool]:
-        """Commit ``batch`` with the position; returns (version committed to, race lost).
+        """Commit ``batch`` (its writes ``folded``) with the position.
 
-        When DynamoDB refuses the batch's writes, its events are committed one by one and the
-        first whose own writes are refused is parked; the version returned is then the last one
-        committed before it.
+        Returns (version committed to, race lost). When DynamoDB refuses the batch's writes, its
+        events are committed one by one, unfolded, and the first whose own writes are refused
+        is parked; the version returned is then the last one committed before it.
         """
         if not batch:
             return committed, False
-        writes = [write for _, events_writes in batch for write in events_writes]
         new_version = batch[-1][0].version
         try:
-            self.positions.advance(self.name, stream, committed, new_version, writes)
+            self.positions.advance(
+                self.name, stream, committed, new_version, folded.transact_items()
+            )
         except PositionConflict:
             report.conflicts += 1
             log.info("projection.position_conflict", projector=self.name, stream=stream)
@@ -224,7 +231,9 @@ class ProjectionEngine:
         except ProjectionWriteError as refused:
             if len(batch) > 1:
                 for single in batch:
-                    committed, lost = self._flush(stream, committed, [single], report)
+                    alone = FoldedBatch()
+                    alone.add([(self._identity(write), write) for write in single[1]])
+                    committed, lost = self._flush(stream, committed, [single], report, alone)
                     if lost or committed != single[0].version:
                         return committed, lost
                 return committed, False
@@ -234,7 +243,7 @@ class ProjectionEngine:
         report.applied += len(batch)
         return new_version, False
 
-    def _handle_with_retries(self, record: StoredEvent) -> list[TransactItem]:
+    def _handle_with_retries(self, record: StoredEvent) -> list[QueuedWrite]:
         function = self.projector.handler_for(record.event_type)
         if function is None:
             return []  # not interesting to this projector: the position still moves past it
