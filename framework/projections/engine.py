@@ -24,6 +24,7 @@ events out of order, events of many streams interleaved, gaps. Per stream the en
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Hashable, Iterable
 from typing import Any
@@ -41,6 +42,7 @@ from framework.store.items import MAX_TRANSACTION_ITEMS
 from framework.store.keys import stream_key
 from framework.store.positions import (
     ParkedEvent,
+    Position,
     PositionConflict,
     PositionStore,
     ProjectionWriteError,
@@ -91,22 +93,41 @@ class ProjectionEngine:
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.registry = EventRegistry(projector.event_classes(), keys=keys or projector.key_ring)
+        # Parallel replay applies several shards with one engine: the projector's handlers
+        # and its queue of writes are used by one thread at a time (the requests are not).
+        self._handler_lock = threading.Lock()
         projector.use_table_prefix(store.tables.prefix)
 
     def apply(self, records: Iterable[StoredEvent]) -> ApplyReport:
-        """Apply delivered records (any order, duplicates allowed) stream by stream."""
+        """Apply delivered records (any order, duplicates allowed) stream by stream.
+
+        The positions of every stream delivered are read in one batch first: a replay chunk
+        holds many streams, and a request per stream would cost more than the chunk's query.
+        """
         report = ApplyReport()
-        for delivered in group_by_stream(records).values():
-            report.merge(self.apply_stream(delivered))
+        followed = [
+            delivered
+            for delivered in group_by_stream(records).values()
+            if self.projector.follows(delivered[0].aggregate_type)
+        ]
+        positions = self.positions.get_many(self.name, [d[0].stream for d in followed])
+        for delivered in followed:
+            report.merge(self.apply_stream(delivered, positions[delivered[0].stream]))
         return report
 
-    def apply_stream(self, delivered: list[StoredEvent]) -> ApplyReport:
-        """Apply delivered records of one stream; see the module docstring for the rules."""
+    def apply_stream(
+        self, delivered: list[StoredEvent], position: Position | None = None
+    ) -> ApplyReport:
+        """Apply delivered records of one stream; see the module docstring for the rules.
+
+        ``position`` is the projector's position in the stream when the caller read it already.
+        """
         report = ApplyReport()
         if not delivered or not self.projector.follows(delivered[0].aggregate_type):
             return report
         stream = delivered[0].stream
-        position = self.positions.get(self.name, stream)
+        if position is None:
+            position = self.positions.get(self.name, stream)
         if position.parked is not None:
             report.held = len(delivered)
             return report
@@ -252,18 +273,21 @@ class ProjectionEngine:
         error: BaseException | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:
-                event = self.registry.decode(
-                    record.event_type,
-                    record.schema,
-                    record.payload,
-                    stream=record.stream,
-                    version=record.version,
-                )
-                function(self.projector, event, envelope)
-                return self.projector.take_queued()
+                with self._handler_lock:
+                    try:
+                        event = self.registry.decode(
+                            record.event_type,
+                            record.schema,
+                            record.payload,
+                            stream=record.stream,
+                            version=record.version,
+                        )
+                        function(self.projector, event, envelope)
+                    finally:
+                        queued = self.projector.take_queued()
+                return queued
             except Exception as failure:  # a handler's failure of any kind: retry, then park
-                self.projector.take_queued()  # drop what the failed attempt queued
-                error = failure
+                error = failure  # what the failed attempt queued was dropped
                 log.warning(
                     "projection.handler_failed",
                     projector=self.name,

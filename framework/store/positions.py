@@ -68,6 +68,10 @@ class PositionStore(Protocol):
         """The position (version 0 when the projector never saw the stream)."""
         ...
 
+    def get_many(self, projector: str, streams: Sequence[str]) -> dict[str, Position]:
+        """The positions in several streams at once (a replay asks for a chunk's streams)."""
+        ...
+
     def advance(
         self,
         projector: str,
@@ -138,6 +142,9 @@ class InMemoryPositionStore:
     def get(self, projector: str, stream: str) -> Position:
         with self._lock:
             return self._positions.get((projector, stream)) or Position(projector, stream)
+
+    def get_many(self, projector: str, streams: Sequence[str]) -> dict[str, Position]:
+        return {stream: self.get(projector, stream) for stream in streams}
 
     def advance(
         self,
