@@ -96,6 +96,7 @@ class ProjectionEngine:
         # Parallel replay applies several shards with one engine: the projector's handlers
         # and its queue of writes are used by one thread at a time (the requests are not).
         self._handler_lock = threading.Lock()
+        self._local = threading.local()  # per thread: the advances ``apply`` defers
         projector.use_table_prefix(store.tables.prefix)
 
     def apply(self, records: Iterable[StoredEvent]) -> ApplyReport:
@@ -111,9 +112,54 @@ class ProjectionEngine:
             if self.projector.follows(delivered[0].aggregate_type)
         ]
         positions = self.positions.get_many(self.name, [d[0].stream for d in followed])
+        deferred: dict[str, _Deferred] = {}
+        self._local.deferred = deferred
+        try:
+            for delivered in followed:
+                report.merge(self.apply_stream(delivered, positions[delivered[0].stream]))
+        finally:
+            self._local.deferred = None
+        lost = self._settle(deferred, report)
         for delivered in followed:
-            report.merge(self.apply_stream(delivered, positions[delivered[0].stream]))
+            if delivered[0].stream in lost:  # go on from where the other runner got to
+                report.merge(self.apply_stream(delivered))
         return report
+
+    def _deferring(self) -> dict[str, _Deferred] | None:
+        deferred: dict[str, _Deferred] | None = getattr(self._local, "deferred", None)
+        return deferred
+
+    def _settle(self, deferred: dict[str, _Deferred], report: ApplyReport) -> set[str]:
+        """Commit the position advances that carry no writes, many streams to a request.
+
+        A replay of a projector that writes little would otherwise send one request per
+        stream and chunk. Returns the streams whose advance another runner beat.
+        """
+        if not deferred:
+            return set()
+        moves = [(stream, d.expected, d.version) for stream, d in deferred.items()]
+        lost = set(self.positions.advance_many(self.name, moves))
+        for stream, pending in deferred.items():
+            if stream in lost:
+                report.conflicts += 1
+                log.info("projection.position_conflict", projector=self.name, stream=stream)
+            else:
+                report.applied += pending.events
+        return lost
+
+    def _settle_stream(self, stream: str, report: ApplyReport) -> bool:
+        """Commit the stream's deferred advance now; ``False`` when another runner beat it."""
+        deferred = self._deferring()
+        pending = None if deferred is None else deferred.pop(stream, None)
+        if pending is None:
+            return True
+        try:
+            self.positions.advance(self.name, stream, pending.expected, pending.version)
+        except PositionConflict:
+            report.conflicts += 1
+            return False
+        report.applied += pending.events
+        return True
 
     def apply_stream(
         self, delivered: list[StoredEvent], position: Position | None = None
@@ -241,15 +287,33 @@ class ProjectionEngine:
         if not batch:
             return committed, False
         new_version = batch[-1][0].version
+        writes = folded.transact_items()
+        deferred = self._deferring()
+        if not writes and deferred is not None:
+            # Nothing to write but the position: committed with other streams' (``_settle``).
+            pending = deferred.get(stream)
+            expected = committed if pending is None else pending.expected
+            carried = 0 if pending is None else pending.events
+            deferred[stream] = _Deferred(expected, new_version, carried + len(batch))
+            return new_version, False
+        if deferred is not None and stream in deferred:
+            # Events before this batch wrote nothing: their advance goes with this one.
+            pending = deferred.pop(stream)
+            expected, carried = pending.expected, pending.events
+        else:
+            expected, carried = committed, 0
         try:
-            self.positions.advance(
-                self.name, stream, committed, new_version, folded.transact_items()
-            )
+            self.positions.advance(self.name, stream, expected, new_version, writes)
         except PositionConflict:
             report.conflicts += 1
             log.info("projection.position_conflict", projector=self.name, stream=stream)
             return committed, True
         except ProjectionWriteError as refused:
+            if carried:  # the events one by one start from the position stored before them
+                if deferred is not None:
+                    deferred[stream] = _Deferred(expected, committed, carried)
+                if not self._settle_stream(stream, report):
+                    return committed, True
             if len(batch) > 1:
                 for single in batch:
                     alone = FoldedBatch()
@@ -261,7 +325,7 @@ class ProjectionEngine:
             record = batch[0][0]
             self._park(stream, committed, record, f"read-model write refused: {refused}", 1, report)
             return committed, False
-        report.applied += len(batch)
+        report.applied += len(batch) + carried
         return new_version, False
 
     def _handle_with_retries(self, record: StoredEvent) -> list[QueuedWrite]:
@@ -309,6 +373,8 @@ class ProjectionEngine:
         attempts: int,
         report: ApplyReport,
     ) -> None:
+        if not self._settle_stream(stream, report):
+            return
         parked = ParkedEvent(
             version=record.version,
             error=reason,
@@ -333,6 +399,15 @@ class ProjectionEngine:
 
 def _describe(error: BaseException | None) -> str:
     return f"{type(error).__name__}: {error}"
+
+
+@attrs.define
+class _Deferred:
+    """A stream's position advance with no writes, waiting to be committed with others'."""
+
+    expected: int
+    version: int
+    events: int
 
 
 class _HandlerFailed(Exception):

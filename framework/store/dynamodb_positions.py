@@ -170,6 +170,30 @@ class DynamoDBPositionStore:
                 f"up to version {new_version}: {refused}"
             ) from None
 
+    def advance_many(self, projector: str, moves: Sequence[tuple[str, int, int]]) -> list[str]:
+        """Up to 100 advances in one ``TransactWriteItems``; when one of them loses a race the
+        transaction is cancelled, and they are sent one by one to find which."""
+        lost: list[str] = []
+        for start in range(0, len(moves), MAX_TRANSACTION_ITEMS):
+            group = moves[start : start + MAX_TRANSACTION_ITEMS]
+            if len(group) > 1:
+                updates = [
+                    {"Update": self._advance_update(projector, stream, expected, new)}
+                    for stream, expected, new in group
+                ]
+                try:
+                    with translated_errors(self.table):
+                        self.client.transact_write_items(TransactItems=updates)
+                    continue
+                except (TransactionCancelled, TransactionConflict):
+                    pass  # one by one below
+            for stream, expected, new in group:
+                try:
+                    self.advance(projector, stream, expected, new)
+                except PositionConflict:
+                    lost.append(stream)
+        return lost
+
     def _advance_update(
         self, projector: str, stream: str, expected_version: int, new_version: int
     ) -> dict[str, Any]:

@@ -86,6 +86,14 @@ class PositionStore(Protocol):
         """
         ...
 
+    def advance_many(self, projector: str, moves: Sequence[tuple[str, int, int]]) -> list[str]:
+        """Advance several streams without writes: (stream, expected, new) each.
+
+        Returns the streams whose position was not at ``expected`` (another runner moved it);
+        the others moved.
+        """
+        ...
+
     def park(self, projector: str, stream: str, expected_version: int, parked: ParkedEvent) -> None:
         """Record that the event after ``expected_version`` failed; the stream waits."""
         ...
@@ -164,6 +172,15 @@ class InMemoryPositionStore:
             if current.version != expected_version or current.parked is not None:
                 raise PositionConflict(projector, stream, expected_version)
             self._positions[(projector, stream)] = Position(projector, stream, new_version)
+
+    def advance_many(self, projector: str, moves: Sequence[tuple[str, int, int]]) -> list[str]:
+        lost = []
+        for stream, expected, new in moves:
+            try:
+                self.advance(projector, stream, expected, new)
+            except PositionConflict:
+                lost.append(stream)
+        return lost
 
     def item_identity(self, write: TransactItem) -> Hashable:
         return id(write)  # never reached with writes: ``advance`` refuses them

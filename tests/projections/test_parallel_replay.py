@@ -186,3 +186,51 @@ def test_the_progress_bar_shows_the_total_the_rate_and_a_running_clock() -> None
     assert task.total == 1000 and task.completed == 250 and not task.finished
     assert task.fields["counts"] == "250 of ~1,000 events, up to 2024-01-02 03:04"
     assert task.fields["rate"].endswith("/s") and task.fields["left"].endswith("left")
+
+
+def test_advances_without_writes_go_many_streams_to_a_request(
+    local_store: DynamoDBEventStore, history: int
+) -> None:
+    calls: Counter[str] = Counter()
+    local_store.client.meta.events.register(
+        "provide-client-params.dynamodb.*", lambda model, **_: calls.update([model.name])
+    )
+    report = runner(local_store, DynamoDBPositionStore(local_store), Ordered(), workers=1)
+    assert report.run(until=later()).applied == history
+    chunks = -(-history // 7) + FEED_SHARDS
+    assert calls["TransactWriteItems"] > 0  # the advances of a chunk's streams, together
+    assert calls["UpdateItem"] + calls["TransactWriteItems"] <= chunks  # one request a chunk
+
+
+class RivalInTheBatch(DynamoDBPositionStore):
+    """Another runner moves one stream's position just before a batch of advances is sent."""
+
+    def __init__(self, store: DynamoDBEventStore, stream: str, to: int) -> None:
+        super().__init__(store)
+        self.rival: tuple[str, int] | None = (stream, to)
+
+    def advance_many(self, projector: str, moves: Any) -> list[str]:
+        if self.rival is not None:
+            stream, to = self.rival
+            self.rival = None
+            DynamoDBPositionStore(self.store).advance(projector, stream, 0, to)
+        return super().advance_many(projector, moves)
+
+
+def test_a_lost_race_in_a_batch_of_advances_goes_on_from_the_rivals_position(
+    local_store: DynamoDBEventStore, history: int
+) -> None:
+    positions = RivalInTheBatch(local_store, "Account#acc-3", 12)
+    projector = Ordered()
+    engine_runner = runner(local_store, positions, projector, workers=1)
+    (engine,) = engine_runner.engines
+    records = [
+        record
+        for account in ("acc-2", "acc-3")
+        for record in local_store.load_events("Account", account)
+    ]
+    report = engine.apply(records)
+    assert report.conflicts == 1
+    assert report.applied == 2 * (PER_ACCOUNT + 1) - 12
+    assert positions.get("ordered", "Account#acc-3").version == PER_ACCOUNT + 1
+    assert positions.get("ordered", "Account#acc-2").version == PER_ACCOUNT + 1
