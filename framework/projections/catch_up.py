@@ -151,7 +151,8 @@ class CatchUpRunner:
         stop = threading.Event()
         report = ApplyReport()
         if isinstance(self.store, DynamoDBEventStore):
-            self.store.client  # noqa: B018  (made once, here: the workers share it)
+            self.store.client  # noqa: B018  (made once, here: the workers share them)
+            self.store.feed_client  # noqa: B018
         with concurrent.futures.ThreadPoolExecutor(
             max_workers=min(self.workers, len(shards)), thread_name_prefix="replay"
         ) as pool:

@@ -128,7 +128,8 @@ def test_a_replay_reads_positions_in_batches_and_only_what_it_needs_of_the_feed(
         if model.name == "Query" and params.get("IndexName") == "feed":
             feed_queries.append(params)
 
-    local_store.client.meta.events.register("provide-client-params.dynamodb.*", seen)
+    for client in (local_store.client, local_store.feed_client):
+        client.meta.events.register("provide-client-params.dynamodb.*", seen)
     projector = Ordered()
     report = runner(local_store, DynamoDBPositionStore(local_store), projector).run(until=later())
     assert report.applied == history
@@ -234,3 +235,25 @@ def test_a_lost_race_in_a_batch_of_advances_goes_on_from_the_rivals_position(
     assert report.applied == 2 * (PER_ACCOUNT + 1) - 12
     assert positions.get("ordered", "Account#acc-3").version == PER_ACCOUNT + 1
     assert positions.get("ordered", "Account#acc-2").version == PER_ACCOUNT + 1
+
+
+def test_the_feed_clients_items_are_botocores_to_the_byte(
+    local_store: DynamoDBEventStore, history: int
+) -> None:
+    request = {"TableName": local_store.tables.events, "Limit": 20}
+    fast = local_store.feed_client.query(
+        **request,
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": "Account#acc-1"}},
+    )
+    parsed = local_store.client.query(
+        **request,
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": "Account#acc-1"}},
+    )
+    assert local_store.feed_client is not local_store.client
+    assert fast["Items"] == parsed["Items"] and len(fast["Items"]) == 20
+    assert isinstance(fast["Items"][0]["payload"]["B"], bytes)
+    assert (
+        fast["Count"] == parsed["Count"] and fast["LastEvaluatedKey"] == parsed["LastEvaluatedKey"]
+    )
