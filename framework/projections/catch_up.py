@@ -1,8 +1,11 @@
 """Catch-up and replay over the ``feed`` index: every event of every stream, in commit order.
 
-The runner walks the feed hour by hour (``EventStore.read_feed``), in chunks of a fixed size, so
-memory stays flat however many events there are. It stops a safety window short of now, because
-the index is eventually consistent and the newest commits may not be in it yet.
+The runner walks the feed hour by hour, in chunks of a fixed size, so memory stays flat however
+many events there are. On DynamoDB it reads the feed's shards side by side (``workers`` threads,
+``DynamoDBEventStore.read_feed_shard``), each with its own checkpoint written as it goes, so that
+an interrupted replay resumes; other stores are read whole (``EventStore.read_feed``). It stops a
+safety window short of now, because the index is eventually consistent and the newest commits may
+not be in it yet.
 
 An event's feed time is stamped by the writer before its transaction is sent, so an event can
 become readable after a run has read past its time (a slow commit, a writer's clock behind). The
@@ -120,7 +123,9 @@ class CatchUpRunner:
         end = until or settled
         shards = self._shards()
         starts = [since if since is not None else self._resume_point(shard) for shard in shards]
-        progress = ReplayProgress(total=self._estimate(min(starts, key=_earliest), end))
+        shown = self.progress or self.on_progress is not None
+        estimate = self._estimate(min(starts, key=_earliest), end) if shown else None
+        progress = ReplayProgress(total=estimate)
         report = ApplyReport()
         with self._display(progress):
             if len(shards) == 1 or self.workers == 1:
