@@ -1,11 +1,18 @@
-"""Replay over the feed index: flat memory from 10,000 to 50,000 events, and throughput against a
-raw boto3 Query loop over the same index.
+"""Replay over the feed index: throughput against a raw boto3 Query loop over the same index, flat
+memory from 10,000 to 100,000 events, and a rebuild of a one-row-per-stream read model against
+the same replay with a projector that writes nothing.
 
-Each replay runs in a child process, which reports its own peak RSS, so that one measurement does
-not inherit another's memory. The projector keeps O(1) state (a running total), so any growth in
-peak memory would be the runner's.
+Measured, in interleaved rounds, each in a child process that reports its own peak RSS (so one
+measurement does not inherit another's memory):
 
-    python -m bench.replay [--events 10000 50000] [--rounds 3]
+- ``raw``: a plain ``Query`` loop over every shard of every hour of the feed index;
+- ``replay``: ``CatchUpRunner.run`` as the CLI's ``projections replay`` runs it, with the
+  DynamoDB position store, of a projector that keeps O(1) state and writes nothing;
+- ``in-memory positions``: the same with positions kept in memory;
+- ``rebuild``: ``CatchUpRunner.rebuild`` of a projector keeping one balance row per account
+  (a declared PynamoDB read model, typed ``add`` updates), as ``projections replay --rebuild``.
+
+    python -m bench.replay [--events 10000 100000] [--rounds 3] [--workers 4]
 """
 
 from __future__ import annotations
@@ -18,17 +25,23 @@ import sys
 import time
 from decimal import Decimal
 
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.models import Model
+
 from bench.common import fresh_store, machine, markdown_table, median, start_dynamodb_local
+from example_app.read_models import DecimalAttribute
 from framework import (
     Application,
     CatchUpRunner,
     DynamoDBEventStore,
+    DynamoDBPositionStore,
     Envelope,
     InMemoryPositionStore,
     Projector,
     event_handler,
 )
 from framework.logs import configure_logging
+from framework.projections import read_models
 from framework.store.keys import feed_hour, feed_partitions
 from framework.store.tables import FEED_INDEX
 from tests.support.bank import Account, Deposited, DepositMany, OpenAccount
@@ -51,6 +64,30 @@ class RunningTotal(Projector, name="running-total"):
         self.count += 1
 
 
+class BenchBalance(Model):
+    """One row per account."""
+
+    class Meta:
+        table_name = "bench-balances"
+
+    account_id = UnicodeAttribute(hash_key=True)
+    balance = DecimalAttribute(default=Decimal)
+    deposits = NumberAttribute(default=0)
+
+
+class Balances(Projector, name="bench-balances"):
+    """One row per stream, updated by every event: the shape that needs folding."""
+
+    read_models = (BenchBalance,)
+
+    @event_handler(Deposited)
+    def _deposited(self, event: Deposited, envelope: Envelope) -> None:
+        self.update(
+            BenchBalance(envelope.aggregate_id),
+            actions=[BenchBalance.balance.add(event.amount), BenchBalance.deposits.add(1)],
+        )
+
+
 def grow_to(app: Application, events: int, written: int) -> int:
     """Append deposits of 1 round-robin over the accounts until ``events`` deposits exist."""
     account = written // PER_COMMAND
@@ -63,20 +100,68 @@ def grow_to(app: Application, events: int, written: int) -> int:
     return written
 
 
-def _replay_child(endpoint: str, prefix: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+Result = tuple[str, int, str, float, int, int]
+"""(kind, events seen, total, seconds, RSS before, peak RSS)."""
+
+
+def _runner(
+    store: DynamoDBEventStore, positions: object, projector: Projector, workers: int
+) -> CatchUpRunner:
+    return CatchUpRunner(
+        store,
+        positions,  # type: ignore[arg-type]
+        [projector],
+        safety_window=dt.timedelta(0),  # the events were written a moment ago
+        workers=workers,
+    )
+
+
+def _replay_child(endpoint: str, prefix: str, workers: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """The CLI's way: positions in DynamoDB, forgotten first so that everything is replayed."""
+    configure_logging("WARNING")
     store = DynamoDBEventStore(table_prefix=prefix, endpoint_url=endpoint)
+    positions = DynamoDBPositionStore(store)
+    positions.reset(RunningTotal.projector_name())
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     projector = RunningTotal()
     started = time.perf_counter()
-    CatchUpRunner(store, InMemoryPositionStore(), [projector]).run(
-        until=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
-    )
+    _runner(store, positions, projector, workers).run()
     elapsed = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     queue.put(("replay", projector.count, str(projector.total), elapsed, before, peak))
 
 
-def _raw_child(endpoint: str, prefix: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _memory_child(endpoint: str, prefix: str, workers: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    configure_logging("WARNING")
+    store = DynamoDBEventStore(table_prefix=prefix, endpoint_url=endpoint)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    projector = RunningTotal()
+    started = time.perf_counter()
+    _runner(store, InMemoryPositionStore(), projector, workers).run()
+    elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put(("memory", projector.count, str(projector.total), elapsed, before, peak))
+
+
+def _rebuild_child(endpoint: str, prefix: str, workers: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """``projections replay --rebuild`` of the balances: tables emptied, then the replay."""
+    configure_logging("WARNING")
+    store = DynamoDBEventStore(table_prefix=prefix, endpoint_url=endpoint)
+    positions = DynamoDBPositionStore(store)
+    positions.reset(Balances.projector_name())
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    _runner(store, positions, Balances(), workers).rebuild()
+    elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rows = list(read_models.bound(BenchBalance, store).scan(consistent_read=True))
+    count = sum(int(row.deposits) for row in rows)
+    total = sum((row.balance for row in rows), Decimal(0))
+    queue.put(("rebuild", count, str(total), elapsed, before, peak))
+
+
+def _raw_child(endpoint: str, prefix: str, workers: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    configure_logging("WARNING")
     store = DynamoDBEventStore(table_prefix=prefix, endpoint_url=endpoint)
     client = store.client
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -104,25 +189,35 @@ def _raw_child(endpoint: str, prefix: str, queue: multiprocessing.Queue) -> None
     queue.put(("raw", count, "", elapsed, before, peak))
 
 
-def measure(target: object, endpoint: str, prefix: str) -> tuple[int, str, float, int, int]:
+def measure(target: object, endpoint: str, prefix: str, workers: int) -> Result:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    child = context.Process(target=target, args=(endpoint, prefix, queue))
+    child = context.Process(target=target, args=(endpoint, prefix, workers, queue))
     child.start()
-    _, count, total, elapsed, before, peak = queue.get(timeout=1800)
+    result: Result = queue.get(timeout=3600)
     child.join()
-    return count, total, elapsed, before, peak
+    return result
+
+
+CHILDREN = {
+    "raw": _raw_child,
+    "replay": _replay_child,
+    "memory": _memory_child,
+    "rebuild": _rebuild_child,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, nargs="+", default=[10_000, 50_000])
+    parser.add_argument("--events", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=4)
     arguments = parser.parse_args(argv)
     configure_logging("WARNING")
     server = start_dynamodb_local()
     try:
         store = fresh_store(server.endpoint_url)
+        read_models.create_tables(store, [BenchBalance])
         app = Application(store=store, aggregates=[Account])
         for index in range(ACCOUNTS):
             app.handle(OpenAccount(account_id=f"acc-{index}", owner=f"owner {index}"))
@@ -132,39 +227,50 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             written = grow_to(app, events, written)
             sys.stderr.write(f"{events} events written in {time.perf_counter() - started:.0f} s\n")
-            replays, raws = [], []
-            for _ in range(arguments.rounds):  # interleaved: replay, raw, replay, raw...
-                replays.append(measure(_replay_child, server.endpoint_url, store.tables.prefix))
-                raws.append(measure(_raw_child, server.endpoint_url, store.tables.prefix))
-            assert all(r[0] == events and r[1] == str(events) for r in replays), replays
-            assert all(r[0] == events for r in raws), raws
-            replay_rate = median([events / r[2] for r in replays])
-            raw_rate = median([events / r[2] for r in raws])
-            replay_peak = median([r[4] for r in replays]) / 1024
-            raw_peak = median([r[4] for r in raws]) / 1024
+            time.sleep(1)  # past the feed index's propagation, with a safety window of 0
+            results: dict[str, list[Result]] = {kind: [] for kind in CHILDREN}
+            for round_number in range(arguments.rounds):  # interleaved: one of each per round
+                for kind, child in CHILDREN.items():
+                    result = measure(
+                        child, server.endpoint_url, store.tables.prefix, arguments.workers
+                    )
+                    sys.stderr.write(f"  round {round_number + 1} {kind}: {result[3]:.1f} s\n")
+                    results[kind].append(result)
+            for kind, found in results.items():
+                assert all(r[1] == events for r in found), (kind, found)
+                assert kind == "raw" or all(r[2] == str(events) for r in found), (kind, found)
+            rates = {kind: [events / r[3] for r in found] for kind, found in results.items()}
+            peaks = {kind: median([r[5] for r in found]) / 1024 for kind, found in results.items()}
+            rate = {kind: median(values) for kind, values in rates.items()}
             rows.append(
                 [
                     f"{events:,}",
-                    f"{replay_rate:,.0f}",
-                    f"{raw_rate:,.0f}",
-                    f"{replay_rate / raw_rate:.2f}",
-                    f"{replay_peak:.0f}",
-                    f"{raw_peak:.0f}",
+                    _rate(rates["raw"]),
+                    _rate(rates["replay"]),
+                    f"{rate['replay'] / rate['raw']:.2f}",
+                    _rate(rates["memory"]),
+                    f"{rate['memory'] / rate['raw']:.2f}",
+                    _rate(rates["rebuild"]),
+                    f"{rate['rebuild'] / rate['replay']:.2f}",
+                    " / ".join(f"{peaks[kind]:.0f}" for kind in ("raw", "replay", "rebuild")),
                 ]
             )
         print(
-            f"Replay over the feed index on DynamoDB Local ({machine()}), "
-            f"medians of {arguments.rounds} rounds, interleaved:\n"
+            f"Replay over the feed index on DynamoDB Local ({machine()}), {arguments.workers} "
+            f"workers, medians of {arguments.rounds} interleaved rounds (min-max):\n"
         )
         print(
             markdown_table(
                 [
                     "events",
-                    "replay events/s",
                     "raw Query loop events/s",
-                    "ratio",
-                    "replay peak RSS MiB",
-                    "raw loop peak RSS MiB",
+                    "replay (DynamoDB positions) events/s",
+                    "replay / raw",
+                    "replay (in-memory positions) events/s",
+                    "in-memory / raw",
+                    "rebuild of balances events/s",
+                    "rebuild / replay",
+                    "peak RSS MiB raw / replay / rebuild",
                 ],
                 rows,
             )
@@ -172,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     return 0
+
+
+def _rate(values: list[float]) -> str:
+    return f"{median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
 
 
 if __name__ == "__main__":

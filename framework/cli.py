@@ -24,7 +24,7 @@ from rich.table import Table
 from framework.errors import FrameworkError
 from framework.logs import configure_logging
 from framework.projections import read_models
-from framework.projections.catch_up import DEFAULT_SAFETY_WINDOW, CatchUpRunner
+from framework.projections.catch_up import DEFAULT_SAFETY_WINDOW, DEFAULT_WORKERS, CatchUpRunner
 from framework.projections.engine import ProjectionEngine
 from framework.projections.projector import Projector
 from framework.projections.streams_poller import StreamsPoller
@@ -252,8 +252,21 @@ def _lag(store: DynamoDBEventStore, projector: Projector, known: dict[str, int])
     show_default=True,
     help="seconds short of now to stop at (the feed index is eventually consistent)",
 )
-def projections_replay(projector_spec: str, rebuild: bool, safety_window: float) -> None:
-    """Bring a projector up to date over the feed index (or rebuild it from scratch)."""
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=DEFAULT_WORKERS,
+    show_default=True,
+    help="feed shards replayed side by side",
+)
+def projections_replay(
+    projector_spec: str, rebuild: bool, safety_window: float, workers: int
+) -> None:
+    """Bring a projector up to date over the feed index (or rebuild it from scratch).
+
+    Each feed shard checkpoints as it goes: after an interruption, `replay` (without
+    --rebuild) resumes where each shard got to.
+    """
     store = _store()
     projector = _load_projector(projector_spec)
     runner = CatchUpRunner(
@@ -262,6 +275,7 @@ def projections_replay(projector_spec: str, rebuild: bool, safety_window: float)
         [projector],
         safety_window=dt.timedelta(seconds=safety_window),
         progress=sys.stderr.isatty(),
+        workers=workers,
     )
     report = runner.rebuild() if rebuild else runner.run()
     console.print(

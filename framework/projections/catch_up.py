@@ -1,8 +1,11 @@
 """Catch-up and replay over the ``feed`` index: every event of every stream, in commit order.
 
-The runner walks the feed hour by hour (``EventStore.read_feed``), in chunks of a fixed size, so
-memory stays flat however many events there are. It stops a safety window short of now, because
-the index is eventually consistent and the newest commits may not be in it yet.
+The runner walks the feed hour by hour, in chunks of a fixed size, so memory stays flat however
+many events there are. On DynamoDB it reads the feed's shards side by side (``workers`` threads,
+``DynamoDBEventStore.read_feed_shard``), each with its own checkpoint written as it goes, so that
+an interrupted replay resumes; other stores are read whole (``EventStore.read_feed``). It stops a
+safety window short of now, because the index is eventually consistent and the newest commits may
+not be in it yet.
 
 An event's feed time is stamped by the writer before its transaction is sent, so an event can
 become readable after a run has read past its time (a slow commit, a writer's clock behind). The
@@ -19,12 +22,17 @@ applied a second time.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
+import functools
 import itertools
-from collections.abc import Iterable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+import attrs
 import structlog
 
 from framework.errors import DefinitionError
@@ -33,7 +41,7 @@ from framework.projections.projector import Projector
 from framework.projections.read_models import clear_tables
 from framework.store.base import EventStore
 from framework.store.dynamodb import DynamoDBEventStore
-from framework.store.keys import feed_checkpoint_key
+from framework.store.keys import feed_checkpoint_key, feed_shard_checkpoint_key
 from framework.store.positions import PositionStore
 from framework.store.records import StoredEvent
 
@@ -46,8 +54,34 @@ between writers' clocks, or a late event could be stepped over."""
 DEFAULT_CHUNK = 500
 
 
+DEFAULT_WORKERS = 4
+"""Feed shards replayed side by side; one per shard at most."""
+DEFAULT_CHECKPOINT_INTERVAL = 2.0
+"""Seconds between the checkpoints a shard writes while it replays."""
+
+
+@attrs.define
+class _Shard:
+    """A part of the feed that one worker replays in order, with its own checkpoints."""
+
+    number: int | None  # None: the whole feed, of a store that does not shard it
+    read: Callable[[dt.datetime | None, dt.datetime], Iterator[StoredEvent]]
+
+    def checkpoint_key(self, projector: str) -> str:
+        if self.number is None:
+            return feed_checkpoint_key(projector)
+        return feed_shard_checkpoint_key(projector, self.number)
+
+
 class CatchUpRunner:
-    """Brings projectors up to date from the events table's ``feed`` index."""
+    """Brings projectors up to date from the events table's ``feed`` index.
+
+    On DynamoDB the feed's shards are replayed by ``workers`` threads side by side: a stream
+    always lands in one shard (``keys.feed_key``), so each stream is still applied in order,
+    and the engine fills any gap from the store should it ever not be. Each shard checkpoints
+    its progress every ``checkpoint_interval`` seconds, so an interrupted run or rebuild
+    resumes (with a plain ``run``) where each shard got to instead of starting over.
+    """
 
     def __init__(
         self,
@@ -59,8 +93,13 @@ class CatchUpRunner:
         overlap: dt.timedelta = DEFAULT_OVERLAP,
         chunk_size: int = DEFAULT_CHUNK,
         progress: bool = False,
+        workers: int = DEFAULT_WORKERS,
+        checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
+        on_progress: Callable[[ReplayProgress], None] | None = None,
         **engine_options: Any,
     ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         self.store = store
         self.positions = positions
         self.engines = [ProjectionEngine(p, store, positions, **engine_options) for p in projectors]
@@ -68,6 +107,9 @@ class CatchUpRunner:
         self.overlap = overlap
         self.chunk_size = chunk_size
         self.progress = progress
+        self.workers = workers
+        self.checkpoint_interval = checkpoint_interval
+        self.on_progress = on_progress
 
     def run(
         self, *, since: dt.datetime | None = None, until: dt.datetime | None = None
@@ -75,32 +117,122 @@ class CatchUpRunner:
         """Apply every event from ``since`` (default: where the last run stopped) to ``until``.
 
         ``until`` defaults to now minus the safety window. The checkpoint the next run resumes
-        from is ``min(until, now - safety window) - overlap``.
+        from is ``min(until, now - safety window) - overlap``, per shard.
         """
         settled = dt.datetime.now(dt.UTC) - self.safety_window
         end = until or settled
-        start = since if since is not None else self._resume_point()
+        shards = self._shards()
+        starts = [since if since is not None else self._resume_point(shard) for shard in shards]
+        shown = self.progress or self.on_progress is not None
+        estimate = self._estimate(min(starts, key=_earliest), end) if shown else None
+        progress = ReplayProgress(total=estimate)
         report = ApplyReport()
-        events = 0
-        with self._progress_bar(start, end) as advance:
-            for chunk in _chunks(self.store.read_feed(start, end), self.chunk_size):
-                for engine in self.engines:
-                    report.merge(engine.apply(chunk))
-                events += len(chunk)
-                advance(len(chunk), chunk[-1].occurred_at)
-        checkpoint = min(end, settled) - self.overlap
-        if start is not None:
-            checkpoint = max(checkpoint, start)  # never move a checkpoint backwards
-        for engine in self.engines:
-            self.positions.put_checkpoint(feed_checkpoint_key(engine.name), checkpoint.isoformat())
+        with self._display(progress):
+            if len(shards) == 1 or self.workers == 1:
+                for shard, start in zip(shards, starts, strict=True):
+                    report.merge(self._replay_shard(shard, start, end, settled, progress))
+            else:
+                report = self._in_parallel(shards, starts, end, settled, progress)
+            progress.finish()
         log.info(
             "projection.catch_up_done",
             projectors=[engine.name for engine in self.engines],
-            events=events,
+            events=progress.events,
             applied=report.applied,
             parked=len(report.parked),
+            seconds=round(progress.elapsed(), 3),
         )
         return report
+
+    def _in_parallel(
+        self,
+        shards: list[_Shard],
+        starts: list[dt.datetime | None],
+        end: dt.datetime,
+        settled: dt.datetime,
+        progress: ReplayProgress,
+    ) -> ApplyReport:
+        """One thread per shard (``workers`` at a time); the first failure stops the others."""
+        stop = threading.Event()
+        report = ApplyReport()
+        if isinstance(self.store, DynamoDBEventStore):
+            self.store.client  # noqa: B018  (made once, here: the workers share them)
+            self.store.feed_client  # noqa: B018
+        with concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(self.workers, len(shards)), thread_name_prefix="replay"
+        ) as pool:
+            futures = [
+                pool.submit(self._replay_shard, shard, start, end, settled, progress, stop)
+                for shard, start in zip(shards, starts, strict=True)
+            ]
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    report.merge(future.result())
+            except BaseException:
+                stop.set()  # the others stop after their current chunk, checkpointed
+                raise
+        return report
+
+    def _replay_shard(
+        self,
+        shard: _Shard,
+        start: dt.datetime | None,
+        end: dt.datetime,
+        settled: dt.datetime,
+        progress: ReplayProgress,
+        stop: threading.Event | None = None,
+    ) -> ApplyReport:
+        report = ApplyReport()
+        last_checkpoint = time.monotonic()
+        for chunk in _chunks(shard.read(start, end), self.chunk_size):
+            for engine in self.engines:
+                report.merge(engine.apply(chunk))
+            progress.advance(len(chunk), chunk[-1].occurred_at)
+            if self.on_progress is not None:
+                self.on_progress(progress)
+            if time.monotonic() - last_checkpoint >= self.checkpoint_interval:
+                self._checkpoint(shard, start, min(chunk[-1].occurred_at, end, settled))
+                last_checkpoint = time.monotonic()
+            if stop is not None and stop.is_set():
+                return report
+        self._checkpoint(shard, start, min(end, settled))
+        return report
+
+    def _checkpoint(self, shard: _Shard, start: dt.datetime | None, read_to: dt.datetime) -> None:
+        """Record that ``shard`` was applied up to ``read_to``, less the overlap."""
+        checkpoint = read_to - self.overlap
+        if start is not None:
+            checkpoint = max(checkpoint, start)  # never move a checkpoint backwards
+        for engine in self.engines:
+            self.positions.put_checkpoint(shard.checkpoint_key(engine.name), checkpoint.isoformat())
+
+    def _shards(self) -> list[_Shard]:
+        store = self.store
+        if isinstance(store, DynamoDBEventStore):
+            return [
+                _Shard(number, functools.partial(store.read_feed_shard, number))
+                for number in range(store.feed_shard_count())
+            ]
+        return [_Shard(None, store.read_feed)]
+
+    def _estimate(self, start: dt.datetime | None, end: dt.datetime) -> int | None:
+        """How many events the run will read, estimated before it starts; ``None``: unknown.
+
+        The events table's item count (DescribeTable), times the share of the table's lifetime
+        (up to ``end``) the run covers: exact enough for a replay from the start, a guess that
+        assumes a steady write rate for a catch-up.
+        """
+        if not isinstance(self.store, DynamoDBEventStore):
+            return None
+        count = self.store.approximate_event_count()
+        created = self.store.feed_start()
+        if start is None or start <= created:
+            return count
+        lifetime = (end - created).total_seconds()
+        covered = (end - start).total_seconds()
+        if lifetime <= 0 or covered <= 0:
+            return 0
+        return round(count * min(covered / lifetime, 1.0))
 
     def rebuild(self) -> ApplyReport:
         """Empty the read models, forget the positions and replay everything from the start.
@@ -135,60 +267,155 @@ class CatchUpRunner:
             )
         return self.run(since=None)
 
-    def _resume_point(self) -> dt.datetime | None:
-        checkpoints = [
-            self.positions.get_checkpoint(feed_checkpoint_key(engine.name))
-            for engine in self.engines
-        ]
-        if not checkpoints or any(value is None for value in checkpoints):
-            return None  # some projector never ran: from the beginning
-        return min(dt.datetime.fromisoformat(value) for value in checkpoints if value is not None)
+    def _resume_point(self, shard: _Shard) -> dt.datetime | None:
+        """Where ``shard`` resumes: its own checkpoint, else the whole feed's (written by
+        earlier versions, and by stores with one shard); ``None`` (the start) when a projector
+        has neither."""
+        values: list[str] = []
+        for engine in self.engines:
+            value = self.positions.get_checkpoint(shard.checkpoint_key(engine.name))
+            if value is None and shard.number is not None:
+                value = self.positions.get_checkpoint(feed_checkpoint_key(engine.name))
+            if value is None:
+                return None
+            values.append(value)
+        if not values:
+            return None
+        return min(dt.datetime.fromisoformat(value) for value in values)
 
-    def _progress_bar(
-        self, start: dt.datetime | None, end: dt.datetime
-    ) -> AbstractContextManager[Any]:
+    def _display(self, progress: ReplayProgress) -> AbstractContextManager[Any]:
         if not self.progress:
-            return nullcontext(lambda count, moment: None)
-        return _RichProgress(start, end)
+            return nullcontext()
+        return _RichProgress(progress)
+
+
+def _earliest(moment: dt.datetime | None) -> dt.datetime:
+    return dt.datetime.min.replace(tzinfo=dt.UTC) if moment is None else moment
+
+
+class ReplayProgress:
+    """How far a replay got: events read against an estimated total, time and rate.
+
+    Shared by the workers (under a lock) and read by the progress bar and ``on_progress``.
+    The total is estimated before the run starts; when the run reads more than the estimate,
+    the total follows the count, so the fraction never passes 1 before the run is done.
+    """
+
+    def __init__(self, total: int | None) -> None:
+        self.estimate = total
+        self.events = 0
+        self.moment: dt.datetime | None = None
+        self.done = False
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+
+    def advance(self, count: int, moment: dt.datetime) -> None:
+        """``count`` more events read, the last of them committed at ``moment``."""
+        with self._lock:
+            self.events += count
+            if self.moment is None or moment > self.moment:
+                self.moment = moment
+
+    def finish(self) -> None:
+        """The run is over: the total is what was read."""
+        with self._lock:
+            self.done = True
+
+    @property
+    def total(self) -> int | None:
+        """The estimated total, raised to the count when the count passed it."""
+        if self.done:
+            return self.events
+        if self.estimate is None:
+            return None
+        return max(self.estimate, self.events)
+
+    def fraction(self) -> float | None:
+        """The share read so far; ``None`` while the total is unknown."""
+        total = self.total
+        if total is None:
+            return None
+        if total == 0:
+            return 1.0 if self.done else 0.0
+        share = self.events / total
+        return share if self.done else min(share, 0.999)
+
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.monotonic() - self._started
+
+    def rate(self) -> float:
+        """Events read per second since the run started."""
+        elapsed = self.elapsed()
+        return self.events / elapsed if elapsed > 0 else 0.0
 
 
 class _RichProgress:
-    """A terminal progress bar over the replayed time span, counting events."""
+    """A terminal progress bar: events read of the estimated total, elapsed time, rate, and
+    the time left at that rate. rich redraws it several times a second, so the clock runs
+    between chunks."""
 
-    def __init__(self, start: dt.datetime | None, end: dt.datetime) -> None:
+    def __init__(self, progress: ReplayProgress) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.start = start
-        self.end = end
+        self.progress = progress
         self.bar = Progress(
             TextColumn("replaying"),
             BarColumn(),
-            TextColumn("{task.fields[events]} events, up to {task.fields[moment]}"),
+            TextColumn("{task.fields[counts]}"),
+            TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
+            TextColumn("{task.fields[left]}"),
             transient=False,
         )
-        self.task = self.bar.add_task("replay", total=1.0, events=0, moment="")
-        self.events = 0
+        self.task = self.bar.add_task(
+            "replay", total=progress.total, counts="", rate="", left="", moment=""
+        )
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> _RichProgress:
         self.bar.start()
-        return self.advance
+        self._redraw()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="replay-progress", daemon=True)
+        self._ticker.start()
+        return self
 
-    def advance(self, count: int, moment: dt.datetime) -> None:
-        self.events += count
-        done = 1.0
-        if self.start is not None and self.end > self.start:
-            done = (moment - self.start) / (self.end - self.start)
+    def _tick(self) -> None:
+        while not self._stop.wait(0.5):
+            self._redraw()
+
+    def _redraw(self) -> None:
+        progress = self.progress
+        total, rate = progress.total, progress.rate()
+        counts = f"{progress.events:,} events"
+        left = ""
+        if total is not None:
+            approximate = "" if progress.done else "~"
+            counts = f"{progress.events:,} of {approximate}{total:,} events"
+            if rate > 0 and not progress.done:
+                left = f"~{_duration((total - progress.events) / rate)} left"
+        if progress.moment is not None:
+            counts += f", up to {progress.moment:%Y-%m-%d %H:%M}"
         self.bar.update(
             self.task,
-            completed=min(done, 1.0),
-            events=self.events,
-            moment=f"{moment:%Y-%m-%d %H:%M}",
+            total=total,
+            completed=progress.events,
+            counts=counts,
+            rate=f"{rate:,.0f}/s",
+            left=left,
         )
 
     def __exit__(self, *exc_info: object) -> None:
-        self.bar.update(self.task, completed=1.0)
+        self._stop.set()
+        self._ticker.join()
+        self._redraw()
         self.bar.stop()
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{rest:02d}"
 
 
 def _chunks(records: Iterator[StoredEvent], size: int) -> Iterator[list[StoredEvent]]:

@@ -10,8 +10,9 @@ events out of order, events of many streams interleaved, gaps. Per stream the en
    times; an event that still fails is *parked*: the stream waits at it (other streams go on)
    until a person retries or skips it;
 4. commits the read-model writes the handlers queued together with the position advance, several
-   events to a transaction while they touch distinct items and stay under
-   ``MAX_TRANSACTION_ITEMS`` (DynamoDB lets a transaction touch an item only once);
+   events to a transaction, their writes of one row *folded* into one write (``folding.py``):
+   DynamoDB lets a transaction touch an item only once, so a write that cannot be folded into
+   the batch's write of its row, or a batch at ``MAX_TRANSACTION_ITEMS``, ends the transaction;
 5. when DynamoDB refuses the read-model writes of a transaction (a validation error, an item too
    large, a condition the projector did not mean to fail), commits its events one by one to find
    the one whose writes are refused, and parks that event with the reason: a poison event stops
@@ -23,6 +24,7 @@ events out of order, events of many streams interleaved, gaps. Per stream the en
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Hashable, Iterable
 from typing import Any
@@ -32,6 +34,7 @@ import structlog
 
 from framework.encryption import KeyRing
 from framework.errors import CorruptEvent
+from framework.projections.folding import FoldedBatch, QueuedWrite, RowWrite
 from framework.projections.projector import Envelope, Projector
 from framework.serialization import EventRegistry
 from framework.store.base import EventStore
@@ -39,10 +42,10 @@ from framework.store.items import MAX_TRANSACTION_ITEMS
 from framework.store.keys import stream_key
 from framework.store.positions import (
     ParkedEvent,
+    Position,
     PositionConflict,
     PositionStore,
     ProjectionWriteError,
-    TransactItem,
 )
 from framework.store.records import StoredEvent
 
@@ -90,22 +93,87 @@ class ProjectionEngine:
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.registry = EventRegistry(projector.event_classes(), keys=keys or projector.key_ring)
+        # Parallel replay applies several shards with one engine: the projector's handlers
+        # and its queue of writes are used by one thread at a time (the requests are not).
+        self._handler_lock = threading.Lock()
+        self._local = threading.local()  # per thread: the advances ``apply`` defers
         projector.use_table_prefix(store.tables.prefix)
 
     def apply(self, records: Iterable[StoredEvent]) -> ApplyReport:
-        """Apply delivered records (any order, duplicates allowed) stream by stream."""
+        """Apply delivered records (any order, duplicates allowed) stream by stream.
+
+        The positions of every stream delivered are read in one batch first: a replay chunk
+        holds many streams, and a request per stream would cost more than the chunk's query.
+        """
         report = ApplyReport()
-        for delivered in group_by_stream(records).values():
-            report.merge(self.apply_stream(delivered))
+        followed = [
+            delivered
+            for delivered in group_by_stream(records).values()
+            if self.projector.follows(delivered[0].aggregate_type)
+        ]
+        positions = self.positions.get_many(self.name, [d[0].stream for d in followed])
+        deferred: dict[str, _Deferred] = {}
+        self._local.deferred = deferred
+        try:
+            for delivered in followed:
+                report.merge(self.apply_stream(delivered, positions[delivered[0].stream]))
+        finally:
+            self._local.deferred = None
+        lost = self._settle(deferred, report)
+        for delivered in followed:
+            if delivered[0].stream in lost:  # go on from where the other runner got to
+                report.merge(self.apply_stream(delivered))
         return report
 
-    def apply_stream(self, delivered: list[StoredEvent]) -> ApplyReport:
-        """Apply delivered records of one stream; see the module docstring for the rules."""
+    def _deferring(self) -> dict[str, _Deferred] | None:
+        deferred: dict[str, _Deferred] | None = getattr(self._local, "deferred", None)
+        return deferred
+
+    def _settle(self, deferred: dict[str, _Deferred], report: ApplyReport) -> set[str]:
+        """Commit the position advances that carry no writes, many streams to a request.
+
+        A replay of a projector that writes little would otherwise send one request per
+        stream and chunk. Returns the streams whose advance another runner beat.
+        """
+        if not deferred:
+            return set()
+        moves = [(stream, d.expected, d.version) for stream, d in deferred.items()]
+        lost = set(self.positions.advance_many(self.name, moves))
+        for stream, pending in deferred.items():
+            if stream in lost:
+                report.conflicts += 1
+                log.info("projection.position_conflict", projector=self.name, stream=stream)
+            else:
+                report.applied += pending.events
+        return lost
+
+    def _settle_stream(self, stream: str, report: ApplyReport) -> bool:
+        """Commit the stream's deferred advance now; ``False`` when another runner beat it."""
+        deferred = self._deferring()
+        pending = None if deferred is None else deferred.pop(stream, None)
+        if pending is None:
+            return True
+        try:
+            self.positions.advance(self.name, stream, pending.expected, pending.version)
+        except PositionConflict:
+            report.conflicts += 1
+            return False
+        report.applied += pending.events
+        return True
+
+    def apply_stream(
+        self, delivered: list[StoredEvent], position: Position | None = None
+    ) -> ApplyReport:
+        """Apply delivered records of one stream; see the module docstring for the rules.
+
+        ``position`` is the projector's position in the stream when the caller read it already.
+        """
         report = ApplyReport()
         if not delivered or not self.projector.follows(delivered[0].aggregate_type):
             return report
         stream = delivered[0].stream
-        position = self.positions.get(self.name, stream)
+        if position is None:
+            position = self.positions.get(self.name, stream)
         if position.parked is not None:
             report.held = len(delivered)
             return report
@@ -162,13 +230,13 @@ class ProjectionEngine:
         another runner moved the position first.
         """
         committed = version
-        batch: list[tuple[StoredEvent, list[TransactItem]]] = []
-        touched: set[Hashable] = set()
+        batch: list[tuple[StoredEvent, list[QueuedWrite]]] = []
+        folded = FoldedBatch()
         for record in records:
             try:
                 writes = self._handle_with_retries(record)
             except _HandlerFailed as failure:
-                committed, lost = self._flush(stream, committed, batch, report)
+                committed, lost = self._flush(stream, committed, batch, report, folded)
                 if lost:
                     return committed
                 if committed == record.version - 1:  # a refused write may have parked already
@@ -181,60 +249,86 @@ class ProjectionEngine:
                         report,
                     )
                 return None
-            identities = {self.positions.item_identity(write) for write in writes}
-            queued = sum(len(w) for _, w in batch)
-            if batch and (
-                queued + len(writes) >= MAX_TRANSACTION_ITEMS or not identities.isdisjoint(touched)
-            ):
-                # A transaction holds at most 100 items and touches each item once.
-                committed, lost = self._flush(stream, committed, batch, report)
-                if lost:
-                    return committed
-                if committed != batch[-1][0].version:
-                    return None  # a refused write parked its event: the stream waits there
-                batch, touched = [], set()
+            rows = [(self._identity(write), write) for write in writes]
+            # A transaction holds at most 100 items (the position is one) and touches each
+            # item once: the event's writes fold into the batch's, or the batch is sent first.
+            if not folded.add(rows, limit=MAX_TRANSACTION_ITEMS - 1):
+                if batch:
+                    committed, lost = self._flush(stream, committed, batch, report, folded)
+                    if lost:
+                        return committed
+                    if committed != batch[-1][0].version:
+                        return None  # a refused write parked its event: the stream waits there
+                    batch, folded = [], FoldedBatch()
+                folded.add(rows)  # alone in its transaction; DynamoDB judges an oversized one
             batch.append((record, writes))
-            touched |= identities
-        committed, lost = self._flush(stream, committed, batch, report)
+        committed, lost = self._flush(stream, committed, batch, report, folded)
         return committed if lost else None
+
+    def _identity(self, write: QueuedWrite) -> Hashable:
+        if isinstance(write, RowWrite):
+            return write.identity
+        return self.positions.item_identity(write)
 
     def _flush(
         self,
         stream: str,
         committed: int,
-        batch: list[tuple[StoredEvent, list[TransactItem]]],
+        batch: list[tuple[StoredEvent, list[QueuedWrite]]],
         report: ApplyReport,
+        folded: FoldedBatch,
     ) -> tuple[int, bool]:
-        """Commit ``batch`` with the position; returns (version committed to, race lost).
+        """Commit ``batch`` (its writes ``folded``) with the position.
 
-        When DynamoDB refuses the batch's writes, its events are committed one by one and the
-        first whose own writes are refused is parked; the version returned is then the last one
-        committed before it.
+        Returns (version committed to, race lost). When DynamoDB refuses the batch's writes, its
+        events are committed one by one, unfolded, and the first whose own writes are refused
+        is parked; the version returned is then the last one committed before it.
         """
         if not batch:
             return committed, False
-        writes = [write for _, events_writes in batch for write in events_writes]
         new_version = batch[-1][0].version
+        writes = folded.transact_items()
+        deferred = self._deferring()
+        if not writes and deferred is not None:
+            # Nothing to write but the position: committed with other streams' (``_settle``).
+            pending = deferred.get(stream)
+            expected = committed if pending is None else pending.expected
+            carried = 0 if pending is None else pending.events
+            deferred[stream] = _Deferred(expected, new_version, carried + len(batch))
+            return new_version, False
+        if deferred is not None and stream in deferred:
+            # Events before this batch wrote nothing: their advance goes with this one.
+            pending = deferred.pop(stream)
+            expected, carried = pending.expected, pending.events
+        else:
+            expected, carried = committed, 0
         try:
-            self.positions.advance(self.name, stream, committed, new_version, writes)
+            self.positions.advance(self.name, stream, expected, new_version, writes)
         except PositionConflict:
             report.conflicts += 1
             log.info("projection.position_conflict", projector=self.name, stream=stream)
             return committed, True
         except ProjectionWriteError as refused:
+            if carried:  # the events one by one start from the position stored before them
+                if deferred is not None:
+                    deferred[stream] = _Deferred(expected, committed, carried)
+                if not self._settle_stream(stream, report):
+                    return committed, True
             if len(batch) > 1:
                 for single in batch:
-                    committed, lost = self._flush(stream, committed, [single], report)
+                    alone = FoldedBatch()
+                    alone.add([(self._identity(write), write) for write in single[1]])
+                    committed, lost = self._flush(stream, committed, [single], report, alone)
                     if lost or committed != single[0].version:
                         return committed, lost
                 return committed, False
             record = batch[0][0]
             self._park(stream, committed, record, f"read-model write refused: {refused}", 1, report)
             return committed, False
-        report.applied += len(batch)
+        report.applied += len(batch) + carried
         return new_version, False
 
-    def _handle_with_retries(self, record: StoredEvent) -> list[TransactItem]:
+    def _handle_with_retries(self, record: StoredEvent) -> list[QueuedWrite]:
         function = self.projector.handler_for(record.event_type)
         if function is None:
             return []  # not interesting to this projector: the position still moves past it
@@ -243,18 +337,21 @@ class ProjectionEngine:
         error: BaseException | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:
-                event = self.registry.decode(
-                    record.event_type,
-                    record.schema,
-                    record.payload,
-                    stream=record.stream,
-                    version=record.version,
-                )
-                function(self.projector, event, envelope)
-                return self.projector.take_queued()
+                with self._handler_lock:
+                    try:
+                        event = self.registry.decode(
+                            record.event_type,
+                            record.schema,
+                            record.payload,
+                            stream=record.stream,
+                            version=record.version,
+                        )
+                        function(self.projector, event, envelope)
+                    finally:
+                        queued = self.projector.take_queued()
+                return queued
             except Exception as failure:  # a handler's failure of any kind: retry, then park
-                self.projector.take_queued()  # drop what the failed attempt queued
-                error = failure
+                error = failure  # what the failed attempt queued was dropped
                 log.warning(
                     "projection.handler_failed",
                     projector=self.name,
@@ -276,6 +373,8 @@ class ProjectionEngine:
         attempts: int,
         report: ApplyReport,
     ) -> None:
+        if not self._settle_stream(stream, report):
+            return
         parked = ParkedEvent(
             version=record.version,
             error=reason,
@@ -300,6 +399,15 @@ class ProjectionEngine:
 
 def _describe(error: BaseException | None) -> str:
     return f"{type(error).__name__}: {error}"
+
+
+@attrs.define
+class _Deferred:
+    """A stream's position advance with no writes, waiting to be committed with others'."""
+
+    expected: int
+    version: int
+    events: int
 
 
 class _HandlerFailed(Exception):

@@ -27,8 +27,14 @@ from pynamodb.models import Model
 from framework.domain import Event, collect_event_handlers, event_type_name
 from framework.encryption import KeyRing
 from framework.errors import DefinitionError
+from framework.projections.folding import (
+    QueuedWrite,
+    delete_write,
+    key_names,
+    put_write,
+    update_write,
+)
 from framework.store.keys import check_projector_name, stream_key
-from framework.store.positions import TransactItem
 
 
 @attrs.frozen
@@ -79,7 +85,7 @@ class Projector:
         }
 
     def __init__(self) -> None:
-        self._queued: list[TransactItem] = []
+        self._queued: list[QueuedWrite] = []
         self._tables: dict[str, str] = {}
 
     def use_table_prefix(self, prefix: str) -> None:
@@ -117,7 +123,11 @@ class Projector:
 
     def save(self, row: Model, condition: Condition | None = None) -> None:
         """Queue a ``Put`` of a read-model row (replacing the row with the same key)."""
-        self._queue("Put", row, row.get_save_kwargs_from_instance(condition=condition))
+        self._check_declared(row)
+        request = row.get_save_kwargs_from_instance(condition=condition)
+        item = request["Item"]
+        key = {name: item[name] for name in key_names(type(row)) if name in item}
+        self._queued.append(put_write(self._table(request), key, request))
 
     def update(
         self, row: Model, actions: Sequence[Action], condition: Condition | None = None
@@ -125,29 +135,35 @@ class Projector:
         """Queue an ``Update`` of the row keyed like ``row`` with PynamoDB actions.
 
         ``row`` needs only its key: ``self.update(Balance("acc-1"),
-        actions=[Balance.amount.add(x), Balance.version.set(v)])``.
+        actions=[Balance.amount.add(x), Balance.version.set(v)])``. Updates of one row by the
+        events of a stream are folded into one write (see ``folding.py``).
         """
-        kwargs = row.get_update_kwargs_from_instance(
+        self._check_declared(row)
+        request = row.get_update_kwargs_from_instance(
             actions=list(actions), condition=condition, add_version_condition=False
         )
-        self._queue("Update", row, kwargs)
+        self._queued.append(
+            update_write(self._table(request), request["Key"], request, list(actions))
+        )
 
     def delete(self, row: Model, condition: Condition | None = None) -> None:
         """Queue a ``Delete`` of the row keyed like ``row``."""
-        kwargs = row.get_delete_kwargs_from_instance(
+        self._check_declared(row)
+        request = row.get_delete_kwargs_from_instance(
             condition=condition, add_version_condition=False
         )
-        self._queue("Delete", row, kwargs)
+        self._queued.append(delete_write(self._table(request), request["Key"], request))
 
-    def _queue(self, action: str, row: Model, kwargs: dict[str, Any]) -> None:
+    def _check_declared(self, row: Model) -> None:
         if not isinstance(row, self.read_models):
             raise DefinitionError(
                 f"{type(self).__name__} writes {type(row).__name__}, which is not among its "
                 "read_models: declare it, so that its table is created, cleared and deleted"
             )
-        logical = kwargs["TableName"]
-        kwargs["TableName"] = self._tables.get(logical, logical)
-        self._queued.append({action: kwargs})
+
+    def _table(self, request: Mapping[str, Any]) -> str:
+        logical = str(request["TableName"])
+        return self._tables.get(logical, logical)
 
     # -- low-level writes, for tables that are not declared read models --------------------
 
@@ -174,7 +190,7 @@ class Projector:
         """Queue a ``Delete`` of the item under ``key`` in ``table``."""
         self._queued.append({"Delete": {"TableName": table, "Key": dict(key), **options}})
 
-    def take_queued(self) -> list[TransactItem]:
-        """The writes queued since the last call (the engine commits them)."""
+    def take_queued(self) -> list[QueuedWrite]:
+        """The writes queued since the last call (the engine folds and commits them)."""
         queued, self._queued = self._queued, []
         return queued

@@ -8,6 +8,7 @@ position move together or not at all.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -36,6 +37,8 @@ from framework.store.positions import (
 )
 
 _NOT_PARKED = "attribute_not_exists(parked_version)"
+_BATCH_GET_KEYS = 100
+"""DynamoDB's limit on the keys of one ``BatchGetItem``."""
 
 
 class DynamoDBPositionStore:
@@ -62,6 +65,28 @@ class DynamoDBPositionStore:
             )
         item = response.get("Item")
         return Position(projector, stream) if item is None else _to_position(item)
+
+    def get_many(self, projector: str, streams: Sequence[str]) -> dict[str, Position]:
+        """Consistent ``BatchGetItem`` reads, 100 keys a request: one request per replay chunk
+        instead of one per stream."""
+        found = {stream: Position(projector, stream) for stream in streams}
+        keys = [{"pk": s(position_key(projector, stream))} for stream in dict.fromkeys(streams)]
+        for start in range(0, len(keys), _BATCH_GET_KEYS):
+            request: dict[str, Any] = {
+                self.table: {"Keys": keys[start : start + _BATCH_GET_KEYS], "ConsistentRead": True}
+            }
+            delay = 0.05
+            while request:
+                with translated_errors(self.table):
+                    response = self.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    position = _to_position(item)
+                    found[position.stream] = position
+                request = response.get("UnprocessedKeys") or {}
+                if request:  # DynamoDB answered part of it (throttling): ask for the rest
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+        return found
 
     def parked(self, projector: str | None = None) -> list[Position]:
         condition = "attribute_exists(parked_version)"
@@ -144,6 +169,30 @@ class DynamoDBPositionStore:
                 f"projector {projector!r} could not write its read model for {stream!r} "
                 f"up to version {new_version}: {refused}"
             ) from None
+
+    def advance_many(self, projector: str, moves: Sequence[tuple[str, int, int]]) -> list[str]:
+        """Up to 100 advances in one ``TransactWriteItems``; when one of them loses a race the
+        transaction is cancelled, and they are sent one by one to find which."""
+        lost: list[str] = []
+        for start in range(0, len(moves), MAX_TRANSACTION_ITEMS):
+            group = moves[start : start + MAX_TRANSACTION_ITEMS]
+            if len(group) > 1:
+                updates = [
+                    {"Update": self._advance_update(projector, stream, expected, new)}
+                    for stream, expected, new in group
+                ]
+                try:
+                    with translated_errors(self.table):
+                        self.client.transact_write_items(TransactItems=updates)
+                    continue
+                except (TransactionCancelled, TransactionConflict):
+                    pass  # one by one below
+            for stream, expected, new in group:
+                try:
+                    self.advance(projector, stream, expected, new)
+                except PositionConflict:
+                    lost.append(stream)
+        return lost
 
     def _advance_update(
         self, projector: str, stream: str, expected_version: int, new_version: int

@@ -320,6 +320,15 @@ def feed_checkpoint_key(projector: str) -> str:
     return f"{FEED_CHECKPOINT_PREFIX}{SEPARATOR}{projector}"
 
 
+def feed_shard_checkpoint_key(projector: str, shard: int) -> str:
+    """Where the catch-up runner keeps how far a projector got in one shard of the feed.
+
+    A parallel replay reads each shard on its own, so each has its own checkpoint: an
+    interrupted replay resumes every shard from where that shard got to.
+    """
+    return f"{FEED_CHECKPOINT_PREFIX}{SEPARATOR}{shard}{SEPARATOR}{projector}"
+
+
 def shard_checkpoint_key(shard_id: str, projector: str) -> str:
     """Where the Streams poller keeps a projector's progress in one shard."""
     return f"{SHARD_CHECKPOINT_PREFIX}{SEPARATOR}{shard_id}{SEPARATOR}{projector}"

@@ -68,6 +68,10 @@ class PositionStore(Protocol):
         """The position (version 0 when the projector never saw the stream)."""
         ...
 
+    def get_many(self, projector: str, streams: Sequence[str]) -> dict[str, Position]:
+        """The positions in several streams at once (a replay asks for a chunk's streams)."""
+        ...
+
     def advance(
         self,
         projector: str,
@@ -79,6 +83,14 @@ class PositionStore(Protocol):
         """Move the position from ``expected_version`` to ``new_version`` with ``writes``.
 
         Raises ``PositionConflict`` when the stored version is not ``expected_version``.
+        """
+        ...
+
+    def advance_many(self, projector: str, moves: Sequence[tuple[str, int, int]]) -> list[str]:
+        """Advance several streams without writes: (stream, expected, new) each.
+
+        Returns the streams whose position was not at ``expected`` (another runner moved it);
+        the others moved.
         """
         ...
 
@@ -139,6 +151,9 @@ class InMemoryPositionStore:
         with self._lock:
             return self._positions.get((projector, stream)) or Position(projector, stream)
 
+    def get_many(self, projector: str, streams: Sequence[str]) -> dict[str, Position]:
+        return {stream: self.get(projector, stream) for stream in streams}
+
     def advance(
         self,
         projector: str,
@@ -157,6 +172,15 @@ class InMemoryPositionStore:
             if current.version != expected_version or current.parked is not None:
                 raise PositionConflict(projector, stream, expected_version)
             self._positions[(projector, stream)] = Position(projector, stream, new_version)
+
+    def advance_many(self, projector: str, moves: Sequence[tuple[str, int, int]]) -> list[str]:
+        lost = []
+        for stream, expected, new in moves:
+            try:
+                self.advance(projector, stream, expected, new)
+            except PositionConflict:
+                lost.append(stream)
+        return lost
 
     def item_identity(self, write: TransactItem) -> Hashable:
         return id(write)  # never reached with writes: ``advance`` refuses them
