@@ -1,9 +1,10 @@
 """Catch-up and replay over the ``feed`` index: every event of every stream, in commit order.
 
 The runner walks the feed hour by hour, in chunks of a fixed size, so memory stays flat however
-many events there are. On DynamoDB it reads the feed's shards side by side (``workers`` threads,
-``DynamoDBEventStore.read_feed_shard``), each with its own checkpoint written as it goes, so that
-an interrupted replay resumes; other stores are read whole (``EventStore.read_feed``). It stops a
+many events there are. On DynamoDB it reads the feed's lanes side by side (``workers`` threads,
+``DynamoDBEventStore.read_feed_lane``; a lane is a set of feed shards holding whole streams),
+each with its own checkpoint written as it goes, so that an interrupted replay resumes; other
+stores are read whole (``EventStore.read_feed``). It stops a
 safety window short of now, because the index is eventually consistent and the newest commits may
 not be in it yet.
 
@@ -41,7 +42,7 @@ from framework.projections.projector import Projector
 from framework.projections.read_models import clear_tables
 from framework.store.base import EventStore
 from framework.store.dynamodb import DynamoDBEventStore
-from framework.store.keys import feed_checkpoint_key, feed_shard_checkpoint_key
+from framework.store.keys import feed_checkpoint_key, feed_lane_checkpoint_key
 from framework.store.positions import PositionStore
 from framework.store.records import StoredEvent
 
@@ -62,25 +63,27 @@ DEFAULT_CHECKPOINT_INTERVAL = 2.0
 
 @attrs.define
 class _Shard:
-    """A part of the feed that one worker replays in order, with its own checkpoints."""
+    """A lane of the feed that one worker replays in order, with its own checkpoints."""
 
     number: int | None  # None: the whole feed, of a store that does not shard it
     read: Callable[[dt.datetime | None, dt.datetime], Iterator[StoredEvent]]
+    lanes: int = 1
 
     def checkpoint_key(self, projector: str) -> str:
         if self.number is None:
             return feed_checkpoint_key(projector)
-        return feed_shard_checkpoint_key(projector, self.number)
+        return feed_lane_checkpoint_key(projector, self.number, self.lanes)
 
 
 class CatchUpRunner:
     """Brings projectors up to date from the events table's ``feed`` index.
 
-    On DynamoDB the feed's shards are replayed by ``workers`` threads side by side: a stream
-    always lands in one shard (``keys.feed_key``), so each stream is still applied in order,
-    and the engine fills any gap from the store should it ever not be. Each shard checkpoints
-    its progress every ``checkpoint_interval`` seconds, so an interrupted run or rebuild
-    resumes (with a plain ``run``) where each shard got to instead of starting over.
+    On DynamoDB the feed's lanes are replayed by ``workers`` threads side by side: a stream
+    always lands in one lane (``keys.feed_lanes``), even across changes of the number of feed
+    shards, so each stream is applied in order by one worker. Each lane checkpoints its progress
+    every ``checkpoint_interval`` seconds, so an interrupted run or rebuild resumes (with a plain
+    ``run``) where each lane got to instead of starting over; a finished run also checkpoints
+    the whole feed, where lanes of another count resume from.
     """
 
     def __init__(
@@ -134,6 +137,10 @@ class CatchUpRunner:
             else:
                 report = self._in_parallel(shards, starts, end, settled, progress)
             progress.finish()
+        if shards[0].number is not None:  # the lanes are done: the whole feed is, too
+            self._checkpoint(
+                _Shard(None, self.store.read_feed), min(starts, key=_earliest), min(end, settled)
+            )
         log.info(
             "projection.catch_up_done",
             projectors=[engine.name for engine in self.engines],
@@ -209,9 +216,10 @@ class CatchUpRunner:
     def _shards(self) -> list[_Shard]:
         store = self.store
         if isinstance(store, DynamoDBEventStore):
+            lanes = store.feed_lanes()
             return [
-                _Shard(number, functools.partial(store.read_feed_shard, number))
-                for number in range(store.feed_shard_count())
+                _Shard(lane, functools.partial(store.read_feed_lane, lane, lanes), lanes)
+                for lane in range(lanes)
             ]
         return [_Shard(None, store.read_feed)]
 

@@ -58,6 +58,7 @@ from framework.store.keys import (
     checked_stream_key,
     command_key,
     feed_hour,
+    feed_lanes,
     feed_partitions,
 )
 from framework.store.large_payloads import PayloadStore, forget_uploads, offload, resolve
@@ -328,31 +329,36 @@ class DynamoDBEventStore:
                         return
                     yield self.resolve_payload(event)
 
-    def feed_shard_count(self) -> int:
-        """How many shards the feed of every hour is spread over (see ``keys.feed_key``)."""
-        return FEED_SHARDS
+    def feed_lanes(self) -> int:
+        """Into how many lanes the feed splits for a parallel replay (see ``keys.feed_lanes``):
+        every stream's events in one lane, whatever shard counts writers used."""
+        with translated_errors(self.tables.aggregates):
+            return feed_lanes(self.feed_hours.shard_counts() | {self.feed_shards})
 
-    def read_feed_shard(
-        self, shard: int, since: dt.datetime | None = None, until: dt.datetime | None = None
+    def read_feed_lane(
+        self,
+        lane: int,
+        lanes: int,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
     ) -> Iterator[StoredEvent]:
-        """The events of one feed shard, hour by hour, in commit order within the shard.
+        """The events of one lane of the feed, hour by hour, in commit order within the lane.
 
-        A stream's events all land in one shard, so the shards can be replayed side by side
+        A stream's events all land in one lane, so the lanes can be replayed side by side
         (``CatchUpRunner(workers=...)``) without reordering any stream.
         """
         end = until or dt.datetime.now(dt.UTC)
-        hour = feed_hour(since or self.feed_start())
-        while hour <= end:
-            partitions = feed_partitions(hour)
-            if shard < len(partitions):
-                for item in self._query_feed(partitions[shard]):
+        with translated_errors(self.tables.aggregates):
+            for hour, shard_count in self.feed_hours.hours(since or self.feed_start(), end):
+                partitions = feed_partitions(hour, shard_count)[lane::lanes]
+                shards = [self._query_feed(partition) for partition in partitions]
+                for item in heapq.merge(*shards, key=lambda item: str(item["feed_sk"]["S"])):
                     event = item_to_event(item)
                     if since is not None and event.occurred_at < since:
                         continue
                     if event.occurred_at >= end:
                         return
                     yield self.resolve_payload(event)
-            hour += dt.timedelta(hours=1)
 
     def approximate_event_count(self) -> int:
         """The events table's item count as DescribeTable reports it.

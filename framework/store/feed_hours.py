@@ -74,13 +74,23 @@ class FeedHours:
                 self._marked.add((key, self.shards))
 
     def _record_start(self, hour: dt.datetime) -> None:
+        """Once per process: when marking began, and which shard counts writers use."""
         self.client.update_item(
             TableName=self.table,
             Key={"pk": {"S": FEED_MARKERS_SINCE_KEY}},
-            UpdateExpression="SET since = if_not_exists(since, :h)",
-            ExpressionAttributeValues={":h": {"S": hour.isoformat()}},
+            UpdateExpression="SET since = if_not_exists(since, :h) ADD shard_counts :n",
+            ExpressionAttributeValues={
+                ":h": {"S": hour.isoformat()},
+                ":n": {"NS": [str(self.shards)]},
+            },
         )
         self._started = True
+
+    def shard_counts(self) -> set[int]:
+        """Every shard count writers spread hours over (the default's included: older hours)."""
+        item = self._since_item()
+        counts = [] if item is None else item.get("shard_counts", {}).get("NS", [])
+        return {FEED_SHARDS, *(int(count) for count in counts)}
 
     def hours(self, start: dt.datetime, end: dt.datetime) -> Iterator[tuple[dt.datetime, int]]:
         """The hours from ``start`` to ``end`` that may hold events, with their shard counts.
@@ -105,12 +115,16 @@ class FeedHours:
 
     def _legacy_until(self) -> dt.datetime | None:
         """Until when hours are read without markers; ``None``: always (never marked)."""
-        item = self.client.get_item(
-            TableName=self.table, Key={"pk": {"S": FEED_MARKERS_SINCE_KEY}}, ConsistentRead=True
-        ).get("Item")
+        item = self._since_item()
         if item is None:
             return None
         return dt.datetime.fromisoformat(item["since"]["S"]) + LEGACY_GRACE
+
+    def _since_item(self) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self.client.get_item(
+            TableName=self.table, Key={"pk": {"S": FEED_MARKERS_SINCE_KEY}}, ConsistentRead=True
+        ).get("Item")
+        return item
 
     def _fetch(self, hours: list[dt.datetime]) -> dict[str, int]:
         """The largest shard count of each marked hour among ``hours``."""

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import zlib
+from collections.abc import Iterable
 
 from framework.errors import DefinitionError, InvalidIdentifier
 
@@ -297,6 +299,16 @@ def feed_partitions(hour: dt.datetime, shards: int = FEED_SHARDS) -> list[str]:
     return [f"{hour.astimezone(dt.UTC):%Y%m%d%H}{SEPARATOR}{shard}" for shard in range(shards)]
 
 
+def feed_lanes(shard_counts: Iterable[int]) -> int:
+    """How many lanes a feed written with these shard counts splits into, streams kept whole.
+
+    Lane ``p % g`` of partition ``p`` with ``g`` the greatest common divisor of the counts: for
+    every count ``n`` that ``g`` divides, ``(crc % n) % g == crc % g``, so all of a stream's
+    events are in one lane whatever count each hour was written with.
+    """
+    return math.gcd(*shard_counts) or FEED_SHARDS
+
+
 def feed_hour_key(hour: dt.datetime) -> str:
     """The aggregates-table key of the marker saying that events were written in ``hour``."""
     return f"{FEED_HOUR_PREFIX}{SEPARATOR}{hour.astimezone(dt.UTC):%Y%m%d%H}"
@@ -320,13 +332,14 @@ def feed_checkpoint_key(projector: str) -> str:
     return f"{FEED_CHECKPOINT_PREFIX}{SEPARATOR}{projector}"
 
 
-def feed_shard_checkpoint_key(projector: str, shard: int) -> str:
-    """Where the catch-up runner keeps how far a projector got in one shard of the feed.
+def feed_lane_checkpoint_key(projector: str, lane: int, lanes: int) -> str:
+    """Where the catch-up runner keeps how far a projector got in one lane of the feed.
 
-    A parallel replay reads each shard on its own, so each has its own checkpoint: an
-    interrupted replay resumes every shard from where that shard got to.
+    A parallel replay reads each lane on its own, so each has its own checkpoint: an
+    interrupted replay resumes every lane from where it got to. The number of lanes is part of
+    the key, since lane ``n`` of four and lane ``n`` of two are different parts of the feed.
     """
-    return f"{FEED_CHECKPOINT_PREFIX}{SEPARATOR}{shard}{SEPARATOR}{projector}"
+    return f"{FEED_CHECKPOINT_PREFIX}{SEPARATOR}{lane}of{lanes}{SEPARATOR}{projector}"
 
 
 def shard_checkpoint_key(shard_id: str, projector: str) -> str:

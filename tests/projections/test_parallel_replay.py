@@ -23,7 +23,7 @@ from framework import (
     event_handler,
 )
 from framework.projections.catch_up import ReplayProgress, _RichProgress
-from framework.store.keys import FEED_SHARDS, feed_checkpoint_key, feed_shard_checkpoint_key
+from framework.store.keys import FEED_SHARDS, feed_checkpoint_key, feed_lane_checkpoint_key
 from tests.support.bank import Account, Deposited, DepositMany, OpenAccount
 
 pytestmark = pytest.mark.dynamodb_local
@@ -95,7 +95,7 @@ def test_an_interrupted_replay_resumes_where_each_shard_got_to(
     committed = sum(position.version for position in positions.positions("ordered"))
     assert 0 < committed < history
     saved = [
-        positions.get_checkpoint(feed_shard_checkpoint_key("ordered", shard))
+        positions.get_checkpoint(feed_lane_checkpoint_key("ordered", shard, FEED_SHARDS))
         for shard in range(FEED_SHARDS)
     ]
     assert any(saved), "each shard checkpoints as it goes"
@@ -133,8 +133,11 @@ def test_a_replay_reads_positions_in_batches_and_only_what_it_needs_of_the_feed(
     projector = Ordered()
     report = runner(local_store, DynamoDBPositionStore(local_store), projector).run(until=later())
     assert report.applied == history
-    assert calls["GetItem"] <= 2 * FEED_SHARDS  # checkpoints only: no position read one by one
-    assert 0 < calls["BatchGetItem"] <= history // 7 + FEED_SHARDS
+    # Checkpoints, and where hour markers began (once per lane, once for the lane count): no
+    # position read one by one.
+    assert calls["GetItem"] <= 2 * FEED_SHARDS + FEED_SHARDS + 1
+    # Positions a chunk at a time, plus each lane's hour markers (a hundred hours a request).
+    assert 0 < calls["BatchGetItem"] <= history // 7 + 2 * FEED_SHARDS
     assert feed_queries and all("feed_pk" not in q["ProjectionExpression"] for q in feed_queries)
 
 
