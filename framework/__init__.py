@@ -11,8 +11,7 @@ from framework.domain import (
     Event,
     command_handler,
     event_handler,
-    personal,
-    target_id,
+    subject_of,
 )
 from framework.encryption import ERASED, KeyRing, KmsKeyWrapper, LocalKeyWrapper
 from framework.errors import (
@@ -104,7 +103,6 @@ __all__ = [
     "UnknownEventType",
     "command_handler",
     "event_handler",
-    "personal",
-    "target_id",
+    "subject_of",
     "upcaster",
 ]

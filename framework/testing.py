@@ -60,7 +60,7 @@ class Scenario:
         snapshots: dict[type[Aggregate], SnapshotPolicy] | None = None,
     ) -> None:
         self.store = InMemoryEventStore()
-        # A throw-away key ring, so that aggregates with personal() fields work in scenarios.
+        # A throw-away key ring, so that aggregates with personal fields work in scenarios.
         self.keys = KeyRing(LocalKeyWrapper(os.urandom(32)))
         self.app = Application(
             store=self.store,

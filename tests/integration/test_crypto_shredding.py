@@ -31,7 +31,6 @@ from framework import (
     Projector,
     SubjectForgotten,
     event_handler,
-    personal,
 )
 from framework.encryption import FORGOTTEN, InMemoryKeyStorage
 from framework.serialization import EventRegistry, decode_state
@@ -124,14 +123,13 @@ def test_personal_fields_need_a_key_ring_and_text_types(memory_store: EventStore
     with pytest.raises(DefinitionError, match="give the Application a KeyRing"):
         Application(store=memory_store, aggregates=[User])
 
-    @frozen
-    class Measured(Event):
-        height: int = personal()
-
     with pytest.raises(
         DefinitionError, match=re.escape("personal fields must be str or str | None")
     ):
-        EventRegistry([Measured])
+
+        @frozen
+        class Measured(Event, personal=("height",)):
+            height: int
 
 
 @pytest.fixture

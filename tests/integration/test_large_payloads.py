@@ -21,15 +21,14 @@ from framework import (
     InMemoryEventStore,
     command_handler,
     event_handler,
-    target_id,
 )
 from framework.store.keys import max_id_bytes
 from framework.store.large_payloads import InMemoryPayloadStore, PayloadStore, S3PayloadStore
 
 
 @frozen
-class Attach(Command):
-    document_id: str = target_id()
+class Attach(Command, target="document_id"):
+    document_id: str
     content: str
 
 

@@ -19,7 +19,6 @@ from framework import (
     EventStore,
     command_handler,
     event_handler,
-    target_id,
     upcaster,
 )
 from framework.store import StoredEvent
@@ -47,8 +46,8 @@ def add_currency(document: dict[str, object]) -> dict[str, object]:
 
 
 @frozen
-class Feed(Command):
-    bank_id: str = target_id()
+class Feed(Command, target="bank_id"):
+    bank_id: str
     amount: Decimal
 
 

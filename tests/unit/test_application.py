@@ -28,8 +28,6 @@ from framework import (
     UnitOfWork,
     UnknownCommand,
     command_handler,
-    personal,
-    target_id,
 )
 from framework.store import ChangeSet
 from framework.unit_of_work import command_fingerprint
@@ -226,9 +224,9 @@ def test_the_fingerprint_holds_no_personal_data() -> None:
     """A bare hash of an address can be confirmed by guessing: personal values stay out."""
 
     @frozen
-    class Subscribe(Command):
-        member_id: str = target_id()
-        email: str = personal()
+    class Subscribe(Command, target="member_id", personal=("email",)):
+        member_id: str
+        email: str
 
     first = Subscribe(member_id="m1", email="ann@example.org")
     assert command_fingerprint(first) == command_fingerprint(
@@ -398,11 +396,11 @@ def test_each_command_is_logged_with_its_outcome_and_no_payload(app: Application
 
 
 def test_creates_none_creates_on_first_use_and_loads_afterwards(spy: SpyStore) -> None:
-    from framework import Aggregate, Event, event_handler, target_id
+    from framework import Aggregate, Event, event_handler
 
     @frozen
-    class Tick(Command):
-        counter_id: str = target_id()
+    class Tick(Command, target="counter_id"):
+        counter_id: str
 
     @frozen
     class Ticked(Event):

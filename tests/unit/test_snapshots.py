@@ -22,7 +22,6 @@ from framework import (
     NoSnapshots,
     command_handler,
     event_handler,
-    target_id,
 )
 from framework.domain import unsnapshottable_state
 from framework.serialization import SnapshotStateError, state_schema
@@ -130,13 +129,13 @@ def test_an_undecodable_snapshot_is_ignored() -> None:
 
 
 @frozen
-class StartBook(Command):
-    book_id: str = target_id()
+class StartBook(Command, target="book_id"):
+    book_id: str
 
 
 @frozen
-class AddNote(Command):
-    book_id: str = target_id()
+class AddNote(Command, target="book_id"):
+    book_id: str
     note: str
 
 
@@ -270,8 +269,8 @@ def test_snapshot_and_events_load_many_events_quickly_with_multi_event_commands(
 
 
 @frozen
-class Relocate(Command):
-    home_id: str = target_id()
+class Relocate(Command, target="home_id"):
+    home_id: str
     street: str
 
 
