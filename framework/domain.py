@@ -350,8 +350,9 @@ def _check_text_fields(cls: type, specs: tuple[PersonalField, ...], *, strict: b
         kind = text_field_kind(cls, spec.name)
         if kind == "other" or (strict and kind is None):
             annotation = attrs.fields_dict(cls)[spec.name].type
+            found = "its annotation %r cannot be resolved" if kind is None else "it is %r"
             raise DefinitionError(
-                f"{cls.__name__}.{spec.name} is declared personal but is {annotation!r}: "
+                f"{cls.__name__}.{spec.name} is declared personal but {found % (annotation,)}: "
                 "personal fields must be str or str | None"
             )
         if spec.subject_field is None:
