@@ -45,6 +45,8 @@ from framework.store.memory import InMemoryEventStore
 from framework.store.positions import InMemoryPositionStore, PositionStore
 from framework.store.records import AggregateChange, ChangeSet, StoredEvent
 
+A = TypeVar("A", bound=Aggregate)
+
 
 class ScenarioFailed(AssertionError):
     """A scenario's expectation did not hold; the message shows expected and actual."""
@@ -190,8 +192,11 @@ class Scenario:
             )
         return self._error
 
-    def aggregate(self, aggregate_class: type[Aggregate], aggregate_id: str) -> Aggregate:
-        """The aggregate's state after the command, loaded from the store."""
+    def aggregate(self, aggregate_class: type[A], aggregate_id: str) -> A:
+        """The aggregate's state after the command, loaded from the store.
+
+        Typed as the class asked for, so ``run.aggregate(Account, "a").balance`` type-checks.
+        """
         return self.app.get(aggregate_class, aggregate_id)
 
     def _outcome(self) -> CommandResult:

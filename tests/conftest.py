@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from framework import DynamoDBEventStore, InMemoryEventStore
-from framework.pytest_plugin import unique_prefix
+from framework.pytest_plugin import unique_prefix as unique_prefix
 
 # moto and DynamoDB Local need some credentials; never let tests find real ones.
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"

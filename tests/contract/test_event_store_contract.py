@@ -28,7 +28,7 @@ from framework import (
     UnknownEventType,
 )
 from framework.store import UniqueClaim
-from framework.store.items import MAX_ITEM_BYTES
+from framework.store.items import MAX_ITEM_BYTES, Item
 from framework.store.keys import max_id_bytes
 from tests.support.bank import (
     Account,
@@ -289,7 +289,7 @@ class EventStoreContract:
     def test_a_forgotten_subjects_key_goes_with_the_change_set_or_not_at_all(
         self, store: EventStore
     ) -> None:
-        key_item = {"pk": {"S": "key#a1"}, "wrapped": {"B": b"secret"}}
+        key_item: Item = {"pk": {"S": "key#a1"}, "wrapped": {"B": b"secret"}}
         plant_item(store, store.tables.aggregates, key_item)
         store.commit(change_set([("a1", 0, 1)]))
         with pytest.raises(ConcurrencyError):

@@ -13,6 +13,7 @@ from typing import Any
 
 import botocore.awsrequest
 import pytest
+from botocore.compat import HTTPHeaders
 from botocore.config import Config
 from botocore.exceptions import ReadTimeoutError
 
@@ -133,7 +134,7 @@ def test_requests_per_command(dynamodb: DynamoDBEventStore) -> None:
 
 def _throttling_response(request: Any, **_: Any) -> botocore.awsrequest.AWSResponse:
     body = b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"slow"}'
-    return botocore.awsrequest.AWSResponse(request.url, 400, {}, _RawBody(body))
+    return botocore.awsrequest.AWSResponse(request.url, 400, HTTPHeaders(), _RawBody(body))
 
 
 class _RawBody:
@@ -205,13 +206,15 @@ def test_a_lost_answer_is_store_unavailable_and_a_retry_with_the_same_id_is_safe
 ) -> None:
     """The commit went through but its answer was lost: retrying the command must not double it."""
     store = impatient_store
+    endpoint = store.endpoint_url
+    assert endpoint is not None
     app = Application(store=store, aggregates=[Account])
     app.handle(OpenAccount(account_id="a", owner="Ann"))
     lost = {"answers": 0}
 
     def lose_the_answer(**_: Any) -> None:
         lost["answers"] += 1
-        raise ReadTimeoutError(endpoint_url=store.endpoint_url)
+        raise ReadTimeoutError(endpoint_url=endpoint)
 
     event_name = "after-call.dynamodb.TransactWriteItems"
     store.client.meta.events.register_first(event_name, lose_the_answer)

@@ -22,7 +22,7 @@ from framework import (
     upcaster,
 )
 from framework.store import StoredEvent
-from framework.store.items import event_item
+from framework.store.items import Item, event_item
 from tests.support.records import plant_item
 
 
@@ -65,7 +65,7 @@ class PiggyBank(Aggregate):
         self.currencies = self.currencies | {event.currency}
 
 
-def old_event(version: int, schema: int, document: dict[str, object]) -> dict[str, object]:
+def old_event(version: int, schema: int, document: dict[str, object]) -> Item:
     return event_item(
         StoredEvent(
             aggregate_type="PiggyBank",
@@ -105,7 +105,7 @@ def test_every_old_version_is_read_through_the_chain(store: EventStore) -> None:
     )
     app = Application(store=store, aggregates=[PiggyBank])
     bank = app.get(PiggyBank, "p")
-    assert (bank.total, bank.currencies, bank.version) == (Decimal("14.25"), {"EUR"}, 3)
+    assert (bank.total, bank.currencies, bank.version) == (Decimal("14.25"), frozenset({"EUR"}), 3)
     app.handle(Feed(bank_id="p", amount=Decimal(1)))  # new events are written at version 3
     newest = store.load_events("PiggyBank", "p")[-1]
     assert (newest.version, newest.schema) == (4, 3)

@@ -123,7 +123,7 @@ class Indexed(Model):
 
     account_id = UnicodeAttribute(hash_key=True)
     owner = UnicodeAttribute()
-    count = NumberAttribute(default=0)
+    visits = NumberAttribute(default=0)  # not "count": that is Model.count()
     by_owner = ByOwner()
 
 

@@ -51,7 +51,7 @@ def bank(
     store: SpyStore, handlers: tuple[object, ...] = (transfer,), **options: object
 ) -> Application:
     return Application(
-        store=store,  # type: ignore[arg-type]
+        store=store,
         aggregates=[Account],
         handlers=handlers,  # type: ignore[arg-type]
         backoff=NO_WAIT,
@@ -318,7 +318,7 @@ def top_up(uow: UnitOfWork, command: TopUp) -> None:
 
 
 def test_a_command_that_changes_nothing_still_records_its_id(spy: SpyStore) -> None:
-    app = Application(store=spy, aggregates=[Account], handlers=[top_up])  # type: ignore[arg-type]
+    app = Application(store=spy, aggregates=[Account], handlers=[top_up])
     app.handle(OpenAccount(account_id="a", owner="Ann"))
     app.handle(Deposit(account_id="a", amount=Decimal(100)))
     first = app.handle(TopUp(account_id="a", floor=Decimal(50), command_id="top-1"))
@@ -367,13 +367,13 @@ def test_registration_mistakes_fail_when_the_application_is_built(spy: SpyStore)
         pass
 
     with pytest.raises(DefinitionError, match="Deposit has two handlers"):
-        Application(store=spy, aggregates=[Account], handlers=[second_deposit_handler])  # type: ignore[arg-type]
+        Application(store=spy, aggregates=[Account], handlers=[second_deposit_handler])
     with pytest.raises(DefinitionError, match="not decorated with @command_handler"):
-        Application(store=spy, handlers=[lambda uow, command: None])  # type: ignore[arg-type]
+        Application(store=spy, handlers=[lambda uow, command: None])
     with pytest.raises(DefinitionError, match="not one of the application's aggregates"):
-        Application(store=spy, snapshots={Account: EveryNEvents(5)})  # type: ignore[arg-type]
+        Application(store=spy, snapshots={Account: EveryNEvents(5)})
     with pytest.raises(DefinitionError, match="is not an Aggregate subclass"):
-        Application(store=spy, aggregates=[dict])  # type: ignore[arg-type, list-item]
+        Application(store=spy, aggregates=[dict])  # type: ignore[list-item]
 
 
 def test_each_command_is_logged_with_its_outcome_and_no_payload(app: Application) -> None:
@@ -417,7 +417,7 @@ def test_creates_none_creates_on_first_use_and_loads_afterwards(spy: SpyStore) -
         def _ticked(self, event: Ticked) -> None:
             self.ticks += 1
 
-    app = Application(store=spy, aggregates=[Counter])  # type: ignore[arg-type]
+    app = Application(store=spy, aggregates=[Counter])
     assert app.handle(Tick(counter_id="c")).version == 1
     assert app.handle(Tick(counter_id="c")).version == 2
     assert spy.names() == ["load_events", "commit", "load_events", "commit"]
@@ -441,7 +441,7 @@ def test_an_event_without_handler_fails_the_command_and_writes_nothing(spy: SpyS
         account.emit(Deposited(amount=Decimal(1)))
         account.emit(Audited(note="checked"))
 
-    app = Application(store=spy, aggregates=[Account], handlers=[audit])  # type: ignore[arg-type]
+    app = Application(store=spy, aggregates=[Account], handlers=[audit])
     app.handle(OpenAccount(account_id="a", owner="Ann"))
     before = spy.inner.load_events("Account", "a")
     with pytest.raises(MissingEventHandler, match="Account has no @event_handler for Audited"):

@@ -228,7 +228,7 @@ class TestCommandValidation:
         now = dt.datetime.now(dt.UTC)
         Rich(thing_id="t", count=1, when=now, notes=(Note("a"),), label=None)
         with pytest.raises(InvalidCommand, match="count: expected int, got bool"):
-            Rich(thing_id="t", count=True, when=now)  # type: ignore[arg-type]
+            Rich(thing_id="t", count=True, when=now)
         with pytest.raises(InvalidCommand, match="timezone-aware"):
             Rich(thing_id="t", count=1, when=dt.datetime(2026, 1, 1))
         with pytest.raises(InvalidCommand, match="notes: item 0: expected Note"):

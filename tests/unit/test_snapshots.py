@@ -5,7 +5,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import secrets
+import types
 from decimal import Decimal
+from typing import Any
 
 import attrs
 import pytest
@@ -205,7 +207,7 @@ def test_every_kind_of_assignment_to_self_is_seen() -> None:
     class Assigning(Scrapbook, name="Assigning"):
         declared: int
 
-        def _helper(this) -> None:  # the receiver need not be called self
+        def _helper(this: Any) -> None:  # the receiver need not be called self
             this.a, (this.b, *this.c) = 1, (2, 3)
             this.d += 1
             this.e: int = 0
@@ -301,7 +303,9 @@ def _home_classes(field: str, kind_value: str) -> type[Aggregate]:
             self.history.append(self.address)
 
     # Real types instead of strings: these classes are local to this function.
-    Home.__annotations__.update(address=Street | None, history=list[Street], kind=Kind)
+    # (built as values: Street is a variable, which a type checker does not read as a type)
+    history = types.GenericAlias(list, (Street,))
+    Home.__annotations__.update(address=Street | type(None), history=history, kind=Kind)
     return Home
 
 
