@@ -53,15 +53,17 @@ class RowWrite:
     """A read-model write queued by a projector, kept structured so that it can be folded.
 
     ``request`` is what PynamoDB built for the write as queued (with its condition, if any), and
-    is sent unchanged when nothing was folded into it. ``actions`` are an update's (top-level
-    attribute name to action), ``item`` a put's serialized item; ``None`` when the write cannot
-    be folded (a condition, an action that depends on the item).
+    is sent unchanged when nothing was folded into it; an update's request is ``None`` until it
+    is needed (``transact_item``): serializing the update expression of every intermediate fold
+    cost a rebuild more than its requests. ``actions`` are an update's (top-level attribute name
+    to action), ``item`` a put's serialized item; ``None`` when the write cannot be folded (a
+    condition, an action that depends on the item).
     """
 
     kind: WriteKind
     table: str
     key: Mapping[str, AttributeValue]
-    request: Mapping[str, Any]
+    request: Mapping[str, Any] | None
     item: Mapping[str, AttributeValue] | None = None
     actions: Mapping[str, Action] | None = None
     foldable: bool = True
@@ -73,7 +75,10 @@ class RowWrite:
 
     def transact_item(self) -> TransactItem:
         """The ``TransactWriteItems`` entry of this write."""
-        return {self.kind: dict(self.request)}
+        if self.request is not None:
+            return {self.kind: dict(self.request)}
+        assert self.actions is not None  # only a foldable update defers its request
+        return {self.kind: _update_request(self, self.actions)}
 
 
 QueuedWrite = RowWrite | TransactItem
@@ -85,6 +90,20 @@ def key_names(model: type[Model]) -> tuple[str, ...]:
     attributes = model.get_attributes().values()
     hash_keys = [a.attr_name for a in attributes if a.is_hash_key]
     return (*hash_keys, *(a.attr_name for a in attributes if a.is_range_key))
+
+
+def row_key(row: Model) -> dict[str, AttributeValue]:
+    """The serialized key of ``row`` (``{"pk": {"S": "acc-1"}}``), as PynamoDB would send it."""
+    attributes = type(row).get_attributes()
+    key: dict[str, AttributeValue] = {}
+    for name, attribute in attributes.items():
+        if not (attribute.is_hash_key or attribute.is_range_key):
+            continue
+        value = getattr(row, name)
+        if value is None:
+            raise ValueError(f"{type(row).__name__}.{name} is part of the key and is not set")
+        key[attribute.attr_name] = {attribute.attr_type: attribute.serialize(value)}
+    return key
 
 
 def put_write(
@@ -115,6 +134,20 @@ def update_write(
     by_name = _foldable_actions(actions, key)
     foldable = "ConditionExpression" not in request and by_name is not None
     return RowWrite("Update", table, key, request, actions=by_name, foldable=foldable)
+
+
+def unconditional_update(
+    table: str, key: Mapping[str, AttributeValue], actions: list[Action]
+) -> RowWrite | None:
+    """A queued ``Update`` without a condition whose request is built only when it is sent.
+
+    ``None`` when the actions cannot be folded: the caller then lets PynamoDB build the request
+    (``update_write``), so that such writes reach DynamoDB exactly as queued.
+    """
+    by_name = _foldable_actions(actions, key)
+    if by_name is None:
+        return None
+    return RowWrite("Update", table, key, None, actions=by_name)
 
 
 def _foldable_actions(
@@ -179,6 +212,7 @@ def _apply_to_item(put: RowWrite, actions: Mapping[str, Action]) -> RowWrite | N
             item[name] = total
         else:
             return None  # ADD to a non-number: DynamoDB refuses it, let it say so
+    assert put.request is not None  # a put's request is built when it is queued
     request = {**put.request, "Item": item}
     return attrs.evolve(put, item=item, request=request)
 
@@ -204,7 +238,7 @@ def _merge_updates(
             return None
         kind = AddAction if isinstance(previous, AddAction) else SetAction
         merged[name] = kind(path, Value(dict(total)))
-    return attrs.evolve(earlier, actions=merged, request=_update_request(earlier, merged))
+    return attrs.evolve(earlier, actions=merged, request=None)
 
 
 def _update_request(earlier: RowWrite, actions: Mapping[str, Action]) -> dict[str, Any]:
