@@ -316,6 +316,10 @@ class FoldedBatch:
         self.writes, self._rows = staged, rows
         return True
 
+    def rows(self) -> frozenset[Hashable]:
+        """The identities of the rows the batch writes."""
+        return frozenset(self._rows)
+
     def transact_items(self) -> list[TransactItem]:
         """The ``TransactWriteItems`` entries, in the order the rows were first written."""
         return [w.transact_item() if isinstance(w, RowWrite) else w for w in self.writes]
