@@ -29,7 +29,6 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Hashable, Iterable
-from typing import Any
 
 import attrs
 import structlog
@@ -505,10 +504,3 @@ def _envelope(record: StoredEvent) -> Envelope:
         correlation_id=record.correlation_id,
         causation_id=record.causation_id,
     )
-
-
-def engines_for(
-    projectors: Iterable[Projector], store: EventStore, positions: PositionStore, **options: Any
-) -> list[ProjectionEngine]:
-    """One engine per projector, sharing the store and the position store."""
-    return [ProjectionEngine(projector, store, positions, **options) for projector in projectors]
