@@ -26,6 +26,7 @@ from framework.store.positions import StreamAdvance, TransactItem
 from framework.store.records import StoredEvent
 from tests.support.bank import Account, Deposit, Deposited, OpenAccount
 from tests.support.projectors import TableBalances, create_read_table, read_table
+from tests.support.timing import far_future
 
 pytestmark = pytest.mark.dynamodb_local
 
@@ -57,10 +58,6 @@ class FussyBalances(TableBalances, name="fussy-balances"):
                 self.table,
                 {"pk": {"S": f"huge-{envelope.version}"}, "blob": {"B": b"x" * 420_000}},
             )
-
-
-def far_future() -> dt.datetime:
-    return dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
 
 
 @pytest.fixture
