@@ -148,4 +148,3 @@ def test_state_schema_changes_with_the_declared_state() -> None:
     assert state_schema(Account) == state_schema(Account)
     assert state_schema(Account2) != state_schema(Account)
     assert state_schema(Account3) != state_schema(Account)
-
