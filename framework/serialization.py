@@ -128,16 +128,9 @@ class EventRegistry:
         require_text_fields(event_class)
         self._by_name[name] = event_class
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._by_name
-
     def classes(self) -> list[type[Event]]:
         """Every registered event class."""
         return list(self._by_name.values())
-
-    def names(self) -> list[str]:
-        """All registered type names, sorted."""
-        return sorted(self._by_name)
 
     def encode(self, event: Event, stream: Subject | None = None) -> EncodedEvent:
         """Serialize ``event`` of ``stream`` for storage, personal fields encrypted.

@@ -364,11 +364,6 @@ class UnitOfWork:
             created_at=now,
         )
 
-    @property
-    def aggregates(self) -> list[Aggregate]:
-        """The aggregates loaded or created so far."""
-        return [tracked.aggregate for tracked in self._tracked.values()]
-
 
 def load_aggregate(
     store: EventStore,

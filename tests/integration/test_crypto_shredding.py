@@ -50,17 +50,6 @@ class Names(Projector, name="names"):
         self.names[envelope.aggregate_id] = (event.name, event.email)
 
 
-@pytest.fixture(
-    params=[
-        "memory_store",
-        "moto_store",
-        pytest.param("local_store", marks=pytest.mark.dynamodb_local),
-    ]
-)
-def store(request: pytest.FixtureRequest) -> EventStore:
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
-
-
 def keys_for(store: EventStore) -> KeyRing:
     storage = (
         DynamoDBKeyStorage(store) if isinstance(store, DynamoDBEventStore) else InMemoryKeyStorage()

@@ -20,7 +20,6 @@ from botocore.exceptions import ReadTimeoutError
 from framework import (
     AggregateCache,
     Application,
-    Backoff,
     DynamoDBEventStore,
     EveryNEvents,
     StoreUnavailable,
@@ -32,27 +31,8 @@ from framework.store.tables import FEED_INDEX
 from tests.conftest import unique_prefix
 from tests.support.bank import Account, Deposit, DepositMany, OpenAccount
 from tests.support.records import change_set
-
-
-@pytest.fixture(params=["moto", pytest.param("local", marks=pytest.mark.dynamodb_local)])
-def dynamodb(request: pytest.FixtureRequest) -> DynamoDBEventStore:
-    fixture = "moto_store" if request.param == "moto" else "local_store"
-    store: DynamoDBEventStore = request.getfixturevalue(fixture)
-    return store
-
-
-class RequestLog:
-    """Records the DynamoDB operations a client sends."""
-
-    def __init__(self, client: Any) -> None:
-        self.operations: list[str] = []
-        client.meta.events.register("before-call.dynamodb.*", self._record)
-
-    def _record(self, model: Any, **_: Any) -> None:
-        self.operations.append(model.name)
-
-
-NO_WAIT = Backoff(base=0.0, cap=0.0)
+from tests.support.request_counter import RequestCounter
+from tests.support.retries import NO_WAIT
 
 
 def bank(store: DynamoDBEventStore, every: int = 100) -> Application:
@@ -106,25 +86,25 @@ def test_delete_tables_removes_everything(dynamodb: DynamoDBEventStore) -> None:
 
 def test_requests_per_command(dynamodb: DynamoDBEventStore) -> None:
     app = Application(store=dynamodb, aggregates=[Account])
-    requests = RequestLog(dynamodb.client)
+    requests = RequestCounter(dynamodb.client)
     app.handle(OpenAccount(account_id="a", owner="Ann"))
     # The first events of the process in an hour mark the hour (and, once, when marking began).
     assert requests.operations == ["Query", "UpdateItem", "UpdateItem", "TransactWriteItems"]
     now = dt.datetime.now(dt.UTC)
     dynamodb.feed_hours.mark({feed_hour(now), feed_hour(now + dt.timedelta(hours=1))})
-    requests.operations.clear()
+    requests.clear()
     app.handle(Deposit(account_id="a", amount=Decimal(1)))
     assert requests.operations == ["Query", "TransactWriteItems"]
-    requests.operations.clear()
+    requests.clear()
     app.handle(Deposit(account_id="a", amount=Decimal(1)))
     assert requests.operations == ["Query", "TransactWriteItems"]
     with_snapshots = bank(dynamodb, every=2)
-    requests.operations.clear()
+    requests.clear()
     with_snapshots.handle(Deposit(account_id="a", amount=Decimal(1)))
     assert requests.operations == ["GetItem", "Query", "TransactWriteItems"]
     hot = Application(store=dynamodb, aggregates=[Account], cache=AggregateCache())
     hot.handle(Deposit(account_id="a", amount=Decimal(1)))  # loads once, then stays cached
-    requests.operations.clear()
+    requests.clear()
     hot.handle(Deposit(account_id="a", amount=Decimal(1)))
     assert requests.operations == ["TransactWriteItems"]
 
@@ -249,7 +229,7 @@ def test_an_aggregate_with_thousands_of_events_loads_in_two_requests(
     amounts = tuple(Decimal(1) for _ in range(90))
     for _ in range(34):  # 3,060 deposits, 34 transactions of 90 events
         app.handle(DepositMany(account_id="long", amounts=amounts))
-    requests = RequestLog(local_store.client)
+    requests = RequestCounter(local_store.client)
     account = app.get(Account, "long")
     assert (account.version, account.balance) == (3061, Decimal(3060))
     assert requests.operations == ["GetItem", "Query"]

@@ -204,17 +204,6 @@ class Names(Projector, name="names"):
         self.orders[envelope.aggregate_id] = event.customer_name
 
 
-@pytest.fixture(
-    params=[
-        "memory_store",
-        "moto_store",
-        pytest.param("local_store", marks=pytest.mark.dynamodb_local),
-    ]
-)
-def store(request: pytest.FixtureRequest) -> EventStore:
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
-
-
 MASTER = os.urandom(32)
 
 

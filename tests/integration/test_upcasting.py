@@ -83,17 +83,6 @@ def old_event(version: int, schema: int, document: dict[str, object]) -> Item:
     )
 
 
-@pytest.fixture(
-    params=[
-        "memory_store",
-        "moto_store",
-        pytest.param("local_store", marks=pytest.mark.dynamodb_local),
-    ]
-)
-def store(request: pytest.FixtureRequest) -> EventStore:
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
-
-
 def test_every_old_version_is_read_through_the_chain(store: EventStore) -> None:
     plant_item(store, store.tables.events, old_event(1, 1, {"cents": 1250}))
     plant_item(store, store.tables.events, old_event(2, 2, {"amount": "0.75"}))

@@ -29,10 +29,6 @@ from tests.support.bank import Deposited
 pytestmark = pytest.mark.dynamodb_local
 
 
-def far_future() -> dt.datetime:
-    return dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
-
-
 @pytest.fixture
 def history(local_store: DynamoDBEventStore) -> dict[str, Decimal]:
     app = build_application(local_store)

@@ -42,9 +42,8 @@ from tests.support.bank import (
     joint_withdraw,
     transfer,
 )
+from tests.support.retries import NO_WAIT
 from tests.support.stores import SpyStore
-
-NO_WAIT = Backoff(base=0.0, cap=0.0)
 
 
 def bank(

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from framework import AggregateCache, Application, Backoff, DomainError
+from framework import AggregateCache, Application, DomainError
 from tests.support.bank import (
     Account,
     Deposit,
@@ -15,6 +15,7 @@ from tests.support.bank import (
     Withdraw,
     joint_withdraw,
 )
+from tests.support.retries import NO_WAIT
 from tests.support.stores import SpyStore
 
 
@@ -23,7 +24,7 @@ def cached_app(spy: SpyStore, cache: AggregateCache) -> Application:
         store=spy,
         aggregates=[Account],
         cache=cache,
-        backoff=Backoff(0, 0),
+        backoff=NO_WAIT,
     )
 
 
@@ -59,7 +60,7 @@ def test_a_stale_entry_read_but_not_changed_is_caught_and_retried_on_fresh_state
         aggregates=[Account],
         handlers=[joint_withdraw],
         cache=AggregateCache(),
-        backoff=Backoff(0, 0),
+        backoff=NO_WAIT,
     )
     other_process = Application(store=spy.inner, aggregates=[Account])
     for account_id in ("a", "b"):
