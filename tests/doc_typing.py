@@ -16,20 +16,23 @@ from pathlib import Path
 
 from mypy import api
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
-PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+from tests.test_docs import DOCUMENTS, ROOT, python_blocks
+
 MODULES = ROOT / ".mypy_cache" / "doc_blocks"
 """Where the modules are written: the same place every run, so that mypy's cache is used."""
 
 
-def module_text(markdown: str) -> str:
-    """The Python blocks of ``markdown`` at their own line numbers, every other line blank."""
-    lines = [""] * (markdown.count("\n") + 1)
-    for match in PYTHON_BLOCK.finditer(markdown):
-        first = markdown.count("\n", 0, match.start(1))
-        for offset, line in enumerate(match.group(1).splitlines()):
-            lines[first + offset] = line
+def module_text(document: Path) -> str:
+    """The Python blocks of ``document`` at their own line numbers, every other line blank.
+
+    The blocks are found as the docs test finds the ones it runs (indented ones in lists
+    included, their indent removed); blocks marked not to run are checked too: a reader copies
+    them all the same.
+    """
+    lines = [""] * (document.read_text().count("\n") + 1)
+    for block in python_blocks(document):
+        for offset, line in enumerate(block.code.splitlines()):
+            lines[block.line - 1 + offset] = line
     return "\n".join(lines) + "\n"
 
 
@@ -42,7 +45,7 @@ def check(documents: Sequence[Path], modules: Path = MODULES) -> tuple[int, str]
     modules.mkdir(parents=True, exist_ok=True)
     sources: dict[str, Path] = {}
     for document in documents:
-        text = module_text(document.read_text())
+        text = module_text(document)
         if not text.strip():
             continue
         path = modules / f"{module_name(document)}.py"

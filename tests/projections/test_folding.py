@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pynamodb.attributes import NumberAttribute, NumberSetAttribute, UnicodeAttribute
+from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 
 from example_app.read_models import AccountBalance, DecimalAttribute
@@ -226,7 +227,7 @@ def test_an_unconditional_update_is_sent_as_pynamodb_would_build_it(row: Model) 
     # The projector builds an unconditional update's request itself, lazily: it must be the
     # request PynamoDB builds, keys of every attribute type included.
     field = Row.a if isinstance(row, Row) else Ledger.amount
-    actions = [field.add(Decimal("2.5"))]
+    actions: list[Action] = [field.add(Decimal("2.5"))]
     built = row.get_update_kwargs_from_instance(actions=actions, add_version_condition=False)
     assert row_key(row) == built["Key"]
     writer = Writer() if isinstance(row, Row) else LedgerWriter()

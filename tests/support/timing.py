@@ -10,9 +10,12 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], timeout: float = 20.0, interval: float = 0.05) -> T:
+def wait_until(
+    condition: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.05
+) -> T:
     """Poll ``condition`` until it returns something truthy, and return that; fail after
-    ``timeout`` seconds. For what a background thread (a poller, a catch-up) brings about."""
+    ``timeout`` seconds. For what a background thread (a poller, a catch-up) brings about.
+    Typed so that a condition returning ``X | None`` gives an ``X``."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()

@@ -39,11 +39,12 @@ def document(*blocks: str) -> str:
     )
 
 
-def test_blocks_keep_their_line_numbers() -> None:
-    text = document("x = 1\n", "y = x\n")
-    lines = module_text(text).splitlines()
-    assert lines[5] == "x = 1" and lines[11] == "y = x"  # (counted from 0)
-    assert all(not line for number, line in enumerate(lines) if number not in (5, 11))
+def test_blocks_keep_their_line_numbers(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(document("x = 1\n", "y = x\n") + "\n- in a list:\n\n  ```py\n  z = y\n  ```\n")
+    lines = module_text(page).splitlines()
+    assert (lines[5], lines[11], lines[17]) == ("x = 1", "y = x", "z = y")  # (counted from 0)
+    assert all(not line for number, line in enumerate(lines) if number not in (5, 11, 17))
 
 
 @pytest.mark.slow
