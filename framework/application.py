@@ -45,13 +45,14 @@ from framework.errors import (
     UnknownCommand,
 )
 from framework.logs import withhold
+from framework.repository import Repository
 from framework.results import CommandResult
 from framework.serialization import EventRegistry, SnapshotStateError
 from framework.snapshots import NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.keys import check_aggregate_id
 from framework.store.records import ProcessedCommand
-from framework.unit_of_work import UnitOfWork, command_fingerprint, load_aggregate
+from framework.unit_of_work import UnitOfWork, command_fingerprint
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -163,6 +164,9 @@ class Application:
         self.backoff = backoff or Backoff()
         self.cache = cache
         self.registry = EventRegistry(event_types, keys=keys)
+        self.repository = Repository(
+            store, self.registry, snapshot_policies=self.snapshot_policies, cache=cache
+        )
         self._routes: dict[type[Command], _Route] = {}
         self._aggregates_by_type: dict[str, type[Aggregate]] = {}
         for aggregate_class in self.aggregates:
@@ -339,6 +343,7 @@ class Application:
             command=command,
             snapshot_policies=self.snapshot_policies,
             cache=self.cache,
+            repository=self.repository,
         )
 
     # -- queries -----------------------------------------------------------------------------
@@ -349,14 +354,7 @@ class Application:
         An id that cannot be stored raises ``InvalidIdentifier`` before anything is read.
         """
         check_aggregate_id(aggregate_class.aggregate_type(), aggregate_id)
-        policy = self.snapshot_policies.get(aggregate_class)
-        aggregate = load_aggregate(
-            self.store,
-            self.registry,
-            aggregate_class,
-            aggregate_id,
-            use_snapshot=policy is not None and not isinstance(policy, NoSnapshots),
-        )
+        aggregate = self.repository.load_stored(aggregate_class, aggregate_id)
         if aggregate is None:
             raise AggregateNotFound(aggregate_class.aggregate_type(), aggregate_id)
         return aggregate
