@@ -44,7 +44,7 @@ STATEMENTS = {
 
 
 def run(statement: str, *flags: str) -> tuple[float, str]:
-    """Wall time (ms) of one fresh interpreter running ``statement``, and what it wrote to stderr."""
+    """Wall time (ms) of a fresh interpreter running ``statement``, and what it wrote to stderr."""
     started = time.perf_counter()
     finished = subprocess.run(
         [sys.executable, *flags, "-c", statement],
