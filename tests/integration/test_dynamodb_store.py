@@ -16,16 +16,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ReadTimeoutError
 
-from framework import (
-    AggregateCache,
-    Application,
-    Backoff,
-    DynamoDBEventStore,
-    EveryNEvents,
-    StoreUnavailable,
-    TableMissing,
-    Throttled,
-)
+from framework import Application, DynamoDBEventStore, EveryNEvents
+from framework.application import AggregateCache, Backoff
+from framework.errors import StoreUnavailable, TableMissing, Throttled
 from framework.store.keys import feed_hour, split_stream
 from framework.store.tables import FEED_INDEX
 from tests.conftest import unique_prefix

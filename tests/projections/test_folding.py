@@ -15,17 +15,10 @@ from pynamodb.attributes import NumberAttribute, NumberSetAttribute, UnicodeAttr
 from pynamodb.models import Model
 
 from example_app.read_models import AccountBalance, DecimalAttribute
-from framework import (
-    Application,
-    CatchUpRunner,
-    DynamoDBEventStore,
-    DynamoDBPositionStore,
-    Envelope,
-    Projector,
-    event_handler,
-)
-from framework.projections import read_models
+from framework import Application, DynamoDBEventStore, Projector, event_handler
+from framework.projections import CatchUpRunner, Envelope, read_models
 from framework.projections.folding import FoldedBatch, QueuedWrite, RowWrite, fold
+from framework.store import DynamoDBPositionStore
 from tests.support.bank import Account, Deposited, DepositMany, OpenAccount
 
 pytestmark = pytest.mark.dynamodb_local

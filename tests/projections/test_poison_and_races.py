@@ -9,15 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from framework import (
-    Application,
-    CatchUpRunner,
-    DynamoDBEventStore,
-    DynamoDBPositionStore,
-    Envelope,
-    event_handler,
-)
-from framework.projections import ProjectionEngine
+from framework import Application, DynamoDBEventStore, event_handler
+from framework.projections import CatchUpRunner, Envelope, ProjectionEngine
+from framework.store import DynamoDBPositionStore
 from framework.store.positions import TransactItem
 from tests.support.bank import Account, Deposit, Deposited, OpenAccount
 from tests.support.projectors import TableBalances, create_read_table, read_table

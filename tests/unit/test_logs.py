@@ -18,11 +18,11 @@ from framework import (
     DomainError,
     DynamoDBEventStore,
     InMemoryEventStore,
-    UniqueConstraintViolated,
     command_handler,
     personal,
     target_id,
 )
+from framework.errors import UniqueConstraintViolated
 from framework.logs import configure_logging, redact_sensitive
 
 

@@ -17,10 +17,10 @@ import pytest
 from botocore import exceptions as botocore_errors
 from botocore.stub import Stubber
 
-from framework import (
+from framework import DynamoDBEventStore
+from framework.errors import (
     ChangeSetTooLarge,
     ConfigurationError,
-    DynamoDBEventStore,
     EventStoreError,
     StoreUnavailable,
     TableMissing,
