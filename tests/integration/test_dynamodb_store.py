@@ -21,7 +21,7 @@ from framework.application import AggregateCache, Backoff
 from framework.errors import StoreUnavailable, TableMissing, Throttled
 from framework.store.keys import feed_hour, split_stream
 from framework.store.tables import FEED_INDEX
-from tests.conftest import unique_prefix
+from framework.testing.pytest_plugin import unique_prefix
 from tests.support.bank import Account, Deposit, DepositMany, OpenAccount
 from tests.support.records import change_set
 

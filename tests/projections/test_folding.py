@@ -90,7 +90,7 @@ def add_tag(row_id: str, tag: int) -> Write:
 @pytest.fixture(scope="module")
 def tables(dynamodb_local_endpoint: str) -> Iterator[tuple[DynamoDBEventStore, str, str]]:
     """Two read-model tables of ``Row``: one for the writes one by one, one for them folded."""
-    from framework.pytest_plugin import unique_prefix
+    from framework.testing.pytest_plugin import unique_prefix
 
     one = DynamoDBEventStore(table_prefix=unique_prefix(), endpoint_url=dynamodb_local_endpoint)
     two = DynamoDBEventStore(table_prefix=unique_prefix(), endpoint_url=dynamodb_local_endpoint)

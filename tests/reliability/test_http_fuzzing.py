@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from example_app.http_api import create_app
 from example_app.read_models import create_read_model_tables
 from framework import DynamoDBEventStore
-from tests.conftest import unique_prefix
+from framework.testing.pytest_plugin import unique_prefix
 from tests.example.http_support import AUTH, TOKEN
 
 pytestmark = pytest.mark.dynamodb_local

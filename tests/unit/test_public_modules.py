@@ -1,5 +1,6 @@
 """The public API: a slim root, public modules that export what they list, an example that uses
-nothing else, and an ``import framework`` that loads neither the AWS SDK nor cryptography."""
+nothing else, an ``import framework`` that loads neither the AWS SDK nor cryptography, and test
+tooling that nothing loads unless asked."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,9 @@ PUBLIC_MODULES = (
     "framework.projections.aws_lambda",
     "framework.projections.read_models",
     "framework.store",
+    "framework.testing",
+    "framework.testing.dynamodb_local",
+    "framework.testing.pytest_plugin",
 )
 """The modules users import from, each with its own ``__all__`` (docs/api.md lists them)."""
 
@@ -203,3 +208,53 @@ def test_a_lazy_name_is_imported_on_first_use_and_then_cached() -> None:
         """
     )
     assert result == [False, True, True, True]
+
+
+def test_installing_the_framework_registers_no_pytest_plugin() -> None:
+    """An installed ``pytest11`` entry point would load in every pytest run of the environment."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "pytest11" not in project.get("entry-points", {})
+
+
+def test_importing_the_test_tooling_starts_nothing() -> None:
+    """No thread and no process after importing the testing package, its plugin and the
+    DynamoDB Local launcher; and the runtime never imports the launcher or the plugin."""
+    result = _run_fresh(
+        """
+        import json, os, sys, threading
+        import framework, framework.application, framework.projections, framework.store
+        runtime = sorted(name for name in sys.modules if name.startswith("framework.testing"))
+        import framework.testing
+        import framework.testing.dynamodb_local
+        import framework.testing.pytest_plugin
+
+        def children():
+            if not os.path.isdir("/proc"):
+                return []
+            found = []
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{pid}/stat") as stat:
+                        parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                except OSError:
+                    continue
+                if parent == os.getpid():
+                    found.append(pid)
+            return found
+
+        print(json.dumps([runtime, threading.active_count(), children()]))
+        """
+    )
+    assert result == [[], 1, []]
+
+
+def test_the_dynamodb_local_launcher_runs_as_a_module() -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "framework.testing.dynamodb_local", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert "--install-only" in finished.stdout

@@ -26,7 +26,7 @@ from framework.errors import (
     TableMissing,
     Throttled,
 )
-from framework.pytest_plugin import unique_prefix
+from framework.testing.pytest_plugin import unique_prefix
 from tests.example.http_support import CREDENTIAL_VARIABLES
 
 

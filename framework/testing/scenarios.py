@@ -14,7 +14,7 @@ The events given are stored as the history of the aggregate the command targets 
 stream, with ``given_stream``), and the command runs through a real ``Application`` on an
 ``InMemoryEventStore``: the same routing, unit of work, serialization and commit as in production,
 so a scenario also catches events that do not round-trip or handlers that are not registered.
-The pytest fixtures live in ``framework.pytest_plugin``, loaded automatically by pytest.
+The pytest fixtures live in ``framework.testing.pytest_plugin``, which a test suite opts in to.
 
 ``ProjectorScenario`` does the same for projectors: given events, then the read model holds this.
 """

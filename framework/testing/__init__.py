@@ -1,0 +1,16 @@
+"""Tools for testing applications built on the framework: they are never needed at run time.
+
+- ``scenario`` (``Scenario``): given events, when a command, then these events or this error,
+  through a real ``Application`` on an ``InMemoryEventStore``;
+- ``ProjectorScenario``: given events, then the read model holds this;
+- ``framework.testing.pytest_plugin``: pytest fixtures (an in-memory store, DynamoDB Local and a
+  store on it), opt-in: ``pytest_plugins = ["framework.testing.pytest_plugin"]`` in a conftest;
+- ``framework.testing.dynamodb_local``: installs and runs AWS's DynamoDB Local
+  (``python -m framework.testing.dynamodb_local``).
+
+Importing this package starts nothing and imports neither the plugin nor the launcher.
+"""
+
+from framework.testing.scenarios import ProjectorScenario, Scenario, ScenarioFailed, scenario
+
+__all__ = ["ProjectorScenario", "Scenario", "ScenarioFailed", "scenario"]
