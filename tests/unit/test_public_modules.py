@@ -217,13 +217,19 @@ def test_installing_the_framework_registers_no_pytest_plugin() -> None:
 
 
 def test_importing_the_test_tooling_starts_nothing() -> None:
-    """No thread and no process after importing the testing package, its plugin and the
-    DynamoDB Local launcher; and the runtime never imports the launcher or the plugin."""
+    """No module of the runtime imports the test tooling or pytest; and importing the testing
+    package, its plugin and the DynamoDB Local launcher starts no thread and no process."""
     result = _run_fresh(
         """
-        import json, os, sys, threading
-        import framework, framework.application, framework.projections, framework.store
-        runtime = sorted(name for name in sys.modules if name.startswith("framework.testing"))
+        import importlib, json, os, pathlib, sys, threading
+
+        for path in sorted(pathlib.Path("framework").rglob("*.py")):
+            name = ".".join(path.with_suffix("").parts).removesuffix(".__init__")
+            if not name.startswith(("framework.testing", "framework.__main__")):
+                importlib.import_module(name)
+        runtime = sorted(
+            name for name in sys.modules if name.startswith(("framework.testing", "pytest"))
+        )
         import framework.testing
         import framework.testing.dynamodb_local
         import framework.testing.pytest_plugin
