@@ -8,9 +8,23 @@
 - ``framework.testing.dynamodb_local``: installs and runs AWS's DynamoDB Local
   (``python -m framework.testing.dynamodb_local``).
 
-Importing this package starts nothing and imports neither the plugin nor the launcher.
+Importing this package starts nothing and imports nothing but itself: the scenarios load on first
+use, so that running the launcher or the plugin does not import the application and projections.
 """
 
-from framework.testing.scenarios import ProjectorScenario, Scenario, ScenarioFailed, scenario
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from framework.testing.scenarios import ProjectorScenario, Scenario, ScenarioFailed, scenario
+else:
+    from framework._lazy import lazy_exports
+
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            name: "framework.testing.scenarios"
+            for name in ("ProjectorScenario", "Scenario", "ScenarioFailed", "scenario")
+        },
+    )
 
 __all__ = ["ProjectorScenario", "Scenario", "ScenarioFailed", "scenario"]

@@ -254,6 +254,20 @@ def test_importing_the_test_tooling_starts_nothing() -> None:
     assert result == [[], 1, []]
 
 
+def test_the_testing_package_and_the_launcher_load_no_aws_sdk() -> None:
+    """``python -m framework.testing.dynamodb_local --install-only`` runs in CI before anything
+    else: it needs the standard library and structlog, not the application or boto3."""
+    result = _run_fresh(
+        """
+        import json, sys
+        import framework.testing, framework.testing.dynamodb_local
+        heavy = ("boto3", "botocore", "cryptography", "pynamodb", "framework.testing.scenarios")
+        print(json.dumps(sorted(name for name in heavy if name in sys.modules)))
+        """
+    )
+    assert result == []
+
+
 def test_the_dynamodb_local_launcher_runs_as_a_module() -> None:
     finished = subprocess.run(
         [sys.executable, "-m", "framework.testing.dynamodb_local", "--help"],
