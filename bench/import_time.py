@@ -6,7 +6,8 @@ benchmark keeps that promise measurable: each statement runs in a fresh interpre
 times, rounds interleaved, and the medians are reported beside an empty interpreter's.
 
 ``python -m bench.import_time --runs 10`` (run from the repository root, so that its
-``framework`` is the one imported).
+``framework`` is the one imported); ``--baseline DIR`` measures another revision's tree beside it,
+in the same run.
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ STATEMENTS = {
 }
 
 
-def run(statement: str, *flags: str) -> tuple[float, str]:
+def run(statement: str, *flags: str, root: Path = ROOT) -> tuple[float, str]:
     """Wall time (ms) of a fresh interpreter running ``statement``, and what it wrote to stderr."""
     started = time.perf_counter()
     finished = subprocess.run(
         [sys.executable, *flags, "-c", statement],
-        cwd=ROOT,
+        cwd=root,
         capture_output=True,
         text=True,
         check=True,
@@ -72,11 +73,11 @@ def import_time_us(stderr: str, package: str) -> int:
     return total
 
 
-def heavy_modules(statement: str) -> list[str]:
+def heavy_modules(statement: str, root: Path = ROOT) -> list[str]:
     """Which of the heavy packages are in ``sys.modules`` after ``statement``."""
     probe = f"{statement}\nimport sys\nprint(' '.join(sorted(set(sys.modules))))"
     finished = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True
     )
     loaded = set(finished.stdout.split())
     return [name for name in HEAVY if name in loaded]
@@ -85,34 +86,51 @@ def heavy_modules(statement: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.import_time", description=__doc__)
     parser.add_argument("--runs", type=int, default=10, help="fresh interpreters per statement")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a checkout of another revision (git archive REV | tar -x -C DIR) measured side by "
+        "side with this one, rounds interleaved and the order rotated",
+    )
     arguments = parser.parse_args(argv)
+    roots = (
+        {"this": ROOT}
+        if arguments.baseline is None
+        else {
+            "baseline": arguments.baseline.resolve(),
+            "this": ROOT,
+        }
+    )
 
-    for statement in STATEMENTS.values():  # compile the bytecode caches before measuring
-        run(statement)
-    wall: dict[str, list[float]] = {label: [] for label in STATEMENTS}
-    cumulative: dict[str, list[int]] = {label: [] for label in STATEMENTS}
+    for root in roots.values():  # compile the bytecode caches before measuring
+        for statement in STATEMENTS.values():
+            run(statement, root=root)
+    wall: dict[tuple[str, str], list[float]] = {}
+    cumulative: dict[tuple[str, str], list[int]] = {}
+    order = list(roots)
     for _ in range(arguments.runs):
+        order = order[1:] + order[:1]  # rotate which side goes first
         for label, statement in STATEMENTS.items():
-            wall[label].append(run(statement)[0])
-            if statement != "pass":
-                _, stderr = run(statement, "-X", "importtime")
-                top = statement.removeprefix("import ").split(".")[0]
-                cumulative[label].append(import_time_us(stderr, top))
+            for side in order:
+                root = roots[side]
+                wall.setdefault((side, label), []).append(run(statement, root=root)[0])
+                if statement != "pass":
+                    _, stderr = run(statement, "-X", "importtime", root=root)
+                    top = statement.removeprefix("import ").split(".")[0]
+                    cumulative.setdefault((side, label), []).append(import_time_us(stderr, top))
 
     rows = []
     for label, statement in STATEMENTS.items():
-        importtime = (
-            f"{statistics.median(cumulative[label]) / 1000:.1f}" if cumulative[label] else "-"
-        )
-        heavy = ", ".join(heavy_modules(statement)) or "none"
-        rows.append([f"`{label}`", f"{statistics.median(wall[label]):.1f}", importtime, heavy])
+        for side, root in roots.items():
+            times = cumulative.get((side, label))
+            importtime = f"{statistics.median(times) / 1000:.1f}" if times else "-"
+            heavy = ", ".join(heavy_modules(statement, root)) or "none"
+            wall_ms = f"{statistics.median(wall[side, label]):.1f}"
+            rows.append([f"`{label}`", side, wall_ms, importtime, heavy])
     print(f"\nImport cost, medians of {arguments.runs} fresh interpreters ({machine()}):\n")
-    print(
-        markdown_table(
-            ["statement", "wall ms", "-X importtime ms (cumulative)", "heavy packages loaded"],
-            rows,
-        )
-    )
+    header = ["statement", "tree", "wall ms", "-X importtime ms (cumulative)", "heavy packages"]
+    print(markdown_table(header, rows))
     return 0
 
 
