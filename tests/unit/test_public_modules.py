@@ -195,6 +195,30 @@ def test_a_domain_and_its_tests_run_without_the_aws_sdk_or_cryptography() -> Non
     assert result == {"after_root": [], "after_domains": [], "after_use": [], "ticks": 2}
 
 
+def test_a_scenario_test_of_a_domain_loads_no_aws_sdk() -> None:
+    """``framework.testing.scenario`` loads neither boto3, botocore nor PynamoDB (its throw-away
+    key ring for personal fields loads cryptography)."""
+    result = _run_fresh(
+        """
+        import json, sys
+        from decimal import Decimal
+
+        from example_app.bank import (Account, AccountOpened, MoneyDeposited, MoneyWithdrawn,
+                                      WithdrawMoney)
+        from framework.testing import scenario
+
+        scenario(Account).given(
+            AccountOpened(owner="Ann"), MoneyDeposited(amount=Decimal(10))
+        ).when(WithdrawMoney(account_id="a-1", amount=Decimal(4))).then(
+            MoneyWithdrawn(amount=Decimal(4))
+        )
+        heavy = ("boto3", "botocore", "pynamodb")
+        print(json.dumps(sorted(name for name in heavy if name in sys.modules)))
+        """
+    )
+    assert result == []
+
+
 def test_a_lazy_name_is_imported_on_first_use_and_then_cached() -> None:
     result = _run_fresh(
         """
