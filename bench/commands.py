@@ -44,41 +44,9 @@ from tests.support.bank import (
     OpenAccount,
     joint_withdraw,
 )
+from tests.support.request_counter import RequestCounter
 
 ACCOUNTS = 20
-
-
-class Requests:
-    """Counts requests and sums consumed capacity, through botocore's event hooks."""
-
-    def __init__(self, client: Any) -> None:
-        self.operations: list[str] = []
-        self.read_units = 0.0
-        self.write_units = 0.0
-        events = client.meta.events
-        events.register("before-call.dynamodb.*", self._before)
-        events.register("provide-client-params.dynamodb.*", self._ask_for_capacity)
-        events.register("after-call.dynamodb.*", self._after)
-
-    def _ask_for_capacity(self, params: dict[str, Any], model: Any, **_: Any) -> None:
-        if model.name in ("Query", "GetItem", "TransactWriteItems", "PutItem", "UpdateItem"):
-            params.setdefault("ReturnConsumedCapacity", "TOTAL")
-
-    def _before(self, model: Any, **_: Any) -> None:
-        self.operations.append(model.name)
-
-    def _after(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
-        consumed = parsed.get("ConsumedCapacity")
-        entries = consumed if isinstance(consumed, list) else [consumed] if consumed else []
-        for entry in entries:
-            if model.name in ("Query", "GetItem"):
-                self.read_units += float(entry.get("CapacityUnits", 0))
-            else:
-                self.write_units += float(entry.get("CapacityUnits", 0))
-
-    def reset(self) -> None:
-        self.operations.clear()
-        self.read_units = self.write_units = 0.0
 
 
 def raw_deposit(client: Any, store: DynamoDBEventStore, account_id: str, amount: Decimal) -> None:
@@ -188,7 +156,7 @@ def overhead(store: DynamoDBEventStore, rounds: int, commands: int) -> list[list
 
 
 def requests_per_command(store: DynamoDBEventStore) -> list[list[str]]:
-    counter = Requests(store.client)
+    counter = RequestCounter(store.client, capacity=True)
     cold = Application(store=store, aggregates=[Account])
     snapshotted = Application(
         store=store, aggregates=[Account], snapshots={Account: EveryNEvents(3)}
@@ -203,7 +171,7 @@ def requests_per_command(store: DynamoDBEventStore) -> list[list[str]]:
         ("requests per command, with a snapshot policy", snapshotted, "snapshotted", 3),
         ("requests per command, hot aggregate in the cache", hot, "hot", 1),
     ):
-        counter.reset()
+        counter.clear()
         app.handle(Deposit(account_id=account_id, amount=Decimal(1)))
         operations = counter.operations
         rows.append([label, " + ".join(operations), str(len(operations)), f"= {expected}"])
@@ -239,10 +207,10 @@ def load_time(store: DynamoDBEventStore, rounds: int) -> list[list[str]]:
 
 
 def capacity(store: DynamoDBEventStore) -> list[list[str]]:
-    counter = Requests(store.client)
+    counter = RequestCounter(store.client, capacity=True)
     app = Application(store=store, aggregates=[Account])
     app.handle(OpenAccount(account_id="capacity", owner="bench"))
-    counter.reset()
+    counter.clear()
     app.handle(Deposit(account_id="capacity", amount=Decimal("1234.56")))
     event = store.client.query(
         TableName=store.tables.events,
@@ -308,10 +276,10 @@ def read_checks(store: DynamoDBEventStore, rounds: int, commands: int) -> list[l
         unchecked_rates.append(run(unchecked, pairs["unchecked"]))
     checked_rate, unchecked_rate = median(checked_rates), median(unchecked_rates)
 
-    counter = Requests(store.client)
+    counter = RequestCounter(store.client, capacity=True)
     units = []
     for app, account_id in ((checked, "checked-0"), (unchecked, "unchecked-0")):
-        counter.reset()
+        counter.clear()
         app.handle(
             JointWithdraw(
                 account_id=account_id, partner_id=f"{account_id}-reserve", amount=Decimal(1)

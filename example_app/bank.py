@@ -21,37 +21,36 @@ from framework import (
     UnitOfWork,
     command_handler,
     event_handler,
-    personal,
-    target_id,
+    subject_of,
 )
 
 # -- commands ------------------------------------------------------------------------------
 
 
 @frozen
-class OpenAccount(Command):
+class OpenAccount(Command, target="account_id", personal=("owner",)):
     """Open an account for ``owner`` (a name), held by the user ``owner_id`` when given."""
 
-    account_id: str = target_id()
-    owner: str = personal()
+    account_id: str
+    owner: str
     owner_id: str | None = None
 
 
 @frozen
-class DepositMoney(Command):
-    account_id: str = target_id()
+class DepositMoney(Command, target="account_id"):
+    account_id: str
     amount: Decimal
 
 
 @frozen
-class WithdrawMoney(Command):
-    account_id: str = target_id()
+class WithdrawMoney(Command, target="account_id"):
+    account_id: str
     amount: Decimal
 
 
 @frozen
-class CloseAccount(Command):
-    account_id: str = target_id()
+class CloseAccount(Command, target="account_id"):
+    account_id: str
 
 
 @frozen
@@ -65,11 +64,11 @@ class TransferMoney(Command):
 
 
 @frozen
-class AccountOpened(Event):
+class AccountOpened(Event, personal={"owner": subject_of("User", field="owner_id")}):
     """The owner's name is personal data of the user who holds the account (of the account
     itself when no user is named): forgetting that user erases it here too."""
 
-    owner: str = personal(subject_field="owner_id", subject_type="User")
+    owner: str
     owner_id: str | None = None
 
 

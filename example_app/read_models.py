@@ -16,7 +16,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import attrs
-from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import Attribute, BooleanAttribute, UnicodeAttribute
+from pynamodb.constants import NUMBER
 from pynamodb.models import Model
 
 from example_app.bank import (
@@ -33,14 +34,29 @@ from framework.projections.read_models import bound, create_tables, declared_mod
 ERASED = "(erased)"
 
 
-class DecimalAttribute(NumberAttribute):
-    """A number stored exactly: PynamoDB's own NumberAttribute goes through float."""
+class DecimalAttribute(Attribute[Decimal]):
+    """A number stored exactly: PynamoDB's own NumberAttribute goes through float (and is typed
+    as one, so a row's ``balance`` would read as a float to a type checker)."""
+
+    attr_type = NUMBER
 
     def serialize(self, value: Decimal) -> str:
         return str(value)
 
     def deserialize(self, value: str) -> Decimal:
         return Decimal(value)
+
+
+class IntegerAttribute(Attribute[int]):
+    """A whole number (a stream version): typed as ``int``, where NumberAttribute says float."""
+
+    attr_type = NUMBER
+
+    def serialize(self, value: int) -> str:
+        return str(value)
+
+    def deserialize(self, value: str) -> int:
+        return int(value)
 
 
 class AccountBalance(Model):
@@ -54,7 +70,7 @@ class AccountBalance(Model):
     owner_id = UnicodeAttribute(null=True)
     balance = DecimalAttribute()
     closed = BooleanAttribute(default=False)
-    version = NumberAttribute()
+    version = IntegerAttribute()
 
 
 class StatementLine(Model):
@@ -62,7 +78,7 @@ class StatementLine(Model):
         table_name = "statements"
 
     account_id = UnicodeAttribute(hash_key=True)
-    version = NumberAttribute(range_key=True)
+    version = IntegerAttribute(range_key=True)
     kind = UnicodeAttribute()
     amount = DecimalAttribute()
     occurred_at = UnicodeAttribute()

@@ -29,8 +29,6 @@ from framework import (
     Event,
     command_handler,
     event_handler,
-    personal,
-    target_id,
 )
 
 EMAIL_SCOPE = "user-email"
@@ -80,21 +78,21 @@ def _is_address(address: str) -> bool:
 
 
 @frozen
-class RegisterUser(Command):
-    user_id: str = target_id()
+class RegisterUser(Command, target="user_id"):
+    user_id: str
     name: str
     email: str
 
 
 @frozen
-class ChangeEmail(Command):
-    user_id: str = target_id()
+class ChangeEmail(Command, target="user_id"):
+    user_id: str
     email: str
 
 
 @frozen
-class ForgetUser(Command):
-    user_id: str = target_id()
+class ForgetUser(Command, target="user_id"):
+    user_id: str
 
 
 def email_claim_key() -> bytes:
@@ -110,14 +108,14 @@ def email_claim(email: str) -> str:
 
 
 @frozen
-class UserRegistered(Event):
-    name: str = personal()
-    email: str = personal()
+class UserRegistered(Event, personal=("name", "email")):
+    name: str
+    email: str
 
 
 @frozen
-class EmailChanged(Event):
-    email: str = personal()
+class EmailChanged(Event, personal=("email",)):
+    email: str
 
 
 @frozen

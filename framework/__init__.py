@@ -27,8 +27,7 @@ from framework.domain import (
     Event,
     command_handler,
     event_handler,
-    personal,
-    target_id,
+    subject_of,
 )
 from framework.errors import ConcurrencyError, DomainError
 from framework.snapshots import EveryNEvents, NoSnapshots
@@ -68,7 +67,6 @@ __all__ = [
     "UnitOfWork",
     "command_handler",
     "event_handler",
-    "personal",
-    "target_id",
+    "subject_of",
     "upcaster",
 ]

@@ -137,7 +137,7 @@ class _Route:
 
 
 def _personal_values(command: Command) -> list[str]:
-    """The text values of the command's fields marked ``personal()``: never to be logged."""
+    """The text values of the command's fields declared personal: never to be logged."""
     values = (getattr(command, name) for name in personal_fields(type(command)))
     return [value for value in values if isinstance(value, str)]
 
@@ -150,8 +150,8 @@ class Application:
     ``@command_handler`` taking ``(uow, command)``, for commands that change several aggregates in
     one transaction. ``snapshots`` maps aggregate classes to snapshot policies (default: none).
     ``cache`` (an ``AggregateCache``) lets aggregates this process committed skip the load.
-    ``keys`` (a ``KeyRing``) encrypts fields marked ``personal()``; it is required when any event
-    has such fields.
+    ``keys`` (a ``KeyRing``) encrypts fields declared personal (``personal=``); it is required
+    when any event has such fields.
     """
 
     def __init__(
@@ -184,7 +184,7 @@ class Application:
             self._register_function(function)
         if keys is None and self.registry.has_personal_data(self.registry.classes()):
             raise DefinitionError(
-                "some events have personal() fields: give the Application a KeyRing "
+                "some events have personal fields: give the Application a KeyRing "
                 "(keys=KeyRing(...)) so that they are stored encrypted"
             )
         for aggregate_class in self.snapshot_policies:

@@ -3,12 +3,19 @@
 This module depends on the standard library and attrs only, so that a domain model can be read,
 tested and reasoned about without any knowledge of DynamoDB, serialization or logging.
 
-Commands and events are frozen attrs classes::
+Commands and events are frozen attrs classes; what the framework needs to know about their fields
+is said with class keywords, so that the fields stay plain attrs fields that type checkers read
+as they are::
 
     @frozen
-    class Deposit(Command):
-        account_id: str = target_id()
+    class Deposit(Command, target="account_id"):
+        account_id: str
         amount: Decimal
+
+    @frozen
+    class AccountOpened(Event, personal={"owner": subject_of("User", field="owner_id")}):
+        owner: str
+        owner_id: str
 
 Aggregates declare their handlers with decorators; the handler tables are built once, when the class
 is defined, so a handler declared twice or for the wrong kind of class fails at import time instead
@@ -23,6 +30,7 @@ import datetime as dt
 import enum
 import inspect
 import textwrap
+import types
 import typing
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -40,7 +48,7 @@ from framework.errors import (
 )
 from framework.store.keys import check_aggregate_type, check_claim, check_command_id
 from framework.subjects import ERASED, Subject
-from framework.typecheck import check_fields
+from framework.typecheck import check_fields, text_field_kind
 
 __all__ = [
     "Aggregate",
@@ -49,12 +57,9 @@ __all__ = [
     "Event",
     "command_handler",
     "event_handler",
-    "personal",
-    "target_id",
+    "subject_of",
 ]
 
-_TARGET_MARK = "framework.target_id"
-_PERSONAL_MARK = "framework.personal"
 _COMMAND_MARK = "__framework_command_handler__"
 _EVENT_MARK = "__framework_event_handler__"
 
@@ -77,6 +82,26 @@ class Event:
         @frozen
         class Deposited(Event, name="MoneyDeposited", version=2):
             amount: Decimal
+
+    The ``personal=`` keyword names the fields that hold personal data: stored encrypted (with
+    the key of their *subject*, by default the aggregate whose stream holds the event) and read
+    back as ``ERASED`` (``None`` for an optional field) once the subject is forgotten. Only text
+    fields (``str`` or ``str | None``) can be personal. A field that holds another aggregate's
+    data names it with ``subject_of``::
+
+        @frozen
+        class UserRegistered(Event, personal=("name", "email")):
+            name: str
+            email: str
+
+        @frozen
+        class AccountOpened(Event, personal={"owner": subject_of("User", field="owner_id")}):
+            owner: str
+            owner_id: str
+
+    Class keywords rather than field markers, so that the fields stay plain attrs fields: a type
+    checker reads them as they are (a marker with a default would make every later field need
+    one too). A keyword that names no field of the class is refused when the class is defined.
     """
 
     def __init_subclass__(
@@ -85,9 +110,12 @@ class Event:
         name: str | None = None,
         version: int | None = None,
         forgets_subject: bool | None = None,
-        **kwargs: Any,
+        personal: PersonalDeclaration | None = None,
     ) -> None:
-        super().__init_subclass__(**kwargs)
+        # No **kwargs: a misspelt class keyword is then a type error, not only a run-time one.
+        super().__init_subclass__()
+        if personal is not None:
+            cls.__personal__ = _declared_personal(cls, cls.__personal__, personal)
         if forgets_subject is not None:
             cls.__forgets_subject__ = forgets_subject
         # attrs rebuilds slotted classes (without the class keywords) and copies the class
@@ -102,12 +130,17 @@ class Event:
             cls.__event_version__ = version
         elif "__event_version__" not in cls.__dict__:
             cls.__event_version__ = 1
+        if "__attrs_attrs__" in cls.__dict__:  # attrs' own pass: the fields are known now
+            _check_declared_fields(cls)
 
     __event_name__: ClassVar[str] = "Event"
     __event_version__: ClassVar[int] = 1
     __forgets_subject__: ClassVar[bool] = False
     """True for an event that erases its aggregate's personal data once committed: the key of its
     stream's subject is tombstoned. ``class UserForgotten(Event, forgets_subject=True)``."""
+    __personal__: ClassVar[tuple[PersonalField, ...]] = ()
+    """The fields that hold personal data (``personal=``): stored encrypted with their subject's
+    key, erased when the subject is forgotten, never logged."""
 
     def __attrs_post_init__(self) -> None:
         problems = check_fields(self)
@@ -129,6 +162,15 @@ def event_schema_version(event_class: type[Event]) -> int:
 class Command:
     """Base class of commands: a request to change one or more aggregates.
 
+    The ``target=`` class keyword names the field that holds the id of the aggregate the command
+    is addressed to (required for a command handled by an aggregate's method); ``personal=``
+    names fields whose values are kept out of the framework's logs (see ``Event``)::
+
+        @frozen
+        class ChangeEmail(Command, target="user_id", personal=("email",)):
+            user_id: str
+            email: str
+
     ``command_id`` makes the command idempotent: handling a command whose id was already processed
     returns the first result and writes nothing. Pass your own (for example an HTTP
     ``Idempotency-Key``) to make retries by clients safe. ``correlation_id`` and ``causation_id``
@@ -139,6 +181,32 @@ class Command:
     correlation_id: str | None = attrs.field(default=None, kw_only=True)
     causation_id: str | None = attrs.field(default=None, kw_only=True)
 
+    __target__: ClassVar[str | None] = None
+    """The field that names the aggregate the command is addressed to (``target=``)."""
+    __personal__: ClassVar[tuple[PersonalField, ...]] = ()
+    """The fields whose values are never logged (``personal=``)."""
+
+    def __init_subclass__(
+        cls,
+        *,
+        target: str | None = None,
+        personal: PersonalDeclaration | None = None,
+    ) -> None:
+        # No **kwargs: a misspelt class keyword is then a type error, not only a run-time one.
+        super().__init_subclass__()
+        # As for events: attrs' second pass comes without the keywords, the first pass's
+        # values are in the namespace it copies.
+        if target is not None:
+            if not isinstance(target, str) or not target.isidentifier():
+                raise DefinitionError(
+                    f"{cls.__name__}: target= takes the name of a field, got {target!r}"
+                )
+            cls.__target__ = target
+        if personal is not None:
+            cls.__personal__ = _declared_personal(cls, cls.__personal__, personal)
+        if "__attrs_attrs__" in cls.__dict__:
+            _check_declared_fields(cls)
+
     def __attrs_post_init__(self) -> None:
         problems = check_fields(self)
         if problems:
@@ -148,19 +216,9 @@ class Command:
         check_command_id(self.command_id)
 
 
-def target_id(**kwargs: Any) -> Any:
-    """Mark the command field that names the aggregate the command is addressed to.
-
-    Accepts the same keyword arguments as ``attrs.field``.
-    """
-    metadata = dict(kwargs.pop("metadata", None) or {})
-    metadata[_TARGET_MARK] = True
-    return attrs.field(metadata=metadata, **kwargs)
-
-
 @attrs.frozen
 class PersonalField:
-    """A field marked ``personal()``: its name and whose data it is.
+    """A field declared personal: its name and whose data it is.
 
     ``subject_field``/``subject_type`` name another aggregate as the subject (the field holding
     its id, and its type); both ``None`` means the aggregate whose stream holds the event.
@@ -182,48 +240,156 @@ class PersonalField:
         return (type_name, subject_id)
 
 
-def personal(
-    *,
-    subject_field: str | None = None,
-    subject_type: type[Aggregate] | str | None = None,
-    **kwargs: Any,
-) -> Any:
-    """Mark a field as personal data: stored encrypted with its subject's key, never logged.
+@attrs.frozen
+class SubjectOf:
+    """The subject of a personal field that holds another aggregate's data (see ``subject_of``)."""
 
-    The subject is, by default, the aggregate whose stream holds the event (its type and id). A
-    field that holds another aggregate's data names it: ``owner_name: str =
-    personal(subject_field="owner_id", subject_type=User)`` belongs to the user whose id is in
-    ``owner_id`` (an aggregate class or its type name), and forgetting that user erases it here
-    too; when that field is optional and ``None``, the value is the stream's own. Once the
-    subject is forgotten the field reads back as ``ERASED`` (``None`` for an optional field).
-    Only text fields (``str`` or ``str | None``) can be personal. On a command, ``personal()``
-    keeps the value out of the framework's logs. Accepts ``attrs.field`` arguments.
+    aggregate: type[Aggregate] | str
+    field: str
+
+    def __attrs_post_init__(self) -> None:
+        aggregate = self.aggregate
+        if isinstance(aggregate, str):
+            if not aggregate:
+                raise DefinitionError("subject_of() needs an aggregate type name, got ''")
+        elif not (isinstance(aggregate, type) and issubclass(aggregate, Aggregate)):
+            raise DefinitionError(
+                f"subject_of() takes an Aggregate class or its type name, got {aggregate!r}"
+            )
+        if not isinstance(self.field, str) or not self.field:
+            raise DefinitionError(
+                "subject_of() needs field=, the name of the field that holds the subject's id"
+            )
+
+
+def subject_of(aggregate: type[Aggregate] | str, *, field: str) -> SubjectOf:
+    """Name whose data a personal field is, when it is not the stream's own aggregate's.
+
+    ``personal={"owner": subject_of(User, field="owner_id")}`` seals ``owner`` with the key of the
+    user whose id is in ``owner_id`` (an aggregate class, or its type name when the class cannot
+    be imported here), so that forgetting that user erases it here too. When ``owner_id`` is
+    optional and ``None``, the value is the stream's own.
     """
-    if (subject_field is None) != (subject_type is None):
-        raise DefinitionError("personal() takes subject_field and subject_type together")
-    metadata = dict(kwargs.pop("metadata", None) or {})
-    metadata[_PERSONAL_MARK] = (subject_field, subject_type)
-    return attrs.field(metadata=metadata, **kwargs)
+    return SubjectOf(aggregate, field)
+
+
+PersonalDeclaration: typing.TypeAlias = "str | Iterable[str] | Mapping[str, SubjectOf | None]"
+"""What the ``personal=`` class keyword takes: field names, or a mapping from field name to its
+subject (``subject_of(...)``, or ``None`` for the stream's own aggregate)."""
+
+
+def _declared_personal(
+    cls: type, inherited: tuple[PersonalField, ...], declared: Any
+) -> tuple[PersonalField, ...]:
+    """The personal fields of ``cls``: its bases' and those its ``personal=`` keyword names."""
+    entries: dict[Any, Any]
+    if isinstance(declared, str):
+        entries = {declared: None}
+    elif isinstance(declared, Mapping):
+        entries = dict(declared)
+    elif isinstance(declared, Iterable):
+        entries = dict.fromkeys(declared)
+    else:
+        raise DefinitionError(
+            f"{cls.__name__}: personal= takes field names or a mapping of field names to "
+            f"subject_of(...), got {declared!r}"
+        )
+    fields = {spec.name: spec for spec in inherited}
+    for name, subject in entries.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise DefinitionError(f"{cls.__name__}: personal= takes field names, got {name!r}")
+        if subject is None:
+            fields[name] = PersonalField(name)
+        elif isinstance(subject, SubjectOf):
+            fields[name] = PersonalField(name, subject.field, subject.aggregate)
+        else:
+            raise DefinitionError(
+                f"{cls.__name__}: personal field {name!r} maps to {subject!r}: use "
+                "subject_of(AggregateClass, field=...), or None for the stream's own aggregate"
+            )
+    return tuple(fields.values())
+
+
+def _check_declared_fields(cls: type) -> None:
+    """Refuse a ``target=`` or ``personal=`` keyword of ``cls`` that names no field of its own.
+
+    Runs when attrs builds the class (its fields are known then), so a typo fails at import; a
+    class attrs did not rebuild is checked on first use instead. Event fields declared personal
+    must be text (``str`` or ``str | None``): they are encrypted as text. A field whose annotation
+    cannot be resolved yet is checked when the event is registered (``require_text_fields``).
+    """
+    fields = attrs.fields_dict(cls)
+    target = getattr(cls, "__target__", None)
+    if target is not None and target not in fields:
+        raise DefinitionError(
+            f"{cls.__name__} names {target!r} as its target, but has no field {target!r} "
+            f"(its fields: {', '.join(fields)})"
+        )
+    specs: tuple[PersonalField, ...] = getattr(cls, "__personal__", ())
+    names = {spec.name for spec in specs}
+    for spec in specs:
+        if spec.name not in fields:
+            raise DefinitionError(
+                f"{cls.__name__} declares {spec.name!r} personal, but has no field "
+                f"{spec.name!r} (its fields: {', '.join(fields)})"
+            )
+        if spec.subject_field is not None and (
+            spec.subject_field not in fields or spec.subject_field in names
+        ):
+            raise DefinitionError(
+                f"{cls.__name__}.{spec.name} names {spec.subject_field!r} as the id of its "
+                "subject: that must be a str (or str | None) field of the event, not itself "
+                "personal"
+            )
+    if issubclass(cls, Event):
+        _check_text_fields(cls, specs, strict=False)
+
+
+def _check_text_fields(cls: type, specs: tuple[PersonalField, ...], *, strict: bool) -> None:
+    for spec in specs:
+        kind = text_field_kind(cls, spec.name)
+        if kind == "other" or (strict and kind is None):
+            annotation = attrs.fields_dict(cls)[spec.name].type
+            found = "its annotation %r cannot be resolved" if kind is None else "it is %r"
+            raise DefinitionError(
+                f"{cls.__name__}.{spec.name} is declared personal but {found % (annotation,)}: "
+                "personal fields must be str or str | None"
+            )
+        if spec.subject_field is None:
+            continue
+        kind = text_field_kind(cls, spec.subject_field)
+        if kind == "other" or (strict and kind is None):
+            raise DefinitionError(
+                f"{cls.__name__}.{spec.name} names {spec.subject_field!r} as the id of its "
+                "subject: that must be a str (or str | None) field of the event, not itself "
+                "personal"
+            )
+
+
+def require_text_fields(event_class: type[Event]) -> None:
+    """Refuse an event whose personal fields (or their subjects' ids) are not text.
+
+    Called when the event class is registered, by which time every annotation the class
+    definition could not resolve yet must resolve.
+    """
+    _check_text_fields(event_class, personal_specs(event_class), strict=True)
 
 
 _personal_fields: dict[type, tuple[PersonalField, ...]] = {}
 
 
 def personal_specs(message_class: type) -> tuple[PersonalField, ...]:
-    """The fields of an event or command class marked ``personal()``."""
+    """The fields of an event or command class declared personal (``personal=``)."""
     known = _personal_fields.get(message_class)
     if known is None:
-        known = tuple(
-            PersonalField(f.name, *f.metadata[_PERSONAL_MARK])
-            for f in attrs.fields(message_class)
-            if f.metadata.get(_PERSONAL_MARK)
-        )
+        _check_declared_fields(message_class)
+        known = getattr(message_class, "__personal__", ())
         _personal_fields[message_class] = known
     return known
 
 
 def personal_fields(message_class: type) -> tuple[str, ...]:
-    """The names of the fields of ``message_class`` marked ``personal()``."""
+    """The names of the fields of ``message_class`` declared personal."""
     return tuple(spec.name for spec in personal_specs(message_class))
 
 
@@ -241,16 +407,11 @@ _target_fields: dict[type, str | None] = {}
 
 
 def command_target_field(command_class: type[Command]) -> str | None:
-    """The name of the field marked with ``target_id()``, or ``None`` when there is none."""
+    """The field named by the command's ``target=`` class keyword (``None`` when it has none)."""
     if command_class in _target_fields:
         return _target_fields[command_class]
-    marked = [f.name for f in attrs.fields(command_class) if f.metadata.get(_TARGET_MARK)]
-    if len(marked) > 1:
-        raise DefinitionError(
-            f"{command_class.__name__} marks {len(marked)} fields with target_id() "
-            f"({', '.join(marked)}): a command targets exactly one aggregate"
-        )
-    result = marked[0] if marked else None
+    _check_declared_fields(command_class)
+    result = command_class.__target__
     _target_fields[command_class] = result
     return result
 
@@ -281,17 +442,22 @@ def command_handler(
 ) -> Callable[[F], F]:
     """Declare the handler of ``command_type``.
 
-    On an ``Aggregate`` method, ``handler(self, command)``: the aggregate is named by the command's
-    ``target_id()`` field and is loaded (``creates=False``, the default: a missing aggregate is
-    ``AggregateNotFound``), created fresh (``creates=True``: an existing one is
-    ``AggregateAlreadyExists``), or loaded if it exists and created otherwise (``creates=None``).
-    On a plain function,
-    ``handler(uow, command)``, registered with the ``Application``: for commands that touch several
-    aggregates, all committed in one transaction.
+    On an ``Aggregate`` method, ``handler(self, command)``: the aggregate is named by the
+    command's target field (``class Deposit(Command, target="account_id")``) and is loaded
+    (``creates=False``, the default: a missing aggregate is ``AggregateNotFound``), created fresh
+    (``creates=True``: an existing one is ``AggregateAlreadyExists``), or loaded if it exists and
+    created otherwise (``creates=None``). On a plain function, ``handler(uow, command)``,
+    registered with the ``Application``: for commands that touch several aggregates, all
+    committed in one transaction.
+
+    A handler whose command parameter is annotated with another command class is refused here:
+    ``@command_handler(Deposit)`` on ``def withdraw(self, command: Withdraw)`` would route
+    deposits to the code written for withdrawals, and nothing else would notice.
     """
     _require_message_class("command", Command, command_type)
 
     def mark(func: F) -> F:
+        _check_message_parameter("command", Command, command_type, func, inspect.currentframe())
         setattr(func, _COMMAND_MARK, CommandHandlerSpec(command_type, creates))
         return func
 
@@ -299,14 +465,155 @@ def command_handler(
 
 
 def event_handler(event_type: type[Event]) -> Callable[[F], F]:
-    """Declare the method that applies ``event_type`` to an aggregate's (or projector's) state."""
+    """Declare the method that applies ``event_type`` to an aggregate's (or projector's) state.
+
+    As with ``command_handler``, a method whose event parameter is annotated with another event
+    class is refused.
+    """
     _require_message_class("event", Event, event_type)
 
     def mark(func: F) -> F:
+        _check_message_parameter("event", Event, event_type, func, inspect.currentframe())
         setattr(func, _EVENT_MARK, event_type)
         return func
 
     return mark
+
+
+_UNRESOLVED: Any = object()
+
+
+def _check_message_parameter(
+    kind: str, base: type, message_type: type, func: Any, frame: types.FrameType | None
+) -> None:
+    """Refuse a handler whose message parameter (the second one) is annotated with another class.
+
+    The annotation is resolved the way the interpreter would see it where the handler is defined:
+    module globals, and for a class defined inside a function, the class body and the function's
+    locals (read from the frame that applies the decorator). What cannot be resolved (a name
+    imported only for type checkers, a class defined further down) is compared by name with the
+    message classes that exist; anything else that is not plainly a message class (``Any``, a
+    type variable, a protocol) is accepted: a correct handler is never refused.
+    """
+    target = func.__func__ if isinstance(func, staticmethod | classmethod) else func
+    if not inspect.isfunction(target):
+        return
+    code = target.__code__
+    positional = code.co_varnames[: code.co_argcount]
+    if len(positional) < 2:
+        return
+    parameter = positional[1]
+    annotation = target.__annotations__.get(parameter)
+    if annotation is None:
+        return
+    caller = frame.f_back if frame is not None else None
+    resolved = _resolve_annotation(annotation, target.__globals__, caller)
+    if resolved is _UNRESOLVED:
+        accepted = _accepts_by_name(annotation, base, message_type)
+    else:
+        accepted = _accepts(resolved, base, message_type)
+    if not accepted:
+        shown = (
+            annotation
+            if isinstance(annotation, str)
+            else getattr(annotation, "__name__", repr(annotation))
+        )
+        raise DefinitionError(
+            f"{target.__qualname__} is declared @{kind}_handler({message_type.__name__}) but its "
+            f"parameter {parameter!r} is annotated {shown}: it is called with "
+            f"{message_type.__name__} {kind}s"
+        )
+
+
+def _resolve_annotation(
+    annotation: Any, module_globals: dict[str, Any], caller: types.FrameType | None
+) -> Any:
+    if not isinstance(annotation, str):
+        return annotation
+    scopes: list[dict[str, Any]] = []
+    frame = caller
+    # The class bodies the decorator is applied in, innermost first, then the function around
+    # them (not a module's frame: its locals are the globals, or an importer's own variables).
+    while frame is not None and "__qualname__" in frame.f_locals and "__module__" in frame.f_locals:
+        scopes.append(frame.f_locals)
+        frame = frame.f_back
+    if frame is not None and frame.f_locals is not frame.f_globals:
+        scopes.append(frame.f_locals)
+    try:
+        namespace: dict[str, Any] = {}
+        for scope in reversed(scopes):  # the innermost scope wins
+            namespace.update(scope)
+        return eval(annotation, module_globals, namespace)
+    except Exception:
+        return _UNRESOLVED
+
+
+def _plain_classes(annotation: Any) -> list[type] | None:
+    """The classes a resolved annotation admits (``None`` when it is not plain classes)."""
+    if annotation is None or annotation is type(None):
+        return []
+    if inspect.isclass(annotation) and not isinstance(annotation, types.GenericAlias):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        found: list[type] = []
+        for argument in typing.get_args(annotation):
+            classes = _plain_classes(argument)
+            if classes is None:
+                return None
+            found.extend(classes)
+        return found
+    if origin is typing.Annotated:
+        return _plain_classes(typing.get_args(annotation)[0])
+    return None
+
+
+def _accepts(annotation: Any, base: type, message_type: type) -> bool:
+    classes = _plain_classes(annotation)
+    if not classes:
+        return True
+    try:
+        if any(issubclass(message_type, cls) for cls in classes):
+            return True
+        return not all(issubclass(cls, base) for cls in classes)
+    except TypeError:
+        return True
+
+
+def _accepts_by_name(annotation: str, base: type, message_type: type) -> bool:
+    try:
+        tree = ast.parse(annotation, mode="eval").body
+    except SyntaxError:
+        return True
+    names: list[str] = []
+    parts = [tree]
+    while parts:
+        part = parts.pop()
+        if isinstance(part, ast.BinOp) and isinstance(part.op, ast.BitOr):
+            parts += [part.left, part.right]
+        elif isinstance(part, ast.Name):
+            names.append(part.id)
+        elif isinstance(part, ast.Attribute):
+            names.append(part.attr)
+        elif not (isinstance(part, ast.Constant) and part.value is None):
+            return True  # something other than a union of class names: cannot tell
+    own = {cls.__name__ for cls in message_type.__mro__}
+    if not names or any(name in own for name in names):
+        return True
+    known = {cls.__name__ for cls in _all_subclasses(base)}
+    return not all(name in known for name in names)
+
+
+def _all_subclasses(base: type) -> set[type]:
+    found: set[type] = set()
+    pending = [base]
+    while pending:
+        subclasses: list[type] = pending.pop().__subclasses__()
+        for sub in subclasses:
+            if sub not in found:
+                found.add(sub)
+                pending.append(sub)
+    return found
 
 
 def command_handler_spec(func: Any) -> CommandHandlerSpec | None:
@@ -389,8 +696,9 @@ class Aggregate:
         for command_type in cls._command_handlers:
             if command_target_field(command_type) is None:
                 raise DefinitionError(
-                    f"{cls.__name__} handles {command_type.__name__}, which has no field marked "
-                    "with target_id(): the application cannot tell which aggregate to load"
+                    f"{cls.__name__} handles {command_type.__name__}, which names no target: "
+                    f'declare it with class {command_type.__name__}(Command, target="<field>") '
+                    "so that the application can tell which aggregate to load"
                 )
 
     def __init__(self, aggregate_id: str) -> None:

@@ -1,11 +1,12 @@
 """Personal data in events: encrypted per subject, erased everywhere by forgetting one key.
 
-Event fields marked ``personal()`` are stored encrypted (AES-256-GCM) with a data key of their
-*subject*: by default the aggregate whose stream holds the event (its type and id, so that
-``Customer 42`` and ``Employee 42`` never share a key), or the aggregate a field declares it belongs
-to (an account's owner name belongs to the user). Subjects are named by their stream key,
-``{aggregate_type}#{aggregate_id}``. Data keys are kept wrapped (encrypted) by a master key: AWS KMS
-in production (``KmsKeyWrapper``), a local key for development (``LocalKeyWrapper``).
+Event fields declared personal (``class E(Event, personal=(...))``) are stored encrypted
+(AES-256-GCM) with a data key of their *subject*: by default the aggregate whose stream holds the
+event (its type and id, so that ``Customer 42`` and ``Employee 42`` never share a key), or the
+aggregate a field declares it belongs to (an account's owner name belongs to the user). Subjects
+are named by their stream key, ``{aggregate_type}#{aggregate_id}``. Data keys are kept wrapped
+(encrypted) by a master key: AWS KMS in production (``KmsKeyWrapper``), a local key for development
+(``LocalKeyWrapper``).
 
 Forgetting a subject replaces its wrapped key by a *tombstone*: every copy of its personal data, in
 every event, snapshot, backup and replay, becomes unreadable at once (crypto-shredding), while the

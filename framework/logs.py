@@ -5,10 +5,10 @@ the application's decision. Applications that have no opinion call ``configure_l
 
 The framework's own log lines carry ids, types, versions and durations, never event payloads.
 Where one quotes text that may hold a command's input (the reason a rule refused it), the values
-of the command's fields marked ``personal()`` are withheld (``withhold``), whatever their shape:
-redaction follows what the domain declares, not a pattern. ``redact_sensitive`` goes further for
-everything logged through the configured pipeline: it drops fields that hold payloads or secrets
-and, as a last net, masks well-formed email addresses inside any text.
+of the command's fields declared personal (``personal=``) are withheld (``withhold``), whatever
+their shape: redaction follows what the domain declares, not a pattern. ``redact_sensitive`` goes
+further for everything logged through the configured pipeline: it drops fields that hold payloads
+or secrets and, as a last net, masks well-formed email addresses inside any text.
 """
 
 from __future__ import annotations

@@ -36,12 +36,14 @@ from framework.domain import (
     event_type_name,
     personal_fields,
     personal_specs,
+    require_text_fields,
     undeclared_state,
 )
 from framework.encryption import ENCRYPTED_MARK, KeyRing
 from framework.errors import CorruptEvent, DefinitionError, UnknownEventType
 from framework.store.keys import check_aggregate_id
 from framework.subjects import ERASED, Subject, split_subject_name, subject_name
+from framework.typecheck import text_field_kind
 from framework.upcasting import check_upcasters, upcast
 
 COMPRESSION_THRESHOLD = 1024
@@ -123,19 +125,12 @@ class EventRegistry:
                 f"{known.__qualname__} and {event_class.__module__}.{event_class.__qualname__}"
             )
         check_upcasters(event_class)
-        _check_personal_fields(event_class)
+        require_text_fields(event_class)
         self._by_name[name] = event_class
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._by_name
 
     def classes(self) -> list[type[Event]]:
         """Every registered event class."""
         return list(self._by_name.values())
-
-    def names(self) -> list[str]:
-        """All registered type names, sorted."""
-        return sorted(self._by_name)
 
     def encode(self, event: Event, stream: Subject | None = None) -> EncodedEvent:
         """Serialize ``event`` of ``stream`` for storage, personal fields encrypted.
@@ -203,47 +198,8 @@ class EventRegistry:
         return any(personal_fields(event_class) for event_class in event_classes)
 
 
-def _check_personal_fields(event_class: type[Event]) -> None:
-    specs = personal_specs(event_class)
-    if not specs:
-        return
-    hints = typing.get_type_hints(event_class)
-    personal = {spec.name for spec in specs}
-    for spec in specs:
-        hint = hints.get(spec.name)
-        if hint is not str and not _is_optional_str(hint):
-            raise DefinitionError(
-                f"{event_class.__name__}.{spec.name} is marked personal() but is {hint!r}: "
-                "personal fields must be str or str | None"
-            )
-        if spec.subject_field is None:
-            continue
-        subject_hint = hints.get(spec.subject_field)
-        if (
-            not (subject_hint is str or _is_optional_str(subject_hint))
-            or spec.subject_field in personal
-        ):
-            raise DefinitionError(
-                f"{event_class.__name__}.{spec.name} names {spec.subject_field!r} as the id of "
-                "its subject: that must be a str (or str | None) field of the event, not itself "
-                "personal"
-            )
-        subject_type = spec.subject_type
-        if not isinstance(subject_type, str) and not (
-            isinstance(subject_type, type) and issubclass(subject_type, Aggregate)
-        ):
-            raise DefinitionError(
-                f"{event_class.__name__}.{spec.name}: subject_type must be an Aggregate class "
-                f"or its type name, got {subject_type!r}"
-            )
-
-
-def _is_optional_str(hint: Any) -> bool:
-    return set(typing.get_args(hint)) == {str, type(None)}
-
-
 def _optional(event_class: type[Event], field: str) -> bool:
-    return _is_optional_str(typing.get_type_hints(event_class).get(field))
+    return text_field_kind(event_class, field) == "optional"
 
 
 def state_schema(aggregate_class: type[Aggregate]) -> str:

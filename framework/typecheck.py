@@ -68,6 +68,43 @@ def _resolve_one(cls: type, annotation: str) -> Any:
         return None
 
 
+_UNRESOLVED = object()
+_text_kinds: dict[tuple[type, str], str | None] = {}
+
+
+def text_field_kind(cls: type, name: str) -> str | None:
+    """Whether the attrs field ``name`` of ``cls`` holds text, read from its annotation.
+
+    ``"str"``, ``"optional"`` (``str | None``), ``"other"``, or ``None`` when the annotation cannot
+    be resolved (a name local to a function, under ``from __future__ import annotations``): the
+    domain refuses a personal field that is not text when its class is defined, and must not guess
+    when it cannot tell. Cached per class and field.
+    """
+    key = (cls, name)
+    if key in _text_kinds:
+        return _text_kinds[key]
+    field = attrs.fields_dict(cls)[name]
+    annotation: Any = field.type
+    if isinstance(annotation, str):
+        module = sys.modules.get(cls.__module__)
+        namespace = dict(vars(module)) if module is not None else {}
+        try:
+            annotation = eval(annotation, namespace, dict(vars(cls)))
+        except Exception:
+            annotation = _UNRESOLVED
+    kind: str | None
+    if annotation is _UNRESOLVED:
+        kind = None
+    elif annotation is str:
+        kind = "str"
+    elif set(typing.get_args(annotation)) == {str, type(None)}:
+        kind = "optional"
+    else:
+        kind = "other"
+    _text_kinds[key] = kind
+    return kind
+
+
 def _describe(value: Any) -> str:
     text = repr(value)
     if len(text) > 60:

@@ -72,7 +72,7 @@ def command_fingerprint(command: Command) -> str:
     first result stands) from a command id reused for another payload (refused). The ids that
     only place the command in a conversation (``command_id``, ``correlation_id``,
     ``causation_id``) are left out: a retry may carry another correlation id. So are the values
-    of fields marked ``personal()``: the record outlives a "forget me" by up to its retention, and
+    of fields declared personal: the record outlives a "forget me" by up to its retention, and
     a bare hash of an address can be confirmed by guessing; an id reused with only other personal
     data is taken as a repeat.
     """
@@ -363,11 +363,6 @@ class UnitOfWork:
             schema=state_schema(type(aggregate)),
             created_at=now,
         )
-
-    @property
-    def aggregates(self) -> list[Aggregate]:
-        """The aggregates loaded or created so far."""
-        return [tracked.aggregate for tracked in self._tracked.values()]
 
 
 def load_aggregate(

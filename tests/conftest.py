@@ -41,6 +41,19 @@ def moto_store() -> Iterator[DynamoDBEventStore]:
         yield store
 
 
+@pytest.fixture(scope="module")
+def example_store(dynamodb_local_endpoint: str) -> Iterator[DynamoDBEventStore]:
+    """The store with the example app's read-model tables on DynamoDB Local, one per module.
+
+    For the tests of the example's HTTP API (tests/example, tests/reliability); imported here,
+    not at the top, so that other tests do not import the web stack.
+    """
+    from tests.example.http_support import example_tables
+
+    with example_tables(dynamodb_local_endpoint) as store:
+        yield store
+
+
 @pytest.fixture
 def local_store(dynamodb_store: DynamoDBEventStore) -> DynamoDBEventStore:
     """The plugin's store on DynamoDB Local, under the name the contract suite uses."""

@@ -13,6 +13,8 @@ events out of order, events of many streams interleaved, gaps. Per stream the en
    events to a transaction, their writes of one row *folded* into one write (``folding.py``):
    DynamoDB lets a transaction touch an item only once, so a write that cannot be folded into
    the batch's write of its row, or a batch at ``MAX_TRANSACTION_ITEMS``, ends the transaction;
+   the transactions of the streams of one delivery are packed together while they fit (100
+   items, each row once), so a replay chunk costs a few requests, not one per stream;
 5. when DynamoDB refuses the read-model writes of a transaction (a validation error, an item too
    large, a condition the projector did not mean to fail), commits its events one by one to find
    the one whose writes are refused, and parks that event with the reason: a poison event stops
@@ -27,7 +29,6 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Hashable, Iterable
-from typing import Any
 
 import attrs
 import structlog
@@ -46,6 +47,8 @@ from framework.store.positions import (
     PositionConflict,
     PositionStore,
     ProjectionWriteError,
+    StreamAdvance,
+    TransactItem,
 )
 from framework.store.records import StoredEvent
 
@@ -130,36 +133,44 @@ class ProjectionEngine:
         return deferred
 
     def _settle(self, deferred: dict[str, _Deferred], report: ApplyReport) -> set[str]:
-        """Commit the position advances that carry no writes, many streams to a request.
+        """Commit the deferred advances of a delivery, many streams to a request.
 
-        A replay of a projector that writes little would otherwise send one request per
-        stream and chunk. Returns the streams whose advance another runner beat.
+        A replay chunk holds many streams: one request per stream cost a rebuild more than
+        everything else. Advances without writes go up to 100 to a ``TransactWriteItems``;
+        those with writes are packed with other streams' as long as the transaction holds them
+        (100 items, each row once). A pack DynamoDB does not take whole is committed stream by
+        stream, which finds the lost race or the refused write. Returns the streams whose
+        advance another runner beat.
         """
-        if not deferred:
-            return set()
-        moves = [(stream, d.expected, d.version) for stream, d in deferred.items()]
-        lost = set(self.positions.advance_many(self.name, moves))
-        for stream, pending in deferred.items():
-            if stream in lost:
-                report.conflicts += 1
-                log.info("projection.position_conflict", projector=self.name, stream=stream)
-            else:
-                report.applied += pending.events
+        plain = [(stream, move) for stream, move in deferred.items() if not move.writes]
+        lost: set[str] = set()
+        if plain:
+            moves = [(stream, move.expected, move.version) for stream, move in plain]
+            lost.update(self.positions.advance_many(self.name, moves))
+            for stream, move in plain:
+                if stream in lost:
+                    report.conflicts += 1
+                    log.info("projection.position_conflict", projector=self.name, stream=stream)
+                else:
+                    report.applied += move.events
+        for group in _pack([(stream, move) for stream, move in deferred.items() if move.writes]):
+            advances = [StreamAdvance(s, m.expected, m.version, m.writes) for s, m in group]
+            if len(group) > 1 and self.positions.advance_together(self.name, advances):
+                report.applied += sum(move.events for _, move in group)
+                continue
+            for stream, move in group:
+                if self._commit(stream, move, report)[1]:
+                    lost.add(stream)
         return lost
 
     def _settle_stream(self, stream: str, report: ApplyReport) -> bool:
-        """Commit the stream's deferred advance now; ``False`` when another runner beat it."""
+        """Commit the stream's deferred advance now; ``False`` when it did not all commit."""
         deferred = self._deferring()
         pending = None if deferred is None else deferred.pop(stream, None)
         if pending is None:
             return True
-        try:
-            self.positions.advance(self.name, stream, pending.expected, pending.version)
-        except PositionConflict:
-            report.conflicts += 1
-            return False
-        report.applied += pending.events
-        return True
+        committed, lost = self._commit(stream, pending, report)
+        return not lost and committed == pending.version
 
     def apply_stream(
         self, delivered: list[StoredEvent], position: Position | None = None
@@ -278,55 +289,78 @@ class ProjectionEngine:
         report: ApplyReport,
         folded: FoldedBatch,
     ) -> tuple[int, bool]:
-        """Commit ``batch`` (its writes ``folded``) with the position.
+        """Commit ``batch`` (its writes ``folded``) with the position, or defer it to ``_settle``.
 
-        Returns (version committed to, race lost). When DynamoDB refuses the batch's writes, its
-        events are committed one by one, unfolded, and the first whose own writes are refused
-        is parked; the version returned is then the last one committed before it.
+        Returns (version committed to, race lost); a deferred batch counts as committed (what
+        goes wrong when it is sent is dealt with there, stream by stream).
         """
         if not batch:
             return committed, False
-        new_version = batch[-1][0].version
         writes = folded.transact_items()
+        move = _Deferred(
+            committed, batch[-1][0].version, 0, committed, batch, writes, folded.rows()
+        )
         deferred = self._deferring()
-        if not writes and deferred is not None:
-            # Nothing to write but the position: committed with other streams' (``_settle``).
-            pending = deferred.get(stream)
-            expected = committed if pending is None else pending.expected
-            carried = 0 if pending is None else pending.events
-            deferred[stream] = _Deferred(expected, new_version, carried + len(batch))
-            return new_version, False
-        if deferred is not None and stream in deferred:
+        if deferred is None:
+            return self._commit(stream, move, report)
+        pending = deferred.pop(stream, None)
+        if pending is not None and pending.writes:
+            # The stream's second transaction in one delivery: the first one goes now.
+            committed, lost = self._commit(stream, pending, report)
+            if lost or committed != pending.version:
+                return committed, lost
+        elif pending is not None:
             # Events before this batch wrote nothing: their advance goes with this one.
-            pending = deferred.pop(stream)
-            expected, carried = pending.expected, pending.events
-        else:
-            expected, carried = committed, 0
+            move.expected, move.carried = pending.expected, pending.events
+        if not writes:
+            move = _Deferred(move.expected, move.version, move.events, move.version)
+        deferred[stream] = move
+        return move.version, False
+
+    def _commit(self, stream: str, move: _Deferred, report: ApplyReport) -> tuple[int, bool]:
+        """Send one stream's advance with its writes; returns (version committed to, race lost).
+
+        When DynamoDB refuses the writes, the events are committed one by one, unfolded, and
+        the first whose own writes are refused is parked; the version returned is then the last
+        one committed before it.
+        """
         try:
-            self.positions.advance(self.name, stream, expected, new_version, writes)
+            self.positions.advance(self.name, stream, move.expected, move.version, move.writes)
         except PositionConflict:
             report.conflicts += 1
             log.info("projection.position_conflict", projector=self.name, stream=stream)
-            return committed, True
+            return move.expected, True
         except ProjectionWriteError as refused:
-            if carried:  # the events one by one start from the position stored before them
-                if deferred is not None:
-                    deferred[stream] = _Deferred(expected, committed, carried)
-                if not self._settle_stream(stream, report):
-                    return committed, True
-            if len(batch) > 1:
-                for single in batch:
-                    alone = FoldedBatch()
-                    alone.add([(self._identity(write), write) for write in single[1]])
-                    committed, lost = self._flush(stream, committed, [single], report, alone)
-                    if lost or committed != single[0].version:
-                        return committed, lost
-                return committed, False
-            record = batch[0][0]
+            return self._find_refused(stream, move, refused, report)
+        report.applied += move.events
+        return move.version, False
+
+    def _find_refused(
+        self, stream: str, move: _Deferred, refused: ProjectionWriteError, report: ApplyReport
+    ) -> tuple[int, bool]:
+        committed = move.expected
+        if move.carried:  # the events that wrote nothing move the position first
+            try:
+                self.positions.advance(self.name, stream, move.expected, move.before)
+            except PositionConflict:
+                report.conflicts += 1
+                return committed, True
+            report.applied += move.carried
+            committed = move.before
+        if len(move.batch) == 1:
+            record = move.batch[0][0]
             self._park(stream, committed, record, f"read-model write refused: {refused}", 1, report)
             return committed, False
-        report.applied += len(batch) + carried
-        return new_version, False
+        for record, writes in move.batch:
+            alone = FoldedBatch()
+            alone.add([(self._identity(write), write) for write in writes])
+            single = _Deferred(
+                committed, record.version, 0, committed, [(record, writes)], alone.transact_items()
+            )
+            committed, lost = self._commit(stream, single, report)
+            if lost or committed != record.version:
+                return committed, lost
+        return committed, False
 
     def _handle_with_retries(self, record: StoredEvent) -> list[QueuedWrite]:
         function = self.projector.handler_for(record.event_type)
@@ -403,11 +437,44 @@ def _describe(error: BaseException | None) -> str:
 
 @attrs.define
 class _Deferred:
-    """A stream's position advance with no writes, waiting to be committed with others'."""
+    """A stream's position advance, waiting to be committed with other streams' in one request.
+
+    The position moves from ``expected`` to ``version`` over ``carried`` events that wrote
+    nothing, up to ``before``, then the events of ``batch``, whose writes ``writes`` holds folded
+    (on the rows ``rows``). ``before`` and ``batch`` serve to commit them one by one when
+    DynamoDB refuses the writes.
+    """
 
     expected: int
     version: int
-    events: int
+    carried: int
+    before: int
+    batch: list[tuple[StoredEvent, list[QueuedWrite]]] = attrs.field(factory=list)
+    writes: list[TransactItem] = attrs.field(factory=list)
+    rows: frozenset[Hashable] = frozenset()
+
+    @property
+    def events(self) -> int:
+        """How many events the advance applies."""
+        return self.carried + len(self.batch)
+
+
+def _pack(moves: list[tuple[str, _Deferred]]) -> list[list[tuple[str, _Deferred]]]:
+    """Group advances with writes into transactions: at most 100 items, each row once."""
+    groups: list[list[tuple[str, _Deferred]]] = []
+    current: list[tuple[str, _Deferred]] = []
+    items, rows = 0, set[Hashable]()
+    for stream, move in moves:
+        size = len(move.writes) + 1
+        if current and (items + size > MAX_TRANSACTION_ITEMS or not rows.isdisjoint(move.rows)):
+            groups.append(current)
+            current, items, rows = [], 0, set()
+        current.append((stream, move))
+        items += size
+        rows.update(move.rows)
+    if current:
+        groups.append(current)
+    return groups
 
 
 class _HandlerFailed(Exception):
@@ -437,10 +504,3 @@ def _envelope(record: StoredEvent) -> Envelope:
         correlation_id=record.correlation_id,
         causation_id=record.causation_id,
     )
-
-
-def engines_for(
-    projectors: Iterable[Projector], store: EventStore, positions: PositionStore, **options: Any
-) -> list[ProjectionEngine]:
-    """One engine per projector, sharing the store and the position store."""
-    return [ProjectionEngine(projector, store, positions, **options) for projector in projectors]

@@ -25,6 +25,7 @@ transaction with writes of other rows.
 from __future__ import annotations
 
 import decimal
+import functools
 from collections.abc import Hashable, Mapping
 from typing import Any, Literal
 
@@ -49,31 +50,57 @@ fit exactly raises, and the writes are not folded (DynamoDB then judges them one
 
 
 @attrs.frozen
+class FieldChange:
+    """What an update does to one top-level attribute: set, add (a number) or remove.
+
+    Kept plain, not as PynamoDB actions, so that folding the events of a stream builds no
+    expression objects; the actions are built once, when the write is sent.
+    """
+
+    kind: Literal["set", "add", "remove"]
+    path: Path
+    value: AttributeValue | None = None
+
+    def action(self) -> Action:
+        """The PynamoDB action that makes this change."""
+        if self.kind == "remove":
+            return RemoveAction(self.path)
+        assert self.value is not None
+        make = SetAction if self.kind == "set" else AddAction
+        return make(self.path, Value(dict(self.value)))
+
+
+@attrs.frozen(slots=False)  # a dict, for the cached identity
 class RowWrite:
     """A read-model write queued by a projector, kept structured so that it can be folded.
 
     ``request`` is what PynamoDB built for the write as queued (with its condition, if any), and
-    is sent unchanged when nothing was folded into it. ``actions`` are an update's (top-level
-    attribute name to action), ``item`` a put's serialized item; ``None`` when the write cannot
-    be folded (a condition, an action that depends on the item).
+    is sent unchanged when nothing was folded into it; an update's request is ``None`` until it
+    is needed (``transact_item``): serializing the update expression of every intermediate fold
+    cost a rebuild more than its requests. ``actions`` are an update's (top-level attribute name
+    to action), ``item`` a put's serialized item; ``None`` when the write cannot be folded (a
+    condition, an action that depends on the item).
     """
 
     kind: WriteKind
     table: str
     key: Mapping[str, AttributeValue]
-    request: Mapping[str, Any]
+    request: Mapping[str, Any] | None
     item: Mapping[str, AttributeValue] | None = None
-    actions: Mapping[str, Action] | None = None
+    actions: Mapping[str, FieldChange] | None = None
     foldable: bool = True
 
-    @property
+    @functools.cached_property
     def identity(self) -> Hashable:
         """(table, key values): the same identity the position stores give a raw write."""
         return (self.table, tuple(sorted((name, repr(value)) for name, value in self.key.items())))
 
     def transact_item(self) -> TransactItem:
         """The ``TransactWriteItems`` entry of this write."""
-        return {self.kind: dict(self.request)}
+        if self.request is not None:
+            return {self.kind: dict(self.request)}
+        assert self.actions is not None  # only a foldable update defers its request
+        return {self.kind: _update_request(self, self.actions)}
 
 
 QueuedWrite = RowWrite | TransactItem
@@ -85,6 +112,20 @@ def key_names(model: type[Model]) -> tuple[str, ...]:
     attributes = model.get_attributes().values()
     hash_keys = [a.attr_name for a in attributes if a.is_hash_key]
     return (*hash_keys, *(a.attr_name for a in attributes if a.is_range_key))
+
+
+def row_key(row: Model) -> dict[str, AttributeValue]:
+    """The serialized key of ``row`` (``{"pk": {"S": "acc-1"}}``), as PynamoDB would send it."""
+    attributes = type(row).get_attributes()
+    key: dict[str, AttributeValue] = {}
+    for name, attribute in attributes.items():
+        if not (attribute.is_hash_key or attribute.is_range_key):
+            continue
+        value = getattr(row, name)
+        if value is None:
+            raise ValueError(f"{type(row).__name__}.{name} is part of the key and is not set")
+        key[attribute.attr_name] = {attribute.attr_type: attribute.serialize(value)}
+    return key
 
 
 def put_write(
@@ -117,11 +158,25 @@ def update_write(
     return RowWrite("Update", table, key, request, actions=by_name, foldable=foldable)
 
 
+def unconditional_update(
+    table: str, key: Mapping[str, AttributeValue], actions: list[Action]
+) -> RowWrite | None:
+    """A queued ``Update`` without a condition whose request is built only when it is sent.
+
+    ``None`` when the actions cannot be folded: the caller then lets PynamoDB build the request
+    (``update_write``), so that such writes reach DynamoDB exactly as queued.
+    """
+    by_name = _foldable_actions(actions, key)
+    if by_name is None:
+        return None
+    return RowWrite("Update", table, key, None, actions=by_name)
+
+
 def _foldable_actions(
     actions: list[Action], key: Mapping[str, AttributeValue]
-) -> dict[str, Action] | None:
-    """The actions by attribute name, or ``None`` when any of them cannot be folded exactly."""
-    by_name: dict[str, Action] = {}
+) -> dict[str, FieldChange] | None:
+    """The changes by attribute name, or ``None`` when any of them cannot be folded exactly."""
+    by_name: dict[str, FieldChange] = {}
     for action in actions:
         path = action.values[0]
         if not isinstance(path, Path) or len(path.path) != 1:
@@ -130,16 +185,20 @@ def _foldable_actions(
         if name in by_name or name in key:
             return None  # DynamoDB refuses both; let it say so
         if isinstance(action, RemoveAction):
-            pass
-        elif isinstance(action, SetAction | AddAction):
-            value = action.values[1]
-            if not isinstance(value, Value):
-                return None  # computed from the item (if_not_exists, list_append, a + b)
-            if isinstance(action, AddAction) and value.attr_type != "N":
-                return None  # set additions: not folded
-        else:
+            by_name[name] = FieldChange("remove", path)
+            continue
+        if not isinstance(action, SetAction | AddAction):
             return None  # DELETE from a set
-        by_name[name] = action
+        value = action.values[1]
+        if not isinstance(value, Value):
+            return None  # computed from the item (if_not_exists, list_append, a + b)
+        serialized: AttributeValue = value.value
+        if isinstance(action, AddAction):
+            if value.attr_type != "N":
+                return None  # set additions: not folded
+            by_name[name] = FieldChange("add", path, serialized)
+        else:
+            by_name[name] = FieldChange("set", path, serialized)
     return by_name
 
 
@@ -158,59 +217,55 @@ def fold(earlier: RowWrite, later: RowWrite) -> RowWrite | None:
     return None  # an update after a delete: not folded
 
 
-def _apply_to_item(put: RowWrite, actions: Mapping[str, Action]) -> RowWrite | None:
+def _apply_to_item(put: RowWrite, changes: Mapping[str, FieldChange]) -> RowWrite | None:
     assert put.item is not None
     item = dict(put.item)
-    for name, action in actions.items():
-        if isinstance(action, RemoveAction):
+    for name, change in changes.items():
+        if change.kind == "remove":
             item.pop(name, None)
             continue
-        value = _value(action)
-        if isinstance(action, SetAction):
-            item[name] = value
-            continue
+        assert change.value is not None
         current = item.get(name)
-        if current is None:
-            item[name] = value
+        if change.kind == "set" or current is None:
+            item[name] = change.value
         elif "N" in current:
-            total = _add(current, value)
+            total = _add(current, change.value)
             if total is None:
                 return None
             item[name] = total
         else:
             return None  # ADD to a non-number: DynamoDB refuses it, let it say so
+    assert put.request is not None  # a put's request is built when it is queued
     request = {**put.request, "Item": item}
     return attrs.evolve(put, item=item, request=request)
 
 
 def _merge_updates(
-    earlier: RowWrite, before: Mapping[str, Action], after: Mapping[str, Action]
+    earlier: RowWrite, before: Mapping[str, FieldChange], after: Mapping[str, FieldChange]
 ) -> RowWrite | None:
     merged = dict(before)
-    for name, action in after.items():
+    for name, change in after.items():
         previous = merged.pop(name, None)  # re-inserted last: the order stays that of the writes
-        if previous is None or isinstance(action, SetAction | RemoveAction):
-            merged[name] = action
+        if previous is None or change.kind != "add":
+            merged[name] = change
             continue
         # A later ADD of a number onto what the earlier update did to the attribute.
-        path = action.values[0]
-        assert isinstance(path, Path)
-        added = _value(action)
-        if isinstance(previous, RemoveAction):
-            merged[name] = SetAction(path, Value(dict(added)))
+        assert change.value is not None
+        if previous.kind == "remove":
+            merged[name] = FieldChange("set", change.path, change.value)
             continue
-        total = _add(_value(previous), added)
+        assert previous.value is not None
+        total = _add(previous.value, change.value)
         if total is None:
             return None
-        kind = AddAction if isinstance(previous, AddAction) else SetAction
-        merged[name] = kind(path, Value(dict(total)))
-    return attrs.evolve(earlier, actions=merged, request=_update_request(earlier, merged))
+        merged[name] = FieldChange(previous.kind, change.path, total)
+    return attrs.evolve(earlier, actions=merged, request=None)
 
 
-def _update_request(earlier: RowWrite, actions: Mapping[str, Action]) -> dict[str, Any]:
+def _update_request(earlier: RowWrite, changes: Mapping[str, FieldChange]) -> dict[str, Any]:
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
-    expression = Update(*actions.values()).serialize(names, values)
+    expression = Update(*(change.action() for change in changes.values())).serialize(names, values)
     request: dict[str, Any] = {
         "TableName": earlier.table,
         "Key": dict(earlier.key),
@@ -221,13 +276,6 @@ def _update_request(earlier: RowWrite, actions: Mapping[str, Action]) -> dict[st
     if values:
         request["ExpressionAttributeValues"] = values
     return request
-
-
-def _value(action: Action) -> AttributeValue:
-    value = action.values[1]
-    assert isinstance(value, Value)
-    serialized: AttributeValue = value.value
-    return serialized
 
 
 def _add(left: AttributeValue, right: AttributeValue) -> AttributeValue | None:
@@ -281,6 +329,10 @@ class FoldedBatch:
             return False
         self.writes, self._rows = staged, rows
         return True
+
+    def rows(self) -> frozenset[Hashable]:
+        """The identities of the rows the batch writes."""
+        return frozenset(self._rows)
 
     def transact_items(self) -> list[TransactItem]:
         """The ``TransactWriteItems`` entries, in the order the rows were first written."""

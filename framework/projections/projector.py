@@ -32,6 +32,8 @@ from framework.projections.folding import (
     delete_write,
     key_names,
     put_write,
+    row_key,
+    unconditional_update,
     update_write,
 )
 from framework.store.keys import check_projector_name, stream_key
@@ -139,6 +141,14 @@ class Projector:
         events of a stream are folded into one write (see ``folding.py``).
         """
         self._check_declared(row)
+        if condition is None:
+            # The common case, a stream's row updated by each of its events: the request is
+            # built once, when the folded write is sent, not once per event.
+            key = row_key(row)
+            write = unconditional_update(self._table_of(type(row)), key, list(actions))
+            if write is not None:
+                self._queued.append(write)
+                return
         request = row.get_update_kwargs_from_instance(
             actions=list(actions), condition=condition, add_version_condition=False
         )
@@ -163,6 +173,10 @@ class Projector:
 
     def _table(self, request: Mapping[str, Any]) -> str:
         logical = str(request["TableName"])
+        return self._tables.get(logical, logical)
+
+    def _table_of(self, model: type[Model]) -> str:
+        logical = str(model.Meta.table_name)
         return self._tables.get(logical, logical)
 
     # -- low-level writes, for tables that are not declared read models --------------------

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from framework.store.dynamodb_keys import DynamoDBKeyStorage
     from framework.store.dynamodb_positions import DynamoDBPositionStore
     from framework.store.embedded import embedded_dynamodb_store
-    from framework.store.keys import stream_key
+    from framework.store.keys import max_id_bytes, stream_key
     from framework.store.large_payloads import (
         InMemoryPayloadStore,
         PayloadStore,
@@ -42,6 +42,7 @@ else:
             "DynamoDBKeyStorage": "framework.store.dynamodb_keys",
             "DynamoDBPositionStore": "framework.store.dynamodb_positions",
             "embedded_dynamodb_store": "framework.store.embedded",
+            "max_id_bytes": "framework.store.keys",
             "stream_key": "framework.store.keys",
             "InMemoryPayloadStore": "framework.store.large_payloads",
             "PayloadStore": "framework.store.large_payloads",
@@ -78,6 +79,7 @@ __all__ = [
     "UniqueClaim",
     "VersionCheck",
     "embedded_dynamodb_store",
+    "max_id_bytes",
     "stream_key",
     "translated_errors",
 ]

@@ -33,6 +33,7 @@ from framework.store.positions import (
     Position,
     PositionConflict,
     ProjectionWriteError,
+    StreamAdvance,
     TransactItem,
 )
 
@@ -193,6 +194,24 @@ class DynamoDBPositionStore:
                 except PositionConflict:
                     lost.append(stream)
         return lost
+
+    def advance_together(self, projector: str, moves: Sequence[StreamAdvance]) -> bool:
+        items: list[TransactItem] = []
+        for move in moves:
+            update = self._advance_update(projector, move.stream, move.expected, move.new)
+            items += [{"Update": update}, *move.writes]
+        if len(items) > MAX_TRANSACTION_ITEMS:
+            return False
+        try:
+            with translated_errors(self.table):
+                self.client.transact_write_items(TransactItems=items)
+        except (TransactionCancelled, TransactionConflict):
+            return False
+        except (StoreUnavailable, TableMissing):
+            raise  # a retry (or the operator) cures these
+        except (EventStoreError, ChangeSetTooLarge):
+            return False  # DynamoDB refused the request itself: ``advance`` finds which write
+        return True
 
     def _advance_update(
         self, projector: str, stream: str, expected_version: int, new_version: int

@@ -61,6 +61,17 @@ class Position:
     parked: ParkedEvent | None = None
 
 
+@attrs.frozen
+class StreamAdvance:
+    """One stream's position moving from ``expected`` to ``new`` with the read-model writes of
+    the events in between."""
+
+    stream: str
+    expected: int
+    new: int
+    writes: Sequence[TransactItem]
+
+
 class PositionStore(Protocol):
     """Where projector positions and runner checkpoints are kept."""
 
@@ -91,6 +102,16 @@ class PositionStore(Protocol):
 
         Returns the streams whose position was not at ``expected`` (another runner moved it);
         the others moved.
+        """
+        ...
+
+    def advance_together(self, projector: str, moves: Sequence[StreamAdvance]) -> bool:
+        """Advance several streams with their writes in one transaction, all or none.
+
+        ``True`` when all moved. ``False`` when the store did not take them together (a lost
+        race, a refused write, more than one transaction holds): nothing moved, and the caller
+        advances them one by one to find out which and why. Errors that a retry cures (the
+        store unavailable, throttled) are raised.
         """
         ...
 
@@ -181,6 +202,11 @@ class InMemoryPositionStore:
             except PositionConflict:
                 lost.append(stream)
         return lost
+
+    def advance_together(self, projector: str, moves: Sequence[StreamAdvance]) -> bool:
+        if any(move.writes for move in moves):
+            return False  # ``advance`` says why, stream by stream
+        return not self.advance_many(projector, [(m.stream, m.expected, m.new) for m in moves])
 
     def item_identity(self, write: TransactItem) -> Hashable:
         return id(write)  # never reached with writes: ``advance`` refuses them

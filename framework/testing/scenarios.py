@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from framework.projections.engine import ApplyReport
     from framework.projections.projector import Projector
 
+A = TypeVar("A", bound=Aggregate)
+
 
 class ScenarioFailed(AssertionError):
     """A scenario's expectation did not hold; the message shows expected and actual."""
@@ -64,7 +66,7 @@ class Scenario:
         snapshots: dict[type[Aggregate], SnapshotPolicy] | None = None,
     ) -> None:
         self.store = InMemoryEventStore()
-        # A throw-away key ring, so that aggregates with personal() fields work in scenarios.
+        # A throw-away key ring, so that aggregates with personal fields work in scenarios.
         self.keys = KeyRing(LocalKeyWrapper(os.urandom(32)))
         self.app = Application(
             store=self.store,
@@ -194,8 +196,11 @@ class Scenario:
             )
         return self._error
 
-    def aggregate(self, aggregate_class: type[Aggregate], aggregate_id: str) -> Aggregate:
-        """The aggregate's state after the command, loaded from the store."""
+    def aggregate(self, aggregate_class: type[A], aggregate_id: str) -> A:
+        """The aggregate's state after the command, loaded from the store.
+
+        Typed as the class asked for, so ``run.aggregate(Account, "a").balance`` type-checks.
+        """
         return self.app.get(aggregate_class, aggregate_id)
 
     def _outcome(self) -> CommandResult:

@@ -83,17 +83,6 @@ def new_id(kind: str) -> str:
     return f"{kind}-{uuid.uuid4().hex[:8]}"
 
 
-def wait_until(condition: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {timeout} s"
-        time.sleep(interval)
-
-
 CREDENTIAL_VARIABLES = frozenset(
     {
         "AWS_ACCESS_KEY_ID",

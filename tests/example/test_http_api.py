@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -35,26 +34,12 @@ from tests.example.http_support import (
     TOKEN,
     Server,
     delete_read_model_tables,
-    example_tables,
     new_id,
     problem_of,
     without_aws_credentials,
 )
 
 pytestmark = pytest.mark.dynamodb_local
-
-
-@pytest.fixture(scope="module")
-def store(dynamodb_local_endpoint: str) -> Iterator[DynamoDBEventStore]:
-    with example_tables(dynamodb_local_endpoint) as store:
-        yield store
-
-
-@pytest.fixture(scope="module")
-def http(store: DynamoDBEventStore) -> Iterator[httpx.Client]:
-    """One server for the module, shut down (and checked to be) when the module ends."""
-    with Server(create_app(store, api_token=TOKEN)) as client:
-        yield client
 
 
 def open_account(http: httpx.Client, owner: str = "Ann", deposit: str | None = None) -> str:
@@ -257,10 +242,12 @@ def test_a_body_that_is_not_json_is_422(http: httpx.Client) -> None:
     assert response.status_code == 422 and "JSON decode error" in problem_of(response)["detail"]
 
 
-def test_refused_commands_write_nothing(http: httpx.Client, store: DynamoDBEventStore) -> None:
+def test_refused_commands_write_nothing(
+    http: httpx.Client, example_store: DynamoDBEventStore
+) -> None:
     account = open_account(http, deposit="5")
     assert http.post(f"/accounts/{account}/withdrawals", json={"amount": "6"}).status_code == 422
-    assert [e.event_type for e in store.load_events("Account", account)] == [
+    assert [e.event_type for e in example_store.load_events("Account", account)] == [
         "AccountOpened",
         "MoneyDeposited",
     ]
@@ -335,7 +322,7 @@ def test_a_committed_command_answers_even_when_its_projection_fails(
 
 
 def test_a_retried_post_returns_the_first_response_and_writes_once(
-    http: httpx.Client, store: DynamoDBEventStore
+    http: httpx.Client, example_store: DynamoDBEventStore
 ) -> None:
     account = new_id("acc")
     key = {"Idempotency-Key": f"open-{account}"}
@@ -359,7 +346,7 @@ def test_a_retried_post_returns_the_first_response_and_writes_once(
     assert emptied.status_code == retried.status_code == 200
     assert retried.json() == {**emptied.json(), "duplicate": True}
 
-    assert [e.event_type for e in store.load_events("Account", account)] == [
+    assert [e.event_type for e in example_store.load_events("Account", account)] == [
         "AccountOpened",
         "MoneyDeposited",
         "MoneyWithdrawn",
@@ -396,7 +383,9 @@ def test_a_refused_command_does_not_use_up_its_key(http: httpx.Client) -> None:
 # -- concurrency -----------------------------------------------------------------------------
 
 
-def test_concurrent_transfers_conserve_money(http: httpx.Client, store: DynamoDBEventStore) -> None:
+def test_concurrent_transfers_conserve_money(
+    http: httpx.Client, example_store: DynamoDBEventStore
+) -> None:
     accounts = [open_account(http, owner=f"c{i}", deposit="100.00") for i in range(4)]
     total = Decimal(400)
 
@@ -424,7 +413,7 @@ def test_concurrent_transfers_conserve_money(http: httpx.Client, store: DynamoDB
     assert set(statuses) <= {200, 422}, statuses
     assert statuses.count(200) >= 15  # the test did move money
 
-    app = build_application(store)
+    app = build_application(example_store)
     aggregates = {a: app.get(Account, a) for a in accounts}
     rows = {a: http.get(f"/accounts/{a}").json() for a in accounts}
     assert sum(aggregate.balance for aggregate in aggregates.values()) == total

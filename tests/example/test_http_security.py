@@ -30,31 +30,11 @@ from tests.example.http_support import (
     AUTH,
     TOKEN,
     Server,
-    example_tables,
     new_id,
     problem_of,
 )
 
 pytestmark = pytest.mark.dynamodb_local
-
-
-@pytest.fixture(scope="module")
-def store(dynamodb_local_endpoint: str) -> Iterator[DynamoDBEventStore]:
-    with example_tables(dynamodb_local_endpoint) as store:
-        yield store
-
-
-@pytest.fixture(scope="module")
-def server(store: DynamoDBEventStore) -> Iterator[Server]:
-    running = Server(create_app(store, api_token=TOKEN))
-    with running:
-        yield running
-
-
-@pytest.fixture
-def http(server: Server) -> httpx.Client:
-    assert server.client is not None
-    return server.client
 
 
 @pytest.fixture
@@ -140,38 +120,38 @@ def test_health_and_docs_answer_without_a_token(anonymous: httpx.Client) -> None
 
 
 def test_nothing_is_written_without_the_token(
-    anonymous: httpx.Client, http: httpx.Client, store: DynamoDBEventStore
+    anonymous: httpx.Client, http: httpx.Client, example_store: DynamoDBEventStore
 ) -> None:
     account = new_id("acc")
     refused = anonymous.post("/accounts", json={"account_id": account, "owner": "Eve"})
     assert refused.status_code == 401
-    assert store.load_events("Account", account) == []
+    assert example_store.load_events("Account", account) == []
 
 
 def test_the_token_comes_from_the_environment_by_default(
-    store: DynamoDBEventStore, monkeypatch: pytest.MonkeyPatch
+    example_store: DynamoDBEventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("EXAMPLE_API_TOKEN", TOKEN)
-    with Server(create_app(store), headers={}) as client:
+    with Server(create_app(example_store), headers={}) as client:
         assert client.get("/users/nobody").status_code == 401
         assert client.get("/users/nobody", headers=AUTH).status_code == 404
 
 
 def test_without_a_token_the_api_is_open(
-    store: DynamoDBEventStore, monkeypatch: pytest.MonkeyPatch
+    example_store: DynamoDBEventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """For development on loopback (``serve`` refuses any other address without a token)."""
     monkeypatch.delenv("EXAMPLE_API_TOKEN", raising=False)
-    with Server(create_app(store), headers={}) as client:
+    with Server(create_app(example_store), headers={}) as client:
         assert client.get("/users/nobody").status_code == 404
 
 
 @pytest.mark.parametrize("token", ["short", "x" * 15, "has space inside", "tøken-with-non-ascii"])
 def test_a_weak_or_unusable_token_is_refused_at_start_up(
-    store: DynamoDBEventStore, token: str
+    example_store: DynamoDBEventStore, token: str
 ) -> None:
     with pytest.raises(UnsafeServing, match="EXAMPLE_API_TOKEN"):
-        create_app(store, api_token=token)
+        create_app(example_store, api_token=token)
 
 
 # -- the body size limit ---------------------------------------------------------------------

@@ -26,8 +26,8 @@ from tests.example.http_support import (
     Server,
     example_tables,
     new_id,
-    wait_until,
 )
+from tests.support.timing import wait_until
 
 pytestmark = pytest.mark.dynamodb_local
 

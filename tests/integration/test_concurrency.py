@@ -75,7 +75,9 @@ def test_concurrent_processes_lose_and_double_nothing(local_store: DynamoDBEvent
         )
 
     accepted = [operation for operations, *_ in outcomes for operation in operations]
-    retried, refused, gave_up = (sum(outcome[i] for outcome in outcomes) for i in (1, 2, 3))
+    retried = sum(outcome[1] for outcome in outcomes)
+    refused = sum(outcome[2] for outcome in outcomes)
+    gave_up = sum(outcome[3] for outcome in outcomes)
     assert len(accepted) + refused + gave_up == PROCESSES * COMMANDS_PER_PROCESS
     assert retried > 0, "no command met a conflict: the test would prove nothing"
 

@@ -13,38 +13,20 @@ from typing import Any
 
 import botocore.awsrequest
 import pytest
+from botocore.compat import HTTPHeaders
 from botocore.config import Config
 from botocore.exceptions import ReadTimeoutError
 
 from framework import Application, DynamoDBEventStore, EveryNEvents
-from framework.application import AggregateCache, Backoff
+from framework.application import AggregateCache
 from framework.errors import StoreUnavailable, TableMissing, Throttled
 from framework.store.keys import feed_hour, split_stream
 from framework.store.tables import FEED_INDEX
 from framework.testing.pytest_plugin import unique_prefix
 from tests.support.bank import Account, Deposit, DepositMany, OpenAccount
 from tests.support.records import change_set
-
-
-@pytest.fixture(params=["moto", pytest.param("local", marks=pytest.mark.dynamodb_local)])
-def dynamodb(request: pytest.FixtureRequest) -> DynamoDBEventStore:
-    fixture = "moto_store" if request.param == "moto" else "local_store"
-    store: DynamoDBEventStore = request.getfixturevalue(fixture)
-    return store
-
-
-class RequestLog:
-    """Records the DynamoDB operations a client sends."""
-
-    def __init__(self, client: Any) -> None:
-        self.operations: list[str] = []
-        client.meta.events.register("before-call.dynamodb.*", self._record)
-
-    def _record(self, model: Any, **_: Any) -> None:
-        self.operations.append(model.name)
-
-
-NO_WAIT = Backoff(base=0.0, cap=0.0)
+from tests.support.request_counter import RequestCounter
+from tests.support.retries import NO_WAIT
 
 
 def bank(store: DynamoDBEventStore, every: int = 100) -> Application:
@@ -98,25 +80,25 @@ def test_delete_tables_removes_everything(dynamodb: DynamoDBEventStore) -> None:
 
 def test_requests_per_command(dynamodb: DynamoDBEventStore) -> None:
     app = Application(store=dynamodb, aggregates=[Account])
-    requests = RequestLog(dynamodb.client)
+    requests = RequestCounter(dynamodb.client)
     app.handle(OpenAccount(account_id="a", owner="Ann"))
     # The first events of the process in an hour mark the hour (and, once, when marking began).
     assert requests.operations == ["Query", "UpdateItem", "UpdateItem", "TransactWriteItems"]
     now = dt.datetime.now(dt.UTC)
     dynamodb.feed_hours.mark({feed_hour(now), feed_hour(now + dt.timedelta(hours=1))})
-    requests.operations.clear()
+    requests.clear()
     app.handle(Deposit(account_id="a", amount=Decimal(1)))
     assert requests.operations == ["Query", "TransactWriteItems"]
-    requests.operations.clear()
+    requests.clear()
     app.handle(Deposit(account_id="a", amount=Decimal(1)))
     assert requests.operations == ["Query", "TransactWriteItems"]
     with_snapshots = bank(dynamodb, every=2)
-    requests.operations.clear()
+    requests.clear()
     with_snapshots.handle(Deposit(account_id="a", amount=Decimal(1)))
     assert requests.operations == ["GetItem", "Query", "TransactWriteItems"]
     hot = Application(store=dynamodb, aggregates=[Account], cache=AggregateCache())
     hot.handle(Deposit(account_id="a", amount=Decimal(1)))  # loads once, then stays cached
-    requests.operations.clear()
+    requests.clear()
     hot.handle(Deposit(account_id="a", amount=Decimal(1)))
     assert requests.operations == ["TransactWriteItems"]
 
@@ -126,7 +108,7 @@ def test_requests_per_command(dynamodb: DynamoDBEventStore) -> None:
 
 def _throttling_response(request: Any, **_: Any) -> botocore.awsrequest.AWSResponse:
     body = b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"slow"}'
-    return botocore.awsrequest.AWSResponse(request.url, 400, {}, _RawBody(body))
+    return botocore.awsrequest.AWSResponse(request.url, 400, HTTPHeaders(), _RawBody(body))
 
 
 class _RawBody:
@@ -198,13 +180,15 @@ def test_a_lost_answer_is_store_unavailable_and_a_retry_with_the_same_id_is_safe
 ) -> None:
     """The commit went through but its answer was lost: retrying the command must not double it."""
     store = impatient_store
+    endpoint = store.endpoint_url
+    assert endpoint is not None
     app = Application(store=store, aggregates=[Account])
     app.handle(OpenAccount(account_id="a", owner="Ann"))
     lost = {"answers": 0}
 
     def lose_the_answer(**_: Any) -> None:
         lost["answers"] += 1
-        raise ReadTimeoutError(endpoint_url=store.endpoint_url)
+        raise ReadTimeoutError(endpoint_url=endpoint)
 
     event_name = "after-call.dynamodb.TransactWriteItems"
     store.client.meta.events.register_first(event_name, lose_the_answer)
@@ -239,7 +223,7 @@ def test_an_aggregate_with_thousands_of_events_loads_in_two_requests(
     amounts = tuple(Decimal(1) for _ in range(90))
     for _ in range(34):  # 3,060 deposits, 34 transactions of 90 events
         app.handle(DepositMany(account_id="long", amounts=amounts))
-    requests = RequestLog(local_store.client)
+    requests = RequestCounter(local_store.client)
     account = app.get(Account, "long")
     assert (account.version, account.balance) == (3061, Decimal(3060))
     assert requests.operations == ["GetItem", "Query"]

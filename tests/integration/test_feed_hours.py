@@ -5,9 +5,7 @@ DynamoDB Local)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
@@ -19,22 +17,7 @@ from framework.store.items import event_item
 from framework.store.keys import FEED_MARKERS_SINCE_KEY, feed_key
 from tests.support.bank import Account, AccountOpened, Deposit, Deposited, OpenAccount
 from tests.support.records import new_events, plant_event_item
-
-
-@pytest.fixture(params=["moto", pytest.param("local", marks=pytest.mark.dynamodb_local)])
-def dynamodb(request: pytest.FixtureRequest) -> DynamoDBEventStore:
-    fixture = "moto_store" if request.param == "moto" else "local_store"
-    store: DynamoDBEventStore = request.getfixturevalue(fixture)
-    return store
-
-
-class Requests:
-    def __init__(self, client: Any) -> None:
-        self.counts: Counter[str] = Counter()
-        client.meta.events.register("before-call.dynamodb.*", self._record)
-
-    def _record(self, model: Any, **_: Any) -> None:
-        self.counts[model.name] += 1
+from tests.support.request_counter import RequestCounter
 
 
 def test_two_empty_years_cost_a_request_per_hundred_hours(dynamodb: DynamoDBEventStore) -> None:
@@ -50,7 +33,7 @@ def test_two_empty_years_cost_a_request_per_hundred_hours(dynamodb: DynamoDBEven
             "since": {"S": (two_years_ago - dt.timedelta(days=2)).isoformat()},
         },
     )
-    requests = Requests(dynamodb.client)
+    requests = RequestCounter(dynamodb.client)
     events = list(dynamodb.read_feed(since=two_years_ago))
 
     assert [(e.aggregate_id, e.version) for e in events] == [("a", 1), ("a", 2)]

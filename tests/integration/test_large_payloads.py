@@ -19,7 +19,6 @@ from framework import (
     InMemoryEventStore,
     command_handler,
     event_handler,
-    target_id,
 )
 from framework.errors import CorruptEvent
 from framework.store import EventStore
@@ -28,8 +27,8 @@ from framework.store.large_payloads import InMemoryPayloadStore, PayloadStore, S
 
 
 @frozen
-class Attach(Command):
-    document_id: str = target_id()
+class Attach(Command, target="document_id"):
+    document_id: str
     content: str
 
 

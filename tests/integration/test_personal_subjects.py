@@ -23,8 +23,7 @@ from framework import (
     Projector,
     command_handler,
     event_handler,
-    personal,
-    target_id,
+    subject_of,
 )
 from framework.application import AggregateCache
 from framework.encryption import (
@@ -43,32 +42,32 @@ from framework.store.dynamodb_keys import DynamoDBKeyStorage
 
 
 @frozen
-class Register(Command):
-    person_id: str = target_id()
-    name: str = personal()
+class Register(Command, target="person_id", personal=("name",)):
+    person_id: str
+    name: str
 
 
 @frozen
-class Touch(Command):
+class Touch(Command, target="person_id"):
     """Changes nothing personal: lets a stream grow until a snapshot falls due."""
 
-    person_id: str = target_id()
+    person_id: str
 
 
 @frozen
-class Forget(Command):
-    person_id: str = target_id()
+class Forget(Command, target="person_id"):
+    person_id: str
 
 
 @frozen
-class Rename(Command):
-    person_id: str = target_id()
-    name: str = personal()
+class Rename(Command, target="person_id", personal=("name",)):
+    person_id: str
+    name: str
 
 
 @frozen
-class Registered(Event):
-    name: str = personal()
+class Registered(Event, personal=("name",)):
+    name: str
 
 
 @frozen
@@ -77,8 +76,8 @@ class Touched(Event):
 
 
 @frozen
-class Renamed(Event):
-    name: str = personal()
+class Renamed(Event, personal=("name",)):
+    name: str
 
 
 @frozen
@@ -134,23 +133,23 @@ class Employee(_Person):
 
 
 @frozen
-class PlaceOrder(Command):
-    order_id: str = target_id()
+class PlaceOrder(Command, target="order_id", personal=("customer_name",)):
+    order_id: str
     customer_id: str
-    customer_name: str = personal()
+    customer_name: str
     amount: Decimal
 
 
 @frozen
-class AddToOrder(Command):
-    order_id: str = target_id()
+class AddToOrder(Command, target="order_id"):
+    order_id: str
     amount: Decimal
 
 
 @frozen
-class OrderPlaced(Event):
+class OrderPlaced(Event, personal={"customer_name": subject_of("Customer", field="customer_id")}):
     customer_id: str
-    customer_name: str = personal(subject_field="customer_id", subject_type="Customer")
+    customer_name: str
     amount: Decimal
 
 
@@ -204,17 +203,6 @@ class Names(Projector, name="names"):
     @event_handler(OrderPlaced)
     def _placed(self, event: OrderPlaced, envelope: Envelope) -> None:
         self.orders[envelope.aggregate_id] = event.customer_name
-
-
-@pytest.fixture(
-    params=[
-        "memory_store",
-        "moto_store",
-        pytest.param("local_store", marks=pytest.mark.dynamodb_local),
-    ]
-)
-def store(request: pytest.FixtureRequest) -> EventStore:
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
 
 
 MASTER = os.urandom(32)

@@ -12,12 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pynamodb.attributes import NumberAttribute, NumberSetAttribute, UnicodeAttribute
+from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 
 from example_app.read_models import AccountBalance, DecimalAttribute
 from framework import Application, DynamoDBEventStore, Projector, event_handler
 from framework.projections import CatchUpRunner, Envelope, read_models
-from framework.projections.folding import FoldedBatch, QueuedWrite, RowWrite, fold
+from framework.projections.folding import FoldedBatch, QueuedWrite, RowWrite, fold, row_key
 from framework.store import DynamoDBPositionStore
 from tests.support.bank import Account, Deposited, DepositMany, OpenAccount
 
@@ -205,13 +206,50 @@ def test_a_fold_is_refused_across_rows_and_for_raw_writes() -> None:
     assert len(batch) == 1
 
 
+class Ledger(Model):
+    class Meta:
+        table_name = "fold-ledger"
+
+    account_id = UnicodeAttribute(hash_key=True)
+    entry = NumberAttribute(range_key=True)
+    amount = DecimalAttribute(null=True)
+
+
+@pytest.mark.parametrize("row", [Row("x"), Ledger("acc-1", 7), Ledger("acc#2", -3)])
+def test_an_unconditional_update_is_sent_as_pynamodb_would_build_it(row: Model) -> None:
+    # The projector builds an unconditional update's request itself, lazily: it must be the
+    # request PynamoDB builds, keys of every attribute type included.
+    field = Row.a if isinstance(row, Row) else Ledger.amount
+    actions: list[Action] = [field.add(Decimal("2.5"))]
+    built = row.get_update_kwargs_from_instance(actions=actions, add_version_condition=False)
+    assert row_key(row) == built["Key"]
+    writer = Writer() if isinstance(row, Row) else LedgerWriter()
+    writer.update(row, actions=actions)
+    (write,) = writer.take_queued()
+    assert isinstance(write, RowWrite) and write.request is None
+    sent = write.transact_item()["Update"]
+    assert sent["Key"] == built["Key"] and sent["TableName"] == built["TableName"]
+    assert sent["UpdateExpression"] == built["UpdateExpression"]
+    assert sent["ExpressionAttributeNames"] == built["ExpressionAttributeNames"]
+    assert sent["ExpressionAttributeValues"] == built["ExpressionAttributeValues"]
+
+
+class LedgerWriter(Projector, name="ledger-writer"):
+    read_models = (Ledger,)
+
+
+def test_a_key_attribute_left_unset_is_refused_when_queued() -> None:
+    with pytest.raises(ValueError, match="entry is part of the key"):
+        LedgerWriter().update(Ledger("acc-1"), actions=[Ledger.amount.add(Decimal(1))])
+
+
 def test_a_sum_beyond_dynamodbs_38_digits_is_not_folded() -> None:
     big, small = queued([add("x", a=Decimal("1E+37")), add("x", a=Decimal("0.1"))], "t")
     assert fold(big, small) is None  # DynamoDB refuses the second add: it must see it alone
     exact, other = queued([add("x", a=Decimal("1E+37")), add("x", a=Decimal("1"))], "t")
     folded_write = fold(exact, other)
     assert folded_write is not None
-    assert folded_write.request["ExpressionAttributeValues"] == {
+    assert folded_write.transact_item()["Update"]["ExpressionAttributeValues"] == {
         ":0": {"N": "10000000000000000000000000000000000001"}
     }
 

@@ -23,10 +23,6 @@ from tests.support.bank import Deposited
 pytestmark = pytest.mark.dynamodb_local
 
 
-def far_future() -> dt.datetime:
-    return dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
-
-
 @pytest.fixture
 def history(local_store: DynamoDBEventStore) -> dict[str, Decimal]:
     app = build_application(local_store)
@@ -117,7 +113,7 @@ class Indexed(Model):
 
     account_id = UnicodeAttribute(hash_key=True)
     owner = UnicodeAttribute()
-    count = NumberAttribute(default=0)
+    visits = NumberAttribute(default=0)  # not "count": that is Model.count()
     by_owner = ByOwner()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -21,15 +20,9 @@ from framework.projections.engine import ApplyReport
 from framework.store import DynamoDBPositionStore
 from tests.support.bank import Account, Deposit, OpenAccount
 from tests.support.projectors import TableBalances, create_read_table, read_table
+from tests.support.timing import wait_until
 
 pytestmark = pytest.mark.dynamodb_local
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.05)
 
 
 @pytest.fixture

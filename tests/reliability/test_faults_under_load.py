@@ -27,6 +27,7 @@ from typing import Any
 
 import botocore.awsrequest
 import pytest
+from botocore.compat import HTTPHeaders
 from botocore.config import Config
 
 from framework import Application, ConcurrencyError, DomainError, DynamoDBEventStore, EveryNEvents
@@ -62,11 +63,11 @@ def _inject_botocore_faults(client: Any, rng: random.Random, counts: Counter[str
         if roll < 0.03:
             counts["throttling responses"] += 1
             body = b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException"}'
-            return botocore.awsrequest.AWSResponse(request.url, 400, {}, _Body(body))
+            return botocore.awsrequest.AWSResponse(request.url, 400, HTTPHeaders(), _Body(body))
         if roll < 0.06:
             counts["500 responses"] += 1
             body = b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError"}'
-            return botocore.awsrequest.AWSResponse(request.url, 500, {}, _Body(body))
+            return botocore.awsrequest.AWSResponse(request.url, 500, HTTPHeaders(), _Body(body))
         return None
 
     client.meta.events.register_first("before-send.dynamodb.*", maybe_fail)

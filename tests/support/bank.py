@@ -17,7 +17,6 @@ from framework import (
     UnitOfWork,
     command_handler,
     event_handler,
-    target_id,
 )
 
 
@@ -33,35 +32,35 @@ class Address:
 
 
 @frozen
-class OpenAccount(Command):
-    account_id: str = target_id()
+class OpenAccount(Command, target="account_id"):
+    account_id: str
     owner: str
     currency: Currency = Currency.EUR
 
 
 @frozen
-class Deposit(Command):
-    account_id: str = target_id()
+class Deposit(Command, target="account_id"):
+    account_id: str
     amount: Decimal
 
 
 @frozen
-class DepositMany(Command):
+class DepositMany(Command, target="account_id"):
     """Emits one ``Deposited`` per amount: a cheap way to grow long streams in tests."""
 
-    account_id: str = target_id()
+    account_id: str
     amounts: tuple[Decimal, ...]
 
 
 @frozen
-class Withdraw(Command):
-    account_id: str = target_id()
+class Withdraw(Command, target="account_id"):
+    account_id: str
     amount: Decimal
 
 
 @frozen
-class ClaimHandle(Command):
-    account_id: str = target_id()
+class ClaimHandle(Command, target="account_id"):
+    account_id: str
     handle: str
 
 

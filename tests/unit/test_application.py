@@ -17,8 +17,6 @@ from framework import (
     EveryNEvents,
     UnitOfWork,
     command_handler,
-    personal,
-    target_id,
 )
 from framework.application import Backoff
 from framework.errors import (
@@ -46,16 +44,15 @@ from tests.support.bank import (
     joint_withdraw,
     transfer,
 )
+from tests.support.retries import NO_WAIT
 from tests.support.stores import SpyStore
-
-NO_WAIT = Backoff(base=0.0, cap=0.0)
 
 
 def bank(
     store: SpyStore, handlers: tuple[object, ...] = (transfer,), **options: object
 ) -> Application:
     return Application(
-        store=store,  # type: ignore[arg-type]
+        store=store,
         aggregates=[Account],
         handlers=handlers,  # type: ignore[arg-type]
         backoff=NO_WAIT,
@@ -228,9 +225,9 @@ def test_the_fingerprint_holds_no_personal_data() -> None:
     """A bare hash of an address can be confirmed by guessing: personal values stay out."""
 
     @frozen
-    class Subscribe(Command):
-        member_id: str = target_id()
-        email: str = personal()
+    class Subscribe(Command, target="member_id", personal=("email",)):
+        member_id: str
+        email: str
 
     first = Subscribe(member_id="m1", email="ann@example.org")
     assert command_fingerprint(first) == command_fingerprint(
@@ -322,7 +319,7 @@ def top_up(uow: UnitOfWork, command: TopUp) -> None:
 
 
 def test_a_command_that_changes_nothing_still_records_its_id(spy: SpyStore) -> None:
-    app = Application(store=spy, aggregates=[Account], handlers=[top_up])  # type: ignore[arg-type]
+    app = Application(store=spy, aggregates=[Account], handlers=[top_up])
     app.handle(OpenAccount(account_id="a", owner="Ann"))
     app.handle(Deposit(account_id="a", amount=Decimal(100)))
     first = app.handle(TopUp(account_id="a", floor=Decimal(50), command_id="top-1"))
@@ -371,13 +368,13 @@ def test_registration_mistakes_fail_when_the_application_is_built(spy: SpyStore)
         pass
 
     with pytest.raises(DefinitionError, match="Deposit has two handlers"):
-        Application(store=spy, aggregates=[Account], handlers=[second_deposit_handler])  # type: ignore[arg-type]
+        Application(store=spy, aggregates=[Account], handlers=[second_deposit_handler])
     with pytest.raises(DefinitionError, match="not decorated with @command_handler"):
-        Application(store=spy, handlers=[lambda uow, command: None])  # type: ignore[arg-type]
+        Application(store=spy, handlers=[lambda uow, command: None])
     with pytest.raises(DefinitionError, match="not one of the application's aggregates"):
-        Application(store=spy, snapshots={Account: EveryNEvents(5)})  # type: ignore[arg-type]
+        Application(store=spy, snapshots={Account: EveryNEvents(5)})
     with pytest.raises(DefinitionError, match="is not an Aggregate subclass"):
-        Application(store=spy, aggregates=[dict])  # type: ignore[arg-type, list-item]
+        Application(store=spy, aggregates=[dict])  # type: ignore[list-item]
 
 
 def test_each_command_is_logged_with_its_outcome_and_no_payload(app: Application) -> None:
@@ -400,11 +397,11 @@ def test_each_command_is_logged_with_its_outcome_and_no_payload(app: Application
 
 
 def test_creates_none_creates_on_first_use_and_loads_afterwards(spy: SpyStore) -> None:
-    from framework import Aggregate, Event, event_handler, target_id
+    from framework import Aggregate, Event, event_handler
 
     @frozen
-    class Tick(Command):
-        counter_id: str = target_id()
+    class Tick(Command, target="counter_id"):
+        counter_id: str
 
     @frozen
     class Ticked(Event):
@@ -421,7 +418,7 @@ def test_creates_none_creates_on_first_use_and_loads_afterwards(spy: SpyStore) -
         def _ticked(self, event: Ticked) -> None:
             self.ticks += 1
 
-    app = Application(store=spy, aggregates=[Counter])  # type: ignore[arg-type]
+    app = Application(store=spy, aggregates=[Counter])
     assert app.handle(Tick(counter_id="c")).version == 1
     assert app.handle(Tick(counter_id="c")).version == 2
     assert spy.names() == ["load_events", "commit", "load_events", "commit"]
@@ -446,7 +443,7 @@ def test_an_event_without_handler_fails_the_command_and_writes_nothing(spy: SpyS
         account.emit(Deposited(amount=Decimal(1)))
         account.emit(Audited(note="checked"))
 
-    app = Application(store=spy, aggregates=[Account], handlers=[audit])  # type: ignore[arg-type]
+    app = Application(store=spy, aggregates=[Account], handlers=[audit])
     app.handle(OpenAccount(account_id="a", owner="Ann"))
     before = spy.inner.load_events("Account", "a")
     with pytest.raises(MissingEventHandler, match="Account has no @event_handler for Audited"):

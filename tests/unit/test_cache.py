@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from framework import Application, DomainError
-from framework.application import AggregateCache, Backoff
+from framework.application import AggregateCache
 from tests.support.bank import (
     Account,
     Deposit,
@@ -16,15 +16,16 @@ from tests.support.bank import (
     Withdraw,
     joint_withdraw,
 )
+from tests.support.retries import NO_WAIT
 from tests.support.stores import SpyStore
 
 
 def cached_app(spy: SpyStore, cache: AggregateCache) -> Application:
     return Application(
-        store=spy,  # type: ignore[arg-type]
+        store=spy,
         aggregates=[Account],
         cache=cache,
-        backoff=Backoff(0, 0),
+        backoff=NO_WAIT,
     )
 
 
@@ -43,7 +44,7 @@ def test_a_stale_entry_costs_one_refused_commit_and_loses_nothing() -> None:
     spy = SpyStore()
     cache = AggregateCache()
     app = cached_app(spy, cache)
-    other_process = Application(store=spy, aggregates=[Account])  # type: ignore[arg-type]
+    other_process = Application(store=spy, aggregates=[Account])
     app.handle(OpenAccount(account_id="a", owner="Ann"))
     other_process.handle(Deposit(account_id="a", amount=Decimal(10)))  # the cache does not know
     spy.calls.clear()
@@ -56,11 +57,11 @@ def test_a_stale_entry_costs_one_refused_commit_and_loses_nothing() -> None:
 def test_a_stale_entry_read_but_not_changed_is_caught_and_retried_on_fresh_state() -> None:
     spy = SpyStore()
     app = Application(
-        store=spy,  # type: ignore[arg-type]
+        store=spy,
         aggregates=[Account],
         handlers=[joint_withdraw],
         cache=AggregateCache(),
-        backoff=Backoff(0, 0),
+        backoff=NO_WAIT,
     )
     other_process = Application(store=spy.inner, aggregates=[Account])
     for account_id in ("a", "b"):

@@ -19,8 +19,6 @@ from framework import (
     DynamoDBEventStore,
     InMemoryEventStore,
     command_handler,
-    personal,
-    target_id,
 )
 from framework.errors import UniqueConstraintViolated
 from framework.logs import configure_logging, redact_sensitive
@@ -63,10 +61,10 @@ def test_a_command_log_has_no_personal_data(json_logs: pytest.CaptureFixture[str
 
 
 @frozen
-class SignUp(Command):
-    member_id: str = target_id()
-    email: str = personal()
-    nickname: str = personal()
+class SignUp(Command, target="member_id", personal=("email", "nickname")):
+    member_id: str
+    email: str
+    nickname: str
 
 
 class Member(Aggregate):

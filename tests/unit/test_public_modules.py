@@ -154,11 +154,11 @@ def test_a_domain_and_its_tests_run_without_the_aws_sdk_or_cryptography() -> Non
 
         from attrs import frozen
         from framework import (Aggregate, Application, Command, DomainError, Event,
-                               InMemoryEventStore, command_handler, event_handler, target_id)
+                               InMemoryEventStore, command_handler, event_handler)
 
         @frozen
-        class Tick(Command):
-            counter_id: str = target_id()
+        class Tick(Command, target="counter_id"):
+            counter_id: str
 
         @frozen
         class Ticked(Event):

@@ -21,7 +21,7 @@ from framework.serialization import (
     encode_json,
     state_schema,
 )
-from tests.support.bank import Account, AccountOpened, Address, Currency, Deposited
+from tests.support.bank import Account, Address, Currency, Deposited
 
 
 @frozen
@@ -149,7 +149,3 @@ def test_state_schema_changes_with_the_declared_state() -> None:
     assert state_schema(Account) == state_schema(Account)
     assert state_schema(Account2) != state_schema(Account)
     assert state_schema(Account3) != state_schema(Account)
-
-
-def test_registry_lists_names() -> None:
-    assert EventRegistry([Deposited, AccountOpened]).names() == ["AccountOpened", "Deposited"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import secrets
+import types
 from decimal import Decimal
+from typing import Any
 
 import attrs
 import pytest
@@ -21,7 +23,6 @@ from framework import (
     NoSnapshots,
     command_handler,
     event_handler,
-    target_id,
 )
 from framework.domain import unsnapshottable_state
 from framework.errors import DefinitionError
@@ -130,13 +131,13 @@ def test_an_undecodable_snapshot_is_ignored() -> None:
 
 
 @frozen
-class StartBook(Command):
-    book_id: str = target_id()
+class StartBook(Command, target="book_id"):
+    book_id: str
 
 
 @frozen
-class AddNote(Command):
-    book_id: str = target_id()
+class AddNote(Command, target="book_id"):
+    book_id: str
     note: str
 
 
@@ -206,7 +207,7 @@ def test_every_kind_of_assignment_to_self_is_seen() -> None:
     class Assigning(Scrapbook, name="Assigning"):
         declared: int
 
-        def _helper(this) -> None:  # the receiver need not be called self
+        def _helper(this: Any) -> None:  # the receiver need not be called self
             this.a, (this.b, *this.c) = 1, (2, 3)
             this.d += 1
             this.e: int = 0
@@ -270,8 +271,8 @@ def test_snapshot_and_events_load_many_events_quickly_with_multi_event_commands(
 
 
 @frozen
-class Relocate(Command):
-    home_id: str = target_id()
+class Relocate(Command, target="home_id"):
+    home_id: str
     street: str
 
 
@@ -302,7 +303,9 @@ def _home_classes(field: str, kind_value: str) -> type[Aggregate]:
             self.history.append(self.address)
 
     # Real types instead of strings: these classes are local to this function.
-    Home.__annotations__.update(address=Street | None, history=list[Street], kind=Kind)
+    # (built as values: Street is a variable, which a type checker does not read as a type)
+    history = types.GenericAlias(list, (Street,))
+    Home.__annotations__.update(address=Street | type(None), history=history, kind=Kind)
     return Home
 
 
