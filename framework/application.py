@@ -6,6 +6,8 @@ transaction conflict or throttling), the whole command is run again on freshly l
 a bounded number of times with jittered exponential backoff. A command id that was already
 processed returns the first result and writes nothing, unless it was processed for a command with
 another payload: that is refused with ``CommandIdReused``.
+
+This is the public module of the write side: what builds and tunes an application.
 """
 
 from __future__ import annotations
@@ -48,11 +50,22 @@ from framework.logs import withhold
 from framework.repository import Repository
 from framework.results import CommandResult
 from framework.serialization import EventRegistry, SnapshotStateError
-from framework.snapshots import NoSnapshots, SnapshotPolicy
+from framework.snapshots import EveryNEvents, NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.keys import check_aggregate_id
 from framework.store.records import ProcessedCommand
 from framework.unit_of_work import UnitOfWork, command_fingerprint
+
+__all__ = [
+    "AggregateCache",
+    "Application",
+    "Backoff",
+    "CommandResult",
+    "EveryNEvents",
+    "NoSnapshots",
+    "SnapshotPolicy",
+    "UnitOfWork",
+]
 
 A = TypeVar("A", bound=Aggregate)
 
