@@ -206,7 +206,18 @@ class InMemoryPositionStore:
     def advance_together(self, projector: str, moves: Sequence[StreamAdvance]) -> bool:
         if any(move.writes for move in moves):
             return False  # ``advance`` says why, stream by stream
-        return not self.advance_many(projector, [(m.stream, m.expected, m.new) for m in moves])
+        with self._lock:  # all or none, as one DynamoDB transaction
+            for move in moves:
+                current = self._positions.get((projector, move.stream))
+                if current is None:
+                    current = Position(projector, move.stream)
+                if current.version != move.expected or current.parked is not None:
+                    return False
+            for move in moves:
+                self._positions[(projector, move.stream)] = Position(
+                    projector, move.stream, move.new
+                )
+        return True
 
     def item_identity(self, write: TransactItem) -> Hashable:
         return id(write)  # never reached with writes: ``advance`` refuses them

@@ -1,0 +1,161 @@
+"""Contract suites for the framework's ports, shipped so that an adapter of your own can run them.
+
+Subclass a contract in one of your test modules and give it the fixture it asks for; pytest then
+runs every test of the contract against your adapter::
+
+    from framework.testing.contracts import PositionStoreContract
+
+    class TestMyPositionStore(PositionStoreContract):
+        @pytest.fixture
+        def positions(self) -> PositionStore:
+            return MyPositionStore(...)
+
+The framework's own adapters run the same suites (``tests/contract/``): what they promise is
+what yours must keep.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from framework.store.keys import feed_checkpoint_key
+from framework.store.positions import (
+    ParkedEvent,
+    PositionConflict,
+    PositionStore,
+    StreamAdvance,
+)
+
+__all__ = ["PositionStoreContract"]
+
+
+def _parked(version: int) -> ParkedEvent:
+    return ParkedEvent(
+        version=version,
+        error="ValueError: refused",
+        attempts=3,
+        parked_at=dt.datetime.now(dt.UTC),
+    )
+
+
+class PositionStoreContract:
+    """What every ``PositionStore`` must do. Subclasses provide the ``positions`` fixture.
+
+    Positions are per projector and stream, move only from the version they are expected at, and
+    never while an event is parked; a reset forgets one projector's positions and checkpoints
+    and no other's; a lease is held by one owner at a time until it expires.
+    """
+
+    @pytest.fixture
+    def positions(self) -> Any:  # pragma: no cover - provided by the subclass
+        raise NotImplementedError("provide a `positions` fixture returning your PositionStore")
+
+    def test_an_unseen_stream_is_at_version_0(self, positions: PositionStore) -> None:
+        position = positions.get("p", "Account#a")
+        assert (position.projector, position.stream, position.version) == ("p", "Account#a", 0)
+        assert position.parked is None
+        assert positions.get_many("p", ["Account#a", "Account#b"]) == {
+            "Account#a": position,
+            "Account#b": positions.get("p", "Account#b"),
+        }
+
+    def test_a_position_moves_only_from_the_version_expected(
+        self, positions: PositionStore
+    ) -> None:
+        positions.advance("p", "Account#a", 0, 3)
+        with pytest.raises(PositionConflict):
+            positions.advance("p", "Account#a", 0, 5)  # another runner got to 3 first
+        with pytest.raises(PositionConflict):
+            positions.advance("p", "Account#a", 2, 5)
+        positions.advance("p", "Account#a", 3, 5)
+        assert positions.get("p", "Account#a").version == 5
+        assert positions.get("q", "Account#a").version == 0  # per projector
+
+    def test_many_advances_report_the_streams_another_runner_moved(
+        self, positions: PositionStore
+    ) -> None:
+        positions.advance("p", "Account#b", 0, 2)
+        lost = positions.advance_many("p", [("Account#a", 0, 1), ("Account#b", 0, 4)])
+        assert lost == ["Account#b"]
+        assert positions.get("p", "Account#a").version == 1
+        assert positions.get("p", "Account#b").version == 2
+
+    def test_advances_together_move_all_or_none(self, positions: PositionStore) -> None:
+        assert positions.advance_together(
+            "p", [StreamAdvance("Account#a", 0, 2, ()), StreamAdvance("Account#b", 0, 3, ())]
+        )
+        assert positions.get("p", "Account#a").version == 2
+        moved = positions.advance_together(
+            "p", [StreamAdvance("Account#a", 2, 4, ()), StreamAdvance("Account#b", 0, 5, ())]
+        )
+        assert not moved  # b is not at 0: nothing moved, a included
+        assert positions.get("p", "Account#a").version == 2
+        assert positions.get("p", "Account#b").version == 3
+
+    def test_a_parked_event_holds_its_stream_until_released(self, positions: PositionStore) -> None:
+        positions.advance("p", "Account#a", 0, 4)
+        positions.park("p", "Account#a", 4, _parked(5))
+        held = positions.get("p", "Account#a")
+        assert held.version == 4 and held.parked is not None and held.parked.version == 5
+        assert held.parked.error == "ValueError: refused" and held.parked.attempts == 3
+        with pytest.raises(PositionConflict):
+            positions.advance("p", "Account#a", 4, 5)  # nothing moves past a parked event
+        assert [p.stream for p in positions.parked("p")] == ["Account#a"]
+        assert positions.parked("q") == []
+
+        retried = positions.release("p", "Account#a", skip=False)
+        assert (retried.version, retried.parked) == (4, None)
+        positions.park("p", "Account#a", 4, _parked(5))
+        skipped = positions.release("p", "Account#a", skip=True)
+        assert (skipped.version, skipped.parked) == (5, None)
+        assert positions.parked() == []
+
+    def test_parking_at_a_stale_version_is_a_conflict(self, positions: PositionStore) -> None:
+        positions.advance("p", "Account#a", 0, 4)
+        with pytest.raises(PositionConflict):
+            positions.park("p", "Account#a", 3, _parked(4))
+        assert positions.get("p", "Account#a").parked is None
+
+    def test_a_reset_forgets_one_projectors_positions_and_checkpoints(
+        self, positions: PositionStore
+    ) -> None:
+        positions.advance("p", "Account#a", 0, 2)
+        positions.advance("p", "Account#b", 0, 1)
+        positions.advance("q", "Account#a", 0, 7)
+        positions.put_checkpoint(feed_checkpoint_key("p"), "2026-12-01T00:00:00+00:00")
+        positions.put_checkpoint(feed_checkpoint_key("q"), "2026-12-02T00:00:00+00:00")
+        assert sorted(p.stream for p in positions.positions("p")) == ["Account#a", "Account#b"]
+
+        assert positions.reset("p") >= 2
+        assert positions.positions("p") == []
+        assert positions.get("p", "Account#a").version == 0
+        assert positions.get_checkpoint(feed_checkpoint_key("p")) is None
+        assert positions.get("q", "Account#a").version == 7
+        assert positions.get_checkpoint(feed_checkpoint_key("q")) == "2026-12-02T00:00:00+00:00"
+
+    def test_a_checkpoint_is_overwritten(self, positions: PositionStore) -> None:
+        key = feed_checkpoint_key("p")
+        assert positions.get_checkpoint(key) is None
+        positions.put_checkpoint(key, "one")
+        positions.put_checkpoint(key, "two")
+        assert positions.get_checkpoint(key) == "two"
+
+    def test_a_lease_has_one_owner_until_it_expires_or_is_released(
+        self, positions: PositionStore
+    ) -> None:
+        minute = dt.timedelta(minutes=1)
+        assert positions.acquire_lease("poller", "one", minute)
+        assert positions.acquire_lease("poller", "one", minute)  # renewed by its owner
+        assert not positions.acquire_lease("poller", "two", minute)
+        positions.release_lease("poller", "two")  # not its lease: nothing happens
+        assert not positions.acquire_lease("poller", "two", minute)
+        positions.release_lease("poller", "one")
+        assert positions.acquire_lease("poller", "two", minute)
+        assert positions.acquire_lease("other", "one", minute)  # leases are per name
+
+    def test_an_expired_lease_can_be_taken_over(self, positions: PositionStore) -> None:
+        assert positions.acquire_lease("poller", "one", dt.timedelta(milliseconds=-1))
+        assert positions.acquire_lease("poller", "two", dt.timedelta(minutes=1))
