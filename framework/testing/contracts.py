@@ -21,7 +21,9 @@ from typing import Any
 
 import pytest
 
+from framework.encryption import FORGOTTEN, WrappedKeyStorage
 from framework.store.keys import feed_checkpoint_key
+from framework.store.large_payloads import PayloadStore
 from framework.store.positions import (
     ParkedEvent,
     PositionConflict,
@@ -29,7 +31,7 @@ from framework.store.positions import (
     StreamAdvance,
 )
 
-__all__ = ["PositionStoreContract"]
+__all__ = ["KeyStorageContract", "PayloadStoreContract", "PositionStoreContract"]
 
 
 def _parked(version: int) -> ParkedEvent:
@@ -159,3 +161,67 @@ class PositionStoreContract:
     def test_an_expired_lease_can_be_taken_over(self, positions: PositionStore) -> None:
         assert positions.acquire_lease("poller", "one", dt.timedelta(milliseconds=-1))
         assert positions.acquire_lease("poller", "two", dt.timedelta(minutes=1))
+
+
+class KeyStorageContract:
+    """What every ``WrappedKeyStorage`` must do. Subclasses provide the ``key_storage`` fixture.
+
+    A subject's first key is kept whoever races to create it; a forgotten subject keeps a
+    tombstone for good, so that no fresh key is ever minted for it; subjects are independent.
+    """
+
+    @pytest.fixture
+    def key_storage(self) -> Any:  # pragma: no cover - provided by the subclass
+        raise NotImplementedError("provide a `key_storage` fixture returning your key storage")
+
+    def test_the_first_key_saved_is_the_one_kept(self, key_storage: WrappedKeyStorage) -> None:
+        assert key_storage.load("User#u1") is None
+        assert key_storage.save_if_absent("User#u1", b"first") == b"first"
+        assert key_storage.save_if_absent("User#u1", b"second") == b"first"
+        assert key_storage.load("User#u1") == b"first"
+
+    def test_a_forgotten_subject_never_gets_a_key_again(
+        self, key_storage: WrappedKeyStorage
+    ) -> None:
+        key_storage.save_if_absent("User#u1", b"key")
+        key_storage.forget("User#u1")
+        assert key_storage.load("User#u1") is FORGOTTEN
+        assert key_storage.save_if_absent("User#u1", b"fresh") is FORGOTTEN
+        assert key_storage.load("User#u1") is FORGOTTEN
+
+    def test_a_subject_forgotten_before_it_had_a_key_stays_forgotten(
+        self, key_storage: WrappedKeyStorage
+    ) -> None:
+        key_storage.forget("User#u2")
+        assert key_storage.save_if_absent("User#u2", b"fresh") is FORGOTTEN
+
+    def test_subjects_sharing_an_id_are_independent(self, key_storage: WrappedKeyStorage) -> None:
+        key_storage.save_if_absent("Customer#42", b"customer")
+        key_storage.save_if_absent("Employee#42", b"employee")
+        key_storage.forget("Customer#42")
+        assert key_storage.load("Employee#42") == b"employee"
+
+
+class PayloadStoreContract:
+    """What every ``PayloadStore`` must do. Subclasses provide the ``payloads`` fixture."""
+
+    @pytest.fixture
+    def payloads(self) -> Any:  # pragma: no cover - provided by the subclass
+        raise NotImplementedError("provide a `payloads` fixture returning your payload store")
+
+    def test_what_is_put_is_got_back_byte_for_byte(self, payloads: PayloadStore) -> None:
+        data = bytes(range(256)) * 1024
+        payloads.put("Account/a1/1", data)
+        assert payloads.get("Account/a1/1") == data
+        assert payloads.get("Account/a1/2") is None
+
+    def test_a_put_replaces_and_a_delete_removes(self, payloads: PayloadStore) -> None:
+        payloads.put("k", b"one")
+        payloads.put("k", b"two")
+        assert payloads.get("k") == b"two"
+        payloads.delete("k")
+        assert payloads.get("k") is None
+        payloads.delete("k")  # deleting what is not there is not an error
+
+    def test_a_payload_store_names_its_bucket(self, payloads: PayloadStore) -> None:
+        assert isinstance(payloads.bucket, str) and payloads.bucket
