@@ -125,36 +125,7 @@ class Scenario:
         if not events:
             return
         aggregate_type = aggregate_class.aggregate_type()
-        start = len(self.store.load_events(aggregate_type, aggregate_id))
-        change_set_id = str(uuid.uuid4())
-        now = dt.datetime.now(dt.UTC)
-        stored = []
-        for offset, event in enumerate(events, start=1):
-            self.app.registry.register(type(event))
-            encoded = self.app.registry.encode(event, (aggregate_type, aggregate_id))
-            stored.append(
-                StoredEvent(
-                    aggregate_type=aggregate_type,
-                    aggregate_id=aggregate_id,
-                    version=start + offset,
-                    event_type=encoded.event_type,
-                    schema=encoded.schema,
-                    payload=encoded.payload,
-                    occurred_at=now,
-                    change_set_id=change_set_id,
-                    command_id="given",
-                    correlation_id="given",
-                    causation_id="given",
-                )
-            )
-        self.store.commit(
-            ChangeSet(
-                change_set_id=change_set_id,
-                command_id=f"given-{change_set_id}",
-                committed_at=now,
-                aggregates=(AggregateChange(aggregate_type, aggregate_id, start, tuple(stored)),),
-            )
-        )
+        _append_given(self.store, self.app.registry, aggregate_type, aggregate_id, events)
 
     # -- then --------------------------------------------------------------------------------
 
@@ -275,36 +246,7 @@ class ProjectorScenario:
     ) -> ProjectorScenario:
         """Append ``events`` to a stream and deliver them to the projector."""
         aggregate_type = aggregate if isinstance(aggregate, str) else aggregate.aggregate_type()
-        start = len(self.store.load_events(aggregate_type, aggregate_id))
-        change_set_id = str(uuid.uuid4())
-        now = dt.datetime.now(dt.UTC)
-        records = []
-        for offset, event in enumerate(events, start=1):
-            self.registry.register(type(event))
-            encoded = self.registry.encode(event, (aggregate_type, aggregate_id))
-            records.append(
-                StoredEvent(
-                    aggregate_type=aggregate_type,
-                    aggregate_id=aggregate_id,
-                    version=start + offset,
-                    event_type=encoded.event_type,
-                    schema=encoded.schema,
-                    payload=encoded.payload,
-                    occurred_at=now,
-                    change_set_id=change_set_id,
-                    command_id="given",
-                    correlation_id="given",
-                    causation_id="given",
-                )
-            )
-        self.store.commit(
-            ChangeSet(
-                change_set_id=change_set_id,
-                command_id=f"given-{change_set_id}",
-                committed_at=now,
-                aggregates=(AggregateChange(aggregate_type, aggregate_id, start, tuple(records)),),
-            )
-        )
+        records = _append_given(self.store, self.registry, aggregate_type, aggregate_id, events)
         self.last_report = self.engine.apply(records)
         return self
 
@@ -338,3 +280,44 @@ class ProjectorScenario:
         if not isinstance(self.store, DynamoDBEventStore):
             raise ScenarioFailed(f"{type(self.projector).__name__} declares no read models")
         return read_models.bound(model, self.store)
+
+
+def _append_given(
+    store: EventStore,
+    registry: EventRegistry,
+    aggregate_type: str,
+    aggregate_id: str,
+    events: Sequence[Event],
+) -> list[StoredEvent]:
+    """Append ``events`` to a stream as one change set (a scenario's given history)."""
+    start = len(store.load_events(aggregate_type, aggregate_id))
+    change_set_id = str(uuid.uuid4())
+    now = dt.datetime.now(dt.UTC)
+    records = []
+    for offset, event in enumerate(events, start=1):
+        registry.register(type(event))
+        encoded = registry.encode(event, (aggregate_type, aggregate_id))
+        records.append(
+            StoredEvent(
+                aggregate_type=aggregate_type,
+                aggregate_id=aggregate_id,
+                version=start + offset,
+                event_type=encoded.event_type,
+                schema=encoded.schema,
+                payload=encoded.payload,
+                occurred_at=now,
+                change_set_id=change_set_id,
+                command_id="given",
+                correlation_id="given",
+                causation_id="given",
+            )
+        )
+    store.commit(
+        ChangeSet(
+            change_set_id=change_set_id,
+            command_id=f"given-{change_set_id}",
+            committed_at=now,
+            aggregates=(AggregateChange(aggregate_type, aggregate_id, start, tuple(records)),),
+        )
+    )
+    return records
