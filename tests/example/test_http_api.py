@@ -416,17 +416,17 @@ def test_concurrent_transfers_conserve_money(
     app = build_application(example_store)
     aggregates = {a: app.get(Account, a) for a in accounts}
     rows = {a: http.get(f"/accounts/{a}").json() for a in accounts}
-    assert sum(aggregate.balance for aggregate in aggregates.values()) == total
+    assert sum(aggregate.balance.amount for aggregate in aggregates.values()) == total
     assert sum(Decimal(row["balance"]) for row in rows.values()) == total
     # No movement was lost or doubled by the read models under concurrent requests either.
     for account in accounts:
         lines = http.get(f"/accounts/{account}/statement").json()
-        assert Decimal(rows[account]["balance"]) == aggregates[account].balance
+        assert Decimal(rows[account]["balance"]) == aggregates[account].balance.amount
         assert rows[account]["version"] == aggregates[account].version
         assert [line["version"] for line in lines] == list(
             range(2, aggregates[account].version + 1)
         )
-        assert sum(Decimal(line["amount"]) for line in lines) == aggregates[account].balance
+        assert sum(Decimal(line["amount"]) for line in lines) == aggregates[account].balance.amount
 
 
 # -- OpenAPI ---------------------------------------------------------------------------------
