@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import commands, inmemory, replay
+from bench import commands, import_time, inmemory, replay
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,10 +19,12 @@ def main(argv: list[str] | None = None) -> int:
         commands.main(["--rounds", "1", "--commands", "40"])
         inmemory.main(["--rounds", "1", "--accounts", "20"])
         replay.main(["--events", "2000", "4000", "--rounds", "1"])
+        import_time.main(["--runs", "2"])
     else:
         commands.main([])
         inmemory.main([])
         replay.main(["--events", "10000", "100000"])
+        import_time.main([])
     return 0
 
 

@@ -29,13 +29,8 @@ from typing import Any
 import attrs
 
 from bench.common import fresh_store, machine, markdown_table, median, start_dynamodb_local
-from framework import (
-    AggregateCache,
-    Application,
-    DynamoDBEventStore,
-    EveryNEvents,
-    NoSnapshots,
-)
+from framework import Application, DynamoDBEventStore, EveryNEvents, NoSnapshots
+from framework.application import AggregateCache
 from framework.logs import configure_logging
 from framework.serialization import encode_json
 from framework.store import ChangeSet

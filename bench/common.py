@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 
 from framework import DynamoDBEventStore
-from framework.dynamodb_local import DynamoDBLocal
+from framework.testing.dynamodb_local import DynamoDBLocal
 
 
 def start_dynamodb_local() -> DynamoDBLocal:

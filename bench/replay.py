@@ -30,18 +30,10 @@ from pynamodb.models import Model
 
 from bench.common import fresh_store, machine, markdown_table, median, start_dynamodb_local
 from example_app.read_models import DecimalAttribute
-from framework import (
-    Application,
-    CatchUpRunner,
-    DynamoDBEventStore,
-    DynamoDBPositionStore,
-    Envelope,
-    InMemoryPositionStore,
-    Projector,
-    event_handler,
-)
+from framework import Application, DynamoDBEventStore, Projector, event_handler
 from framework.logs import configure_logging
-from framework.projections import read_models
+from framework.projections import CatchUpRunner, Envelope, read_models
+from framework.store import DynamoDBPositionStore, InMemoryPositionStore
 from framework.store.keys import feed_hour, feed_partitions
 from framework.store.tables import FEED_INDEX
 from tests.support.bank import Account, Deposited, DepositMany, OpenAccount

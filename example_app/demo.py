@@ -31,17 +31,10 @@ from example_app.read_models import (
 )
 from example_app.users import ChangeEmail, ForgetUser, RegisterUser
 from example_app.wiring import SNAPSHOT_EVERY, build_application
-from framework import (
-    Application,
-    CatchUpRunner,
-    Command,
-    ConcurrencyError,
-    DomainError,
-    DynamoDBEventStore,
-    DynamoDBPositionStore,
-    UniqueConstraintViolated,
-)
-from framework.store.embedded import embedded_dynamodb_store
+from framework import Application, Command, ConcurrencyError, DomainError, DynamoDBEventStore
+from framework.errors import UniqueConstraintViolated
+from framework.projections import CatchUpRunner
+from framework.store import DynamoDBPositionStore, embedded_dynamodb_store
 
 
 @contextlib.contextmanager

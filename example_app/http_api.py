@@ -60,27 +60,26 @@ from example_app.read_models import (
 )
 from example_app.users import ChangeEmail, ForgetUser, RegisterUser
 from example_app.wiring import build_application
-from framework import (
+from framework import Command, ConcurrencyError, DomainError, DynamoDBEventStore
+from framework.application import CommandResult
+from framework.errors import (
     AggregateAlreadyExists,
     AggregateNotFound,
-    CatchUpRunner,
-    Command,
-    CommandResult,
-    ConcurrencyError,
     ConfigurationError,
     ConflictError,
-    DomainError,
     DuplicateCommand,
-    DynamoDBEventStore,
-    DynamoDBPositionStore,
     FrameworkError,
     InvalidCommand,
     StoreUnavailable,
     UniqueConstraintViolated,
 )
-from framework.projections import ApplyReport, ProjectionEngine
-from framework.projections.catch_up import DEFAULT_SAFETY_WINDOW
-from framework.store.dynamodb import translated_errors
+from framework.projections import (
+    DEFAULT_SAFETY_WINDOW,
+    ApplyReport,
+    CatchUpRunner,
+    ProjectionEngine,
+)
+from framework.store import DynamoDBPositionStore, translated_errors
 
 log = structlog.get_logger(__name__)
 
@@ -1065,7 +1064,7 @@ def serving_store() -> Iterator[tuple[DynamoDBEventStore, bool]]:
         create_read_model_tables(store)
         yield store, False
         return
-    from framework.store.embedded import embedded_dynamodb_store
+    from framework.store import embedded_dynamodb_store
 
     with embedded_dynamodb_store(table_prefix="serve") as store:
         create_read_model_tables(store)

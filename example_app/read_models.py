@@ -27,7 +27,8 @@ from example_app.bank import (
     MoneyWithdrawn,
 )
 from example_app.users import EmailChanged, UserForgotten, UserRegistered
-from framework import DynamoDBEventStore, Envelope, Projector, event_handler
+from framework import DynamoDBEventStore, Projector, event_handler
+from framework.projections import Envelope
 from framework.projections.read_models import bound, create_tables, declared_models
 
 ERASED = "(erased)"

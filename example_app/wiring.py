@@ -7,17 +7,16 @@ import os
 
 from example_app.bank import Account, transfer_money
 from example_app.users import User
-from framework import (
-    Application,
-    DynamoDBEventStore,
-    EventStore,
-    EveryNEvents,
+from framework import Application, DynamoDBEventStore, EveryNEvents
+from framework.encryption import (
+    InMemoryKeyStorage,
     KeyRing,
+    KeyWrapper,
     KmsKeyWrapper,
     LocalKeyWrapper,
+    WrappedKeyStorage,
 )
-from framework.encryption import InMemoryKeyStorage, KeyWrapper, WrappedKeyStorage
-from framework.store.dynamodb_keys import DynamoDBKeyStorage
+from framework.store import DynamoDBKeyStorage, EventStore
 
 SNAPSHOT_EVERY = 5
 """Small on purpose, so that the demo shows snapshots at work."""

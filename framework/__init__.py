@@ -1,10 +1,26 @@
 """A framework for domain-driven, event-sourced CQRS applications on Amazon DynamoDB.
 
-Everything an application needs is importable from here; the submodules are the implementation.
+The root holds what a domain author writes with: aggregates, commands, events, their decorators
+and marks, the errors a domain raises, and the few names that wire a domain into an application.
+Everything else lives in a public module with its own ``__all__``:
+
+- ``framework.application``: the write side (``Application``, ``Backoff``, ``CommandResult``,
+  ``AggregateCache``, snapshot policies);
+- ``framework.errors``: every error the framework raises on purpose;
+- ``framework.store``: event stores, position stores, payload and key storage;
+- ``framework.projections`` (and ``framework.projections.read_models``): read models and runners;
+- ``framework.encryption``: personal data, key rings and key wrappers;
+- ``framework.logs``: logging set-up;
+- ``framework.testing``: scenarios and the projector kit (the pytest plugin is opt-in:
+  ``framework.testing.pytest_plugin``).
+
+``import framework`` loads attrs and the standard library only: a domain module and its unit tests
+need nothing more. The names below whose modules need more (the application, the stores, the
+projector) are imported on first use.
 """
 
-from framework.application import Application, Backoff
-from framework.cache import AggregateCache
+from typing import TYPE_CHECKING
+
 from framework.domain import (
     Aggregate,
     Command,
@@ -13,94 +29,42 @@ from framework.domain import (
     event_handler,
     subject_of,
 )
-from framework.encryption import ERASED, KeyRing, KmsKeyWrapper, LocalKeyWrapper
-from framework.errors import (
-    AggregateAlreadyExists,
-    AggregateNotFound,
-    ChangeSetTooLarge,
-    CommandIdReused,
-    ConcurrencyError,
-    ConfigurationError,
-    ConflictError,
-    CorruptEvent,
-    DefinitionError,
-    DomainError,
-    DuplicateCommand,
-    EventStoreError,
-    FrameworkError,
-    InvalidCommand,
-    InvalidEvent,
-    InvalidIdentifier,
-    MissingEventHandler,
-    StoreUnavailable,
-    SubjectForgotten,
-    TableMissing,
-    Throttled,
-    TransactionConflict,
-    UniqueConstraintViolated,
-    UnknownCommand,
-    UnknownEventType,
-)
-from framework.projections import CatchUpRunner, Envelope, Projector, StreamsPoller
-from framework.results import CommandResult
-from framework.snapshots import EveryNEvents, NoSnapshots, SnapshotPolicy
-from framework.store import DynamoDBEventStore, EventStore, InMemoryEventStore
-from framework.store.dynamodb_positions import DynamoDBPositionStore
-from framework.store.positions import InMemoryPositionStore, PositionStore
-from framework.unit_of_work import UnitOfWork
+from framework.errors import ConcurrencyError, DomainError
+from framework.snapshots import EveryNEvents, NoSnapshots
 from framework.upcasting import upcaster
 
+if TYPE_CHECKING:
+    from framework.application import Application
+    from framework.projections import Projector
+    from framework.store import DynamoDBEventStore, InMemoryEventStore
+    from framework.unit_of_work import UnitOfWork
+else:
+    from framework._lazy import lazy_exports
+
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "Application": "framework.application",
+            "DynamoDBEventStore": "framework.store",
+            "InMemoryEventStore": "framework.store",
+            "Projector": "framework.projections",
+            "UnitOfWork": "framework.unit_of_work",
+        },
+    )
+
 __all__ = [
-    "ERASED",
     "Aggregate",
-    "AggregateAlreadyExists",
-    "AggregateCache",
-    "AggregateNotFound",
     "Application",
-    "Backoff",
-    "CatchUpRunner",
-    "ChangeSetTooLarge",
     "Command",
-    "CommandIdReused",
-    "CommandResult",
     "ConcurrencyError",
-    "ConfigurationError",
-    "ConflictError",
-    "CorruptEvent",
-    "DefinitionError",
     "DomainError",
-    "DuplicateCommand",
     "DynamoDBEventStore",
-    "DynamoDBPositionStore",
-    "Envelope",
     "Event",
-    "EventStore",
-    "EventStoreError",
     "EveryNEvents",
-    "FrameworkError",
     "InMemoryEventStore",
-    "InMemoryPositionStore",
-    "InvalidCommand",
-    "InvalidEvent",
-    "InvalidIdentifier",
-    "KeyRing",
-    "KmsKeyWrapper",
-    "LocalKeyWrapper",
-    "MissingEventHandler",
     "NoSnapshots",
-    "PositionStore",
     "Projector",
-    "SnapshotPolicy",
-    "StoreUnavailable",
-    "StreamsPoller",
-    "SubjectForgotten",
-    "TableMissing",
-    "Throttled",
-    "TransactionConflict",
-    "UniqueConstraintViolated",
     "UnitOfWork",
-    "UnknownCommand",
-    "UnknownEventType",
     "command_handler",
     "event_handler",
     "subject_of",

@@ -6,6 +6,8 @@ transaction conflict or throttling), the whole command is run again on freshly l
 a bounded number of times with jittered exponential backoff. A command id that was already
 processed returns the first result and writes nothing, unless it was processed for a command with
 another payload: that is refused with ``CommandIdReused``.
+
+This is the public module of the write side: what builds and tunes an application.
 """
 
 from __future__ import annotations
@@ -45,13 +47,25 @@ from framework.errors import (
     UnknownCommand,
 )
 from framework.logs import withhold
+from framework.repository import Repository
 from framework.results import CommandResult
 from framework.serialization import EventRegistry, SnapshotStateError
-from framework.snapshots import NoSnapshots, SnapshotPolicy
+from framework.snapshots import EveryNEvents, NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.keys import check_aggregate_id
 from framework.store.records import ProcessedCommand
-from framework.unit_of_work import UnitOfWork, command_fingerprint, load_aggregate
+from framework.unit_of_work import UnitOfWork, command_fingerprint
+
+__all__ = [
+    "AggregateCache",
+    "Application",
+    "Backoff",
+    "CommandResult",
+    "EveryNEvents",
+    "NoSnapshots",
+    "SnapshotPolicy",
+    "UnitOfWork",
+]
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -163,6 +177,9 @@ class Application:
         self.backoff = backoff or Backoff()
         self.cache = cache
         self.registry = EventRegistry(event_types, keys=keys)
+        self.repository = Repository(
+            store, self.registry, snapshot_policies=self.snapshot_policies, cache=cache
+        )
         self._routes: dict[type[Command], _Route] = {}
         self._aggregates_by_type: dict[str, type[Aggregate]] = {}
         for aggregate_class in self.aggregates:
@@ -339,6 +356,7 @@ class Application:
             command=command,
             snapshot_policies=self.snapshot_policies,
             cache=self.cache,
+            repository=self.repository,
         )
 
     # -- queries -----------------------------------------------------------------------------
@@ -349,14 +367,7 @@ class Application:
         An id that cannot be stored raises ``InvalidIdentifier`` before anything is read.
         """
         check_aggregate_id(aggregate_class.aggregate_type(), aggregate_id)
-        policy = self.snapshot_policies.get(aggregate_class)
-        aggregate = load_aggregate(
-            self.store,
-            self.registry,
-            aggregate_class,
-            aggregate_id,
-            use_snapshot=policy is not None and not isinstance(policy, NoSnapshots),
-        )
+        aggregate = self.repository.load_stored(aggregate_class, aggregate_id)
         if aggregate is None:
             raise AggregateNotFound(aggregate_class.aggregate_type(), aggregate_id)
         return aggregate

@@ -35,7 +35,7 @@ import typing
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import attrs
 
@@ -734,7 +734,7 @@ class Aggregate:
         """Apply ``event`` to this aggregate now and record it to be committed."""
         if not isinstance(event, Event):
             raise InvalidEvent(f"emit() takes an Event, got {type(event).__name__}")
-        self._apply(event)
+        self.apply_history(event)
         self._pending_events.append(event)
 
     def claim_unique(self, scope: str, value: str) -> None:
@@ -761,7 +761,12 @@ class Aggregate:
             )
         return entry[0](self, command)
 
-    def _apply(self, event: Event) -> None:
+    def apply_history(self, event: Event) -> None:
+        """Apply a stored event: run its ``@event_handler`` and count the version.
+
+        The repository replays a stream through this; ``emit`` applies a new event the same
+        way and records it to be committed.
+        """
         handler = self._event_handlers.get(type(event))
         if handler is None:
             raise MissingEventHandler(self.aggregate_type(), type(event).__name__)
@@ -770,19 +775,36 @@ class Aggregate:
         if personal_specs(type(event)):
             self._personal_subjects |= personal_subjects(event, (self.aggregate_type(), self.id))
 
+    @classmethod
+    def restore(
+        cls,
+        aggregate_id: str,
+        version: int,
+        state: Mapping[str, Any],
+        subjects: Iterable[Subject] = (),
+    ) -> Self:
+        """An aggregate rebuilt from a snapshot: its declared state at ``version``.
+
+        ``subjects`` are those whose personal data the state holds (a later snapshot is sealed
+        with their keys, and forgetting one of them evicts the cached copy).
+        """
+        aggregate = cls(aggregate_id)
+        for name, value in state.items():
+            setattr(aggregate, name, value)
+        aggregate.version = version
+        aggregate._personal_subjects = set(subjects)
+        return aggregate
+
     @property
     def personal_subjects(self) -> frozenset[Subject]:
         """The subjects whose personal data this aggregate's state was built from."""
         return frozenset(self._personal_subjects)
 
-    def _replay(self, events: Iterable[Event]) -> None:
-        for event in events:
-            self._apply(event)
-
-    def _take_pending(self) -> tuple[list[Event], list[UniqueClaimRequest]]:
-        events, claims = self._pending_events, self._pending_claims
+    def take_changes(self) -> PendingChanges:
+        """The events and unique claims recorded since the last call, handed to be committed."""
+        changes = PendingChanges(tuple(self._pending_events), tuple(self._pending_claims))
         self._pending_events, self._pending_claims = [], []
-        return events, claims
+        return changes
 
     @property
     def has_pending_changes(self) -> bool:
@@ -800,6 +822,14 @@ class UniqueClaimRequest:
     scope: str
     value: str
     claim: bool
+
+
+@attrs.frozen
+class PendingChanges:
+    """What an aggregate recorded during a command: new events and unique-value claims."""
+
+    events: tuple[Event, ...]
+    claims: tuple[UniqueClaimRequest, ...]
 
 
 _FRAMEWORK_ATTRIBUTES = frozenset(

@@ -17,6 +17,9 @@ instead of being written under a key that would make old ciphertexts unreadable 
 
 Snapshots of aggregates that hold personal data are encrypted whole, once with the key of every
 subject whose data the state holds, so forgetting any one of them makes the snapshot unreadable.
+
+``cryptography`` is imported when the first key is made or used, not with this module: an
+application without personal data never loads it.
 """
 
 from __future__ import annotations
@@ -30,15 +33,26 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any, Protocol
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Any, Protocol
 
 from framework.errors import EventStoreError, SubjectForgotten
 from framework.subjects import ERASED, subject_name
 
-__all__ = ["ERASED", "KeyRing", "KmsKeyWrapper", "LocalKeyWrapper", "subject_name"]
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+__all__ = [
+    "ERASED",
+    "FORGOTTEN",
+    "Forgotten",
+    "InMemoryKeyStorage",
+    "KeyRing",
+    "KeyWrapper",
+    "KmsKeyWrapper",
+    "LocalKeyWrapper",
+    "WrappedKeyStorage",
+    "subject_name",
+]
 
 ENCRYPTED_MARK = "$enc"
 SUBJECT_MARK = "sub"
@@ -73,10 +87,10 @@ class LocalKeyWrapper:
     def __init__(self, master_key: bytes) -> None:
         if len(master_key) != 32:
             raise ValueError("the master key must be 32 bytes")
-        self._master = AESGCM(master_key)
+        self._master = _cipher(master_key)
 
     def new_data_key(self) -> tuple[bytes, bytes]:
-        plaintext = AESGCM.generate_key(bit_length=256)
+        plaintext = os.urandom(32)  # a 256-bit AES key, as AESGCM.generate_key makes one
         nonce = os.urandom(_NONCE_BYTES)
         return plaintext, nonce + self._master.encrypt(nonce, plaintext, b"data-key")
 
@@ -190,7 +204,7 @@ class KeyRing:
                 stored = self.wrapper.unwrap(stored)
         elif stored is not FORGOTTEN:
             stored = self.wrapper.unwrap(stored)
-        found = stored if stored is FORGOTTEN else AESGCM(stored)
+        found = stored if stored is FORGOTTEN else _cipher(stored)
         self._remember(subject, now, found)
         return self._usable(subject, found, create)
 
@@ -236,6 +250,8 @@ class KeyRing:
         if cipher is None:
             return None
         raw = base64.b64decode(value[ENCRYPTED_MARK])
+        from cryptography.exceptions import InvalidTag  # loaded already: the cipher needed it
+
         try:
             plain = cipher.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _bound(subject, context))
         except InvalidTag as error:
@@ -272,6 +288,13 @@ class KeyRing:
                 data[:_NONCE_BYTES], data[_NONCE_BYTES:], _bound(subject, context)
             )
         return data, list(names)
+
+
+def _cipher(key: bytes) -> AESGCM:
+    """An AES-256-GCM cipher with ``key``; the first call imports ``cryptography``."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
 
 
 def _bound(subject: str, context: str) -> bytes:

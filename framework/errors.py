@@ -7,6 +7,35 @@ to act on it as attributes, not only in its message.
 
 from __future__ import annotations
 
+__all__ = [
+    "AggregateAlreadyExists",
+    "AggregateNotFound",
+    "ChangeSetTooLarge",
+    "CommandIdReused",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "ConflictError",
+    "CorruptEvent",
+    "DefinitionError",
+    "DomainError",
+    "DuplicateCommand",
+    "EventStoreError",
+    "FrameworkError",
+    "InvalidCommand",
+    "InvalidEvent",
+    "InvalidIdentifier",
+    "InvalidMessage",
+    "MissingEventHandler",
+    "StoreUnavailable",
+    "SubjectForgotten",
+    "TableMissing",
+    "Throttled",
+    "TransactionConflict",
+    "UniqueConstraintViolated",
+    "UnknownCommand",
+    "UnknownEventType",
+]
+
 
 class FrameworkError(Exception):
     """Base class of every error the framework raises on purpose."""

@@ -21,6 +21,8 @@ from typing import Any
 
 import structlog
 
+__all__ = ["configure_logging", "redact_sensitive", "withhold"]
+
 SENSITIVE_KEYS = frozenset(
     {
         "payload",

@@ -21,18 +21,16 @@ import structlog
 
 from framework.cache import AggregateCache
 from framework.domain import Aggregate, Command, Event, event_type_name, personal_fields
-from framework.encryption import KeyRing
 from framework.errors import (
     AggregateAlreadyExists,
     AggregateNotFound,
-    CorruptEvent,
     SubjectForgotten,
 )
+from framework.repository import Repository
 from framework.results import CommandResult
 from framework.serialization import (
     EventRegistry,
     converter,
-    decode_state,
     encode_state,
     state_schema,
 )
@@ -120,12 +118,16 @@ class UnitOfWork:
         snapshot_policies: Mapping[type[Aggregate], SnapshotPolicy] | None = None,
         cache: AggregateCache | None = None,
         clock: Callable[[], dt.datetime] = utc_now,
+        repository: Repository | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.command = command
         self.cache = cache
         self._policies = snapshot_policies or {}
+        self.repository = repository or Repository(
+            store, registry, snapshot_policies=self._policies, cache=cache
+        )
         self._clock = clock
         self._tracked: dict[tuple[type[Aggregate], str], _Tracked] = {}
 
@@ -141,7 +143,7 @@ class UnitOfWork:
         tracked = self._tracked.get((aggregate_class, aggregate_id))
         if tracked is not None:
             return tracked.aggregate  # type: ignore[return-value]
-        aggregate = self._load(aggregate_class, aggregate_id)
+        aggregate = self.repository.load(aggregate_class, aggregate_id)
         if aggregate is None:
             raise AggregateNotFound(aggregate_class.aggregate_type(), aggregate_id)
         self._track(aggregate)
@@ -150,7 +152,7 @@ class UnitOfWork:
     def create(self, aggregate_class: type[A], aggregate_id: str) -> A:
         """A new, empty aggregate. Raises ``AggregateAlreadyExists`` when the id is taken."""
         check_aggregate_id(aggregate_class.aggregate_type(), aggregate_id)
-        if (aggregate_class, aggregate_id) in self._tracked or self._exists(
+        if (aggregate_class, aggregate_id) in self._tracked or self.repository.exists(
             aggregate_class, aggregate_id
         ):
             raise AggregateAlreadyExists(aggregate_class.aggregate_type(), aggregate_id)
@@ -168,7 +170,9 @@ class UnitOfWork:
         tracked = self._tracked.get((aggregate_class, aggregate_id))
         if tracked is not None:
             return tracked.aggregate  # type: ignore[return-value]
-        aggregate = self._load(aggregate_class, aggregate_id) or aggregate_class(aggregate_id)
+        aggregate = self.repository.load(aggregate_class, aggregate_id) or aggregate_class(
+            aggregate_id
+        )
         self._track(aggregate)
         return aggregate
 
@@ -177,24 +181,6 @@ class UnitOfWork:
 
     def _policy(self, aggregate_class: type[Aggregate]) -> SnapshotPolicy:
         return self._policies.get(aggregate_class, _NO_SNAPSHOTS)
-
-    def _exists(self, aggregate_class: type[Aggregate], aggregate_id: str) -> bool:
-        if self.cache is not None and self.cache.get(aggregate_class, aggregate_id) is not None:
-            return True
-        return self.store.stream_exists(aggregate_class.aggregate_type(), aggregate_id)
-
-    def _load(self, aggregate_class: type[A], aggregate_id: str) -> A | None:
-        if self.cache is not None:
-            cached = self.cache.get(aggregate_class, aggregate_id)
-            if cached is not None:
-                return cached
-        return load_aggregate(
-            self.store,
-            self.registry,
-            aggregate_class,
-            aggregate_id,
-            use_snapshot=not isinstance(self._policy(aggregate_class), NoSnapshots),
-        )
 
     # -- committing --------------------------------------------------------------------------
 
@@ -220,10 +206,11 @@ class UnitOfWork:
                     VersionCheck(aggregate.aggregate_type(), aggregate.id, tracked.loaded_version)
                 )
                 continue
-            events, claim_requests = aggregate._take_pending()
+            recorded = aggregate.take_changes()
+            events = list(recorded.events)
             new_events.extend(events)
             owner = stream_key(aggregate.aggregate_type(), aggregate.id)
-            for request in claim_requests:
+            for request in recorded.claims:
                 # The last word on a value wins: claim-then-release within one command releases.
                 claims[(request.scope, request.value, owner)] = UniqueClaim(
                     request.scope, request.value, owner, request.claim
@@ -363,71 +350,3 @@ class UnitOfWork:
             schema=state_schema(type(aggregate)),
             created_at=now,
         )
-
-
-def load_aggregate(
-    store: EventStore,
-    registry: EventRegistry,
-    aggregate_class: type[A],
-    aggregate_id: str,
-    *,
-    use_snapshot: bool,
-) -> A | None:
-    """Rebuild an aggregate from its snapshot (when usable) and the events after it.
-
-    Returns ``None`` when the stream is empty. A snapshot written for another shape of the class
-    (its schema fingerprint differs) or one that fails to decode is ignored: the stream is then
-    replayed from the start, never a mismatched state applied.
-    """
-    aggregate_type = aggregate_class.aggregate_type()
-    aggregate: A | None = None
-    if use_snapshot:
-        snapshot = store.load_snapshot(aggregate_type, aggregate_id)
-        if snapshot is not None:
-            aggregate = _restore(aggregate_class, snapshot, registry.keys)
-    start = aggregate.version if aggregate is not None else 0
-    records = store.load_events(aggregate_type, aggregate_id, start)
-    if aggregate is None:
-        if not records:
-            return None
-        aggregate = aggregate_class(aggregate_id)
-    stream = stream_key(aggregate_type, aggregate_id)
-    for record in records:
-        if record.version != aggregate.version + 1:
-            raise CorruptEvent(
-                stream, record.version, f"expected version {aggregate.version + 1} (gap in stream)"
-            )
-        event = registry.decode(
-            record.event_type, record.schema, record.payload, stream=stream, version=record.version
-        )
-        aggregate._apply(event)
-    return aggregate
-
-
-def _restore(aggregate_class: type[A], snapshot: Snapshot, keys: KeyRing | None) -> A | None:
-    expected = state_schema(aggregate_class)
-    if snapshot.schema != expected:
-        log.info(
-            "snapshot.ignored_schema_changed",
-            aggregate_type=snapshot.aggregate_type,
-            aggregate_id=snapshot.aggregate_id,
-            stored_schema=snapshot.schema,
-            current_schema=expected,
-        )
-        return None
-    try:
-        state = decode_state(aggregate_class, snapshot.state, keys)
-    except Exception as error:  # any failure (JSON, cattrs' exception groups) means: replay
-        log.warning(
-            "snapshot.ignored_undecodable",
-            aggregate_type=snapshot.aggregate_type,
-            aggregate_id=snapshot.aggregate_id,
-            error=repr(error),
-        )
-        return None
-    aggregate = aggregate_class(snapshot.aggregate_id)
-    for name, value in state.values.items():
-        setattr(aggregate, name, value)
-    aggregate.version = snapshot.version
-    aggregate._personal_subjects = set(state.subjects)
-    return aggregate

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import pytest
 
 from framework import DynamoDBEventStore, InMemoryEventStore
-from framework.pytest_plugin import unique_prefix as unique_prefix
 
 # moto and DynamoDB Local need some credentials; never let tests find real ones.
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"
@@ -17,8 +16,9 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_SESSION_TOKEN", None)
 os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 
-# ``dynamodb_local_endpoint`` comes from the framework's own pytest plugin
-# (framework/pytest_plugin.py), the one users' test suites get too.
+# The framework's pytest plugin is opt-in, for users' test suites as for this one: it provides
+# ``event_store``, ``dynamodb_local_endpoint`` and ``dynamodb_store``.
+pytest_plugins = ["framework.testing.pytest_plugin"]
 
 
 @pytest.fixture
@@ -30,6 +30,10 @@ def memory_store(event_store: InMemoryEventStore) -> InMemoryEventStore:
 @pytest.fixture
 def moto_store() -> Iterator[DynamoDBEventStore]:
     from moto import mock_aws
+
+    # Imported here, not above: pytest loads the plugin after this file, and a plugin module
+    # imported before that could not have its assertions rewritten.
+    from framework.testing.pytest_plugin import unique_prefix
 
     with mock_aws():
         store = DynamoDBEventStore(table_prefix=unique_prefix(), region_name="us-east-1")

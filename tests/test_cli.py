@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 
 from framework import Application, DynamoDBEventStore
-from tests.conftest import unique_prefix
+from framework.testing.pytest_plugin import unique_prefix
 from tests.support.bank import Account, Deposit, OpenAccount, Withdraw
 from tests.support.projectors import create_read_table, read_table
 

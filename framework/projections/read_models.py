@@ -27,6 +27,17 @@ from framework.errors import DefinitionError
 from framework.store.dynamodb import DynamoDBEventStore, translated_errors
 from framework.store.tables import describe_table_status
 
+__all__ = [
+    "bound",
+    "clear_tables",
+    "create_tables",
+    "declared_models",
+    "delete_tables",
+    "existing_tables",
+    "table_name",
+    "table_status",
+]
+
 log = structlog.get_logger(__name__)
 
 M = TypeVar("M", bound=Model)

@@ -1,29 +1,85 @@
-"""Event stores: the port (``EventStore``), its records, and the in-memory and DynamoDB adapters."""
+"""Event stores: the ports (events, positions, payloads, keys), their records and their adapters.
 
-from framework.store.base import EventStore
-from framework.store.dynamodb import DynamoDBEventStore
-from framework.store.keys import stream_key
-from framework.store.memory import InMemoryEventStore
-from framework.store.records import (
-    AggregateChange,
-    ChangeSet,
-    ProcessedCommand,
-    Snapshot,
-    StoredEvent,
-    UniqueClaim,
-    VersionCheck,
-)
+This is the public module of the storage side. Every name is imported on first use: the domain
+layer imports the key scheme (``framework.store.keys``), which runs this package, and must not
+pay for the adapters; and only the DynamoDB adapters load the AWS SDK.
+"""
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from framework.store.base import EventStore
+    from framework.store.dynamodb import DynamoDBEventStore, translated_errors
+    from framework.store.dynamodb_keys import DynamoDBKeyStorage
+    from framework.store.dynamodb_positions import DynamoDBPositionStore
+    from framework.store.embedded import embedded_dynamodb_store
+    from framework.store.keys import max_id_bytes, stream_key
+    from framework.store.large_payloads import (
+        InMemoryPayloadStore,
+        PayloadStore,
+        S3PayloadStore,
+    )
+    from framework.store.memory import InMemoryEventStore
+    from framework.store.positions import InMemoryPositionStore, PositionStore
+    from framework.store.records import (
+        AggregateChange,
+        ChangeSet,
+        ProcessedCommand,
+        Snapshot,
+        StoredEvent,
+        UniqueClaim,
+        VersionCheck,
+    )
+else:
+    from framework._lazy import lazy_exports
+
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "EventStore": "framework.store.base",
+            "DynamoDBEventStore": "framework.store.dynamodb",
+            "translated_errors": "framework.store.dynamodb",
+            "DynamoDBKeyStorage": "framework.store.dynamodb_keys",
+            "DynamoDBPositionStore": "framework.store.dynamodb_positions",
+            "embedded_dynamodb_store": "framework.store.embedded",
+            "max_id_bytes": "framework.store.keys",
+            "stream_key": "framework.store.keys",
+            "InMemoryPayloadStore": "framework.store.large_payloads",
+            "PayloadStore": "framework.store.large_payloads",
+            "S3PayloadStore": "framework.store.large_payloads",
+            "InMemoryEventStore": "framework.store.memory",
+            "InMemoryPositionStore": "framework.store.positions",
+            "PositionStore": "framework.store.positions",
+            "AggregateChange": "framework.store.records",
+            "ChangeSet": "framework.store.records",
+            "ProcessedCommand": "framework.store.records",
+            "Snapshot": "framework.store.records",
+            "StoredEvent": "framework.store.records",
+            "UniqueClaim": "framework.store.records",
+            "VersionCheck": "framework.store.records",
+        },
+    )
 
 __all__ = [
     "AggregateChange",
     "ChangeSet",
     "DynamoDBEventStore",
+    "DynamoDBKeyStorage",
+    "DynamoDBPositionStore",
     "EventStore",
     "InMemoryEventStore",
+    "InMemoryPayloadStore",
+    "InMemoryPositionStore",
+    "PayloadStore",
+    "PositionStore",
     "ProcessedCommand",
+    "S3PayloadStore",
     "Snapshot",
     "StoredEvent",
     "UniqueClaim",
     "VersionCheck",
+    "embedded_dynamodb_store",
+    "max_id_bytes",
     "stream_key",
+    "translated_errors",
 ]

@@ -3,6 +3,9 @@
 The definitions are plain data so that the DynamoDB store, the command line and infrastructure
 templates all describe the same four tables. Provisioning is idempotent: creating tables that exist
 is a no-op, and every call waits until the tables are usable.
+
+botocore is imported by the provisioning functions only, which are handed a boto3 client anyway:
+the in-memory store needs the table names, never the AWS SDK.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from typing import Any
 
 import attrs
 import structlog
-from botocore.exceptions import ClientError
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +102,8 @@ def table_definitions(names: TableNames) -> list[dict[str, Any]]:
 
 def create_tables(client: Any, names: TableNames, *, timeout: float = 120.0) -> None:
     """Create the tables that do not exist yet and wait until all are ACTIVE."""
+    from botocore.exceptions import ClientError
+
     for definition in table_definitions(names):
         try:
             client.create_table(**definition)
@@ -126,6 +130,8 @@ def _wait_for(client: Any, name: str, timeout: float) -> None:
 
 
 def _enable_command_ttl(client: Any, table: str) -> None:
+    from botocore.exceptions import ClientError
+
     try:
         current = client.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
         if current.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
@@ -142,6 +148,8 @@ def _enable_command_ttl(client: Any, table: str) -> None:
 
 def describe_table_status(client: Any, name: str) -> str | None:
     """The table's status (``ACTIVE``, ``CREATING``...), or ``None`` when it does not exist."""
+    from botocore.exceptions import ClientError
+
     try:
         status: str = client.describe_table(TableName=name)["Table"]["TableStatus"]
     except ClientError as error:
@@ -153,6 +161,8 @@ def describe_table_status(client: Any, name: str) -> str | None:
 
 def delete_tables(client: Any, names: TableNames, *, timeout: float = 120.0) -> None:
     """Delete every table that exists and wait until they are gone. Destroys all data."""
+    from botocore.exceptions import ClientError
+
     for name in names.all():
         try:
             client.delete_table(TableName=name)

@@ -11,23 +11,19 @@ from decimal import Decimal
 import attrs
 import pytest
 
-from framework import (
+from framework import Application, ConcurrencyError, DomainError, EveryNEvents
+from framework.errors import (
     AggregateAlreadyExists,
     AggregateNotFound,
-    Application,
     ChangeSetTooLarge,
     CommandIdReused,
-    ConcurrencyError,
     CorruptEvent,
-    DomainError,
     DuplicateCommand,
-    EventStore,
-    EveryNEvents,
     InvalidIdentifier,
     UniqueConstraintViolated,
     UnknownEventType,
 )
-from framework.store import UniqueClaim
+from framework.store import EventStore, UniqueClaim
 from framework.store.items import MAX_ITEM_BYTES, Item
 from framework.store.keys import max_id_bytes
 from tests.support.bank import (

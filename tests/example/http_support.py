@@ -15,8 +15,8 @@ from fastapi import FastAPI
 
 from example_app.read_models import create_read_model_tables, models_for
 from framework import DynamoDBEventStore
-from framework.dynamodb_local import free_port
-from framework.pytest_plugin import unique_prefix
+from framework.testing.dynamodb_local import free_port
+from framework.testing.pytest_plugin import unique_prefix
 
 TOKEN = "test-token-0123456789abcdef"
 """The bearer token the tests configure: long enough for ``check_token``."""

@@ -14,7 +14,7 @@ from pynamodb.models import Model
 from example_app.demo import run_demo
 from example_app.read_models import models_for
 from framework import DynamoDBEventStore
-from framework.pytest_plugin import unique_prefix
+from framework.testing.pytest_plugin import unique_prefix
 from tests.example.http_support import delete_read_model_tables, without_aws_credentials
 
 

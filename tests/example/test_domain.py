@@ -22,14 +22,9 @@ from example_app.bank import (
 from example_app.money import InvalidAmount, Money
 from example_app.users import ChangeEmail, ForgetUser, RegisterUser, User
 from example_app.wiring import build_application
-from framework import (
-    ERASED,
-    Application,
-    DomainError,
-    InMemoryEventStore,
-    SubjectForgotten,
-    UniqueConstraintViolated,
-)
+from framework import Application, DomainError, InMemoryEventStore
+from framework.encryption import ERASED
+from framework.errors import SubjectForgotten, UniqueConstraintViolated
 
 
 @pytest.fixture

@@ -26,8 +26,8 @@ from example_app.bank import Account
 from example_app.http_api import create_app
 from example_app.wiring import build_application
 from framework import DynamoDBEventStore
-from framework.dynamodb_local import free_port
-from framework.pytest_plugin import unique_prefix
+from framework.testing.dynamodb_local import free_port
+from framework.testing.pytest_plugin import unique_prefix
 from tests.example.http_support import (
     AUTH,
     CREDENTIAL_VARIABLES,

@@ -19,7 +19,8 @@ from example_app.http_api import ReadModelCatchUp, ReadModelUpdater, create_app
 from example_app.read_models import ERASED
 from example_app.users import ForgetUser, RegisterUser
 from example_app.wiring import build_application
-from framework import DynamoDBEventStore, StoreUnavailable
+from framework import DynamoDBEventStore
+from framework.errors import StoreUnavailable
 from tests.example.http_support import (
     TOKEN,
     Server,

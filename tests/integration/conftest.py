@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from framework import DynamoDBEventStore, EventStore
+from framework import DynamoDBEventStore
+from framework.store import EventStore
 
 
 @pytest.fixture(params=["moto", pytest.param("local", marks=pytest.mark.dynamodb_local)])

@@ -15,25 +15,19 @@ from attrs import frozen
 
 from example_app.users import ChangeEmail, ForgetUser, RegisterUser, User, UserRegistered
 from example_app.wiring import build_application
-from framework import (
+from framework import Application, DynamoDBEventStore, Event, Projector, event_handler
+from framework.encryption import (
     ERASED,
-    Application,
-    CatchUpRunner,
-    DefinitionError,
-    DynamoDBEventStore,
-    Envelope,
-    Event,
-    EventStore,
-    InMemoryPositionStore,
+    FORGOTTEN,
+    InMemoryKeyStorage,
     KeyRing,
     KmsKeyWrapper,
     LocalKeyWrapper,
-    Projector,
-    SubjectForgotten,
-    event_handler,
 )
-from framework.encryption import FORGOTTEN, InMemoryKeyStorage
+from framework.errors import DefinitionError, SubjectForgotten
+from framework.projections import CatchUpRunner, Envelope
 from framework.serialization import EventRegistry, decode_state
+from framework.store import EventStore, InMemoryPositionStore
 from framework.store.dynamodb_keys import DynamoDBKeyStorage
 
 

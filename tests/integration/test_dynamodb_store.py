@@ -17,18 +17,12 @@ from botocore.compat import HTTPHeaders
 from botocore.config import Config
 from botocore.exceptions import ReadTimeoutError
 
-from framework import (
-    AggregateCache,
-    Application,
-    DynamoDBEventStore,
-    EveryNEvents,
-    StoreUnavailable,
-    TableMissing,
-    Throttled,
-)
+from framework import Application, DynamoDBEventStore, EveryNEvents
+from framework.application import AggregateCache
+from framework.errors import StoreUnavailable, TableMissing, Throttled
 from framework.store.keys import feed_hour, split_stream
 from framework.store.tables import FEED_INDEX
-from tests.conftest import unique_prefix
+from framework.testing.pytest_plugin import unique_prefix
 from tests.support.bank import Account, Deposit, DepositMany, OpenAccount
 from tests.support.records import change_set
 from tests.support.request_counter import RequestCounter

@@ -9,16 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from framework import (
-    Application,
-    CatchUpRunner,
-    ConfigurationError,
-    DynamoDBEventStore,
-    Envelope,
-    InMemoryPositionStore,
-    Projector,
-    event_handler,
-)
+from framework import Application, DynamoDBEventStore, Projector, event_handler
+from framework.errors import ConfigurationError
+from framework.projections import CatchUpRunner, Envelope
+from framework.store import InMemoryPositionStore
 from framework.store.items import event_item
 from framework.store.keys import FEED_MARKERS_SINCE_KEY, feed_key
 from tests.support.bank import Account, AccountOpened, Deposit, Deposited, OpenAccount

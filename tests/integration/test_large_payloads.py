@@ -14,14 +14,14 @@ from framework import (
     Aggregate,
     Application,
     Command,
-    CorruptEvent,
     DynamoDBEventStore,
     Event,
-    EventStore,
     InMemoryEventStore,
     command_handler,
     event_handler,
 )
+from framework.errors import CorruptEvent
+from framework.store import EventStore
 from framework.store.keys import max_id_bytes
 from framework.store.large_payloads import InMemoryPayloadStore, PayloadStore, S3PayloadStore
 

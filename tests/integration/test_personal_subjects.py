@@ -14,29 +14,30 @@ import pytest
 from attrs import frozen
 
 from framework import (
-    ERASED,
     Aggregate,
-    AggregateCache,
     Application,
-    CatchUpRunner,
     Command,
     DynamoDBEventStore,
-    Envelope,
     Event,
-    EventStore,
     EveryNEvents,
-    InMemoryPositionStore,
-    InvalidIdentifier,
-    KeyRing,
-    LocalKeyWrapper,
     Projector,
-    SubjectForgotten,
     command_handler,
     event_handler,
     subject_of,
 )
-from framework.encryption import FORGOTTEN, InMemoryKeyStorage, WrappedKeyStorage
+from framework.application import AggregateCache
+from framework.encryption import (
+    ERASED,
+    FORGOTTEN,
+    InMemoryKeyStorage,
+    KeyRing,
+    LocalKeyWrapper,
+    WrappedKeyStorage,
+)
+from framework.errors import InvalidIdentifier, SubjectForgotten
+from framework.projections import CatchUpRunner, Envelope
 from framework.serialization import decode_state
+from framework.store import EventStore, InMemoryPositionStore
 from framework.store.dynamodb_keys import DynamoDBKeyStorage
 
 

@@ -13,15 +13,13 @@ from framework import (
     Aggregate,
     Application,
     Command,
-    CorruptEvent,
-    DefinitionError,
     Event,
-    EventStore,
     command_handler,
     event_handler,
     upcaster,
 )
-from framework.store import StoredEvent
+from framework.errors import CorruptEvent, DefinitionError
+from framework.store import EventStore, StoredEvent
 from framework.store.items import Item, event_item
 from tests.support.records import plant_item
 

@@ -8,15 +8,9 @@ import datetime as dt
 import attrs
 import pytest
 
-from framework import (
-    CatchUpRunner,
-    DynamoDBEventStore,
-    DynamoDBPositionStore,
-    Envelope,
-    Projector,
-    event_handler,
-)
-from framework.store import ChangeSet
+from framework import DynamoDBEventStore, Projector, event_handler
+from framework.projections import CatchUpRunner, Envelope
+from framework.store import ChangeSet, DynamoDBPositionStore
 from tests.support.bank import Deposited
 from tests.support.records import change_set
 

@@ -7,15 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from framework import (
-    Application,
-    DefinitionError,
-    InMemoryEventStore,
-    InMemoryPositionStore,
-    Projector,
-)
+from framework import Application, InMemoryEventStore, Projector
+from framework.errors import DefinitionError
 from framework.projections import ProjectionEngine
-from framework.store import StoredEvent
+from framework.store import InMemoryPositionStore, StoredEvent
 from framework.store.positions import ParkedEvent
 from tests.support.bank import Account, ClaimHandle, Deposit, OpenAccount, Withdraw
 from tests.support.projectors import Balances

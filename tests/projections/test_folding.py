@@ -16,17 +16,10 @@ from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 
 from example_app.read_models import AccountBalance, DecimalAttribute
-from framework import (
-    Application,
-    CatchUpRunner,
-    DynamoDBEventStore,
-    DynamoDBPositionStore,
-    Envelope,
-    Projector,
-    event_handler,
-)
-from framework.projections import read_models
+from framework import Application, DynamoDBEventStore, Projector, event_handler
+from framework.projections import CatchUpRunner, Envelope, read_models
 from framework.projections.folding import FoldedBatch, QueuedWrite, RowWrite, fold, row_key
+from framework.store import DynamoDBPositionStore
 from tests.support.bank import Account, Deposited, DepositMany, OpenAccount
 
 pytestmark = pytest.mark.dynamodb_local
@@ -98,7 +91,7 @@ def add_tag(row_id: str, tag: int) -> Write:
 @pytest.fixture(scope="module")
 def tables(dynamodb_local_endpoint: str) -> Iterator[tuple[DynamoDBEventStore, str, str]]:
     """Two read-model tables of ``Row``: one for the writes one by one, one for them folded."""
-    from framework.pytest_plugin import unique_prefix
+    from framework.testing.pytest_plugin import unique_prefix
 
     one = DynamoDBEventStore(table_prefix=unique_prefix(), endpoint_url=dynamodb_local_endpoint)
     two = DynamoDBEventStore(table_prefix=unique_prefix(), endpoint_url=dynamodb_local_endpoint)

@@ -11,17 +11,10 @@ from typing import Any
 
 import pytest
 
-from framework import (
-    Application,
-    CatchUpRunner,
-    DynamoDBEventStore,
-    DynamoDBPositionStore,
-    Envelope,
-    InMemoryPositionStore,
-    Projector,
-    event_handler,
-)
+from framework import Application, DynamoDBEventStore, Projector, event_handler
+from framework.projections import CatchUpRunner, Envelope
 from framework.projections.catch_up import ReplayProgress, _RichProgress
+from framework.store import DynamoDBPositionStore, InMemoryPositionStore
 from framework.store.keys import FEED_SHARDS, feed_checkpoint_key, feed_lane_checkpoint_key
 from tests.support.bank import Account, Deposited, DepositMany, OpenAccount
 from tests.support.request_counter import RequestCounter

@@ -12,16 +12,9 @@ from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
 from example_app.read_models import DecimalAttribute
-from framework import (
-    Application,
-    CatchUpRunner,
-    DynamoDBEventStore,
-    DynamoDBPositionStore,
-    Envelope,
-    Projector,
-    event_handler,
-)
-from framework.projections import ProjectionEngine, read_models
+from framework import Application, DynamoDBEventStore, Projector, event_handler
+from framework.projections import CatchUpRunner, Envelope, ProjectionEngine, read_models
+from framework.store import DynamoDBPositionStore
 from framework.store.positions import StreamAdvance, TransactItem
 from framework.store.records import StoredEvent
 from tests.support.bank import Account, Deposit, Deposited, OpenAccount

@@ -14,16 +14,10 @@ from pynamodb.models import Model
 from example_app.bank import DepositMoney, OpenAccount, WithdrawMoney
 from example_app.read_models import AccountBalance, AccountBalances, AccountStatements
 from example_app.wiring import build_application
-from framework import (
-    CatchUpRunner,
-    DefinitionError,
-    DynamoDBEventStore,
-    DynamoDBPositionStore,
-    Envelope,
-    Projector,
-    event_handler,
-)
-from framework.projections import read_models
+from framework import DynamoDBEventStore, Projector, event_handler
+from framework.errors import DefinitionError
+from framework.projections import CatchUpRunner, Envelope, read_models
+from framework.store import DynamoDBPositionStore
 from tests.support.bank import Deposited
 
 pytestmark = pytest.mark.dynamodb_local

@@ -18,17 +18,11 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ConnectionClosedError
 
-from framework import (
-    Application,
-    CatchUpRunner,
-    DynamoDBEventStore,
-    DynamoDBPositionStore,
-    InMemoryEventStore,
-    InMemoryPositionStore,
-    StoreUnavailable,
-    StreamsPoller,
-)
+from framework import Application, DynamoDBEventStore, InMemoryEventStore
+from framework.errors import StoreUnavailable
+from framework.projections import CatchUpRunner, StreamsPoller
 from framework.projections.aws_lambda import make_handler
+from framework.store import DynamoDBPositionStore, InMemoryPositionStore
 from framework.store.streams import EventStreamReader
 from tests.support.bank import Account, Deposit, OpenAccount, Transfer, Withdraw, transfer
 from tests.support.projectors import Balances, TableBalances, create_read_table, read_table

@@ -13,14 +13,11 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ConnectionClosedError
 
-from framework import (
-    Application,
-    Backoff,
-    DynamoDBEventStore,
-    DynamoDBPositionStore,
-    StreamsPoller,
-)
+from framework import Application, DynamoDBEventStore
+from framework.application import Backoff
+from framework.projections import StreamsPoller
 from framework.projections.engine import ApplyReport
+from framework.store import DynamoDBPositionStore
 from tests.support.bank import Account, Deposit, OpenAccount
 from tests.support.projectors import TableBalances, create_read_table, read_table
 from tests.support.timing import wait_until

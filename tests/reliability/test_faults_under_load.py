@@ -30,16 +30,8 @@ import pytest
 from botocore.compat import HTTPHeaders
 from botocore.config import Config
 
-from framework import (
-    Application,
-    ConcurrencyError,
-    DomainError,
-    DynamoDBEventStore,
-    EveryNEvents,
-    StoreUnavailable,
-    Throttled,
-    TransactionConflict,
-)
+from framework import Application, ConcurrencyError, DomainError, DynamoDBEventStore, EveryNEvents
+from framework.errors import StoreUnavailable, Throttled, TransactionConflict
 from framework.logs import configure_logging
 from tests.reliability.faulty_proxy import Faults, FaultyProxy
 from tests.support.bank import Account, Deposit, OpenAccount, Transfer, transfer

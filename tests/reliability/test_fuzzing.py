@@ -9,13 +9,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from framework import (
+from framework import Application, DomainError, InMemoryEventStore
+from framework.errors import (
     AggregateAlreadyExists,
     AggregateNotFound,
-    Application,
     ChangeSetTooLarge,
-    DomainError,
-    InMemoryEventStore,
     InvalidCommand,
     UniqueConstraintViolated,
 )

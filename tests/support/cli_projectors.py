@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from framework import Envelope, event_handler
+from framework import event_handler
+from framework.projections import Envelope
 from tests.support.bank import Withdrawn
 from tests.support.projectors import TableBalances
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from framework import DynamoDBEventStore, Envelope, Projector, event_handler
+from framework import DynamoDBEventStore, Projector, event_handler
+from framework.projections import Envelope
 from tests.support.bank import AccountOpened, Deposited, Withdrawn
 
 

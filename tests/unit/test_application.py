@@ -10,24 +10,26 @@ import structlog
 from attrs import frozen
 
 from framework import (
-    AggregateNotFound,
     Application,
-    Backoff,
     Command,
-    CommandIdReused,
     ConcurrencyError,
-    ConflictError,
-    DefinitionError,
     DomainError,
     EveryNEvents,
+    UnitOfWork,
+    command_handler,
+)
+from framework.application import Backoff
+from framework.errors import (
+    AggregateNotFound,
+    CommandIdReused,
+    ConflictError,
+    DefinitionError,
     InvalidCommand,
     InvalidIdentifier,
     StoreUnavailable,
     Throttled,
     TransactionConflict,
-    UnitOfWork,
     UnknownCommand,
-    command_handler,
 )
 from framework.store import ChangeSet
 from framework.unit_of_work import command_fingerprint
@@ -424,7 +426,8 @@ def test_creates_none_creates_on_first_use_and_loads_afterwards(spy: SpyStore) -
 
 
 def test_an_event_without_handler_fails_the_command_and_writes_nothing(spy: SpyStore) -> None:
-    from framework import Event, MissingEventHandler
+    from framework import Event
+    from framework.errors import MissingEventHandler
 
     @frozen
     class Audited(Event):  # Account has no handler for it
@@ -449,7 +452,7 @@ def test_an_event_without_handler_fails_the_command_and_writes_nothing(spy: SpyS
 
 
 def test_emitting_something_that_is_not_an_event_is_refused() -> None:
-    from framework import InvalidEvent
+    from framework.errors import InvalidEvent
 
     account = Account("a")
     with pytest.raises(InvalidEvent, match=r"emit\(\) takes an Event, got Deposit"):

@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from framework import AggregateCache, Application, DomainError
+from framework import Application, DomainError
+from framework.application import AggregateCache
 from tests.support.bank import (
     Account,
     Deposit,

@@ -20,8 +20,6 @@ from framework import (
     Aggregate,
     Application,
     Command,
-    DefinitionError,
-    Envelope,
     Event,
     InMemoryEventStore,
     Projector,
@@ -31,6 +29,8 @@ from framework import (
     subject_of,
 )
 from framework.domain import command_target_field, personal_fields, personal_specs
+from framework.errors import DefinitionError
+from framework.projections import Envelope
 from framework.serialization import EventRegistry
 
 if TYPE_CHECKING:  # never imported at run time: the handler check must compare by name
@@ -100,7 +100,7 @@ def test_classes_defined_inside_a_function_work_end_to_end() -> None:
         def _opened(self, event: Opened) -> None:
             self.holder = event.holder
 
-    from framework import KeyRing, LocalKeyWrapper
+    from framework.encryption import KeyRing, LocalKeyWrapper
 
     app = Application(
         store=InMemoryEventStore(),

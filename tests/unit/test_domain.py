@@ -14,17 +14,19 @@ from framework import (
     Aggregate,
     Application,
     Command,
-    DefinitionError,
     Event,
     InMemoryEventStore,
-    InvalidCommand,
-    InvalidEvent,
-    InvalidIdentifier,
-    MissingEventHandler,
     command_handler,
     event_handler,
 )
 from framework.domain import event_schema_version, event_type_name
+from framework.errors import (
+    DefinitionError,
+    InvalidCommand,
+    InvalidEvent,
+    InvalidIdentifier,
+    MissingEventHandler,
+)
 from tests.support.bank import Account, AccountOpened, Deposit, Deposited, OpenAccount
 
 

@@ -18,9 +18,9 @@ from framework import (
     DomainError,
     DynamoDBEventStore,
     InMemoryEventStore,
-    UniqueConstraintViolated,
     command_handler,
 )
+from framework.errors import UniqueConstraintViolated
 from framework.logs import configure_logging, redact_sensitive
 
 

@@ -12,7 +12,8 @@ from attrs import frozen
 from hypothesis import given
 from hypothesis import strategies as st
 
-from framework import CorruptEvent, DefinitionError, Event, UnknownEventType
+from framework import Event
+from framework.errors import CorruptEvent, DefinitionError, UnknownEventType
 from framework.serialization import (
     COMPRESSION_THRESHOLD,
     EventRegistry,

@@ -18,7 +18,6 @@ from framework import (
     Aggregate,
     Application,
     Command,
-    DefinitionError,
     Event,
     EveryNEvents,
     NoSnapshots,
@@ -26,6 +25,7 @@ from framework import (
     event_handler,
 )
 from framework.domain import unsnapshottable_state
+from framework.errors import DefinitionError
 from framework.serialization import SnapshotStateError, state_schema
 from framework.store import InMemoryEventStore, Snapshot
 from tests.support.bank import Account, Deposit, DepositMany, OpenAccount

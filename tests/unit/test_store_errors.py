@@ -17,16 +17,16 @@ import pytest
 from botocore import exceptions as botocore_errors
 from botocore.stub import Stubber
 
-from framework import (
+from framework import DynamoDBEventStore
+from framework.errors import (
     ChangeSetTooLarge,
     ConfigurationError,
-    DynamoDBEventStore,
     EventStoreError,
     StoreUnavailable,
     TableMissing,
     Throttled,
 )
-from framework.pytest_plugin import unique_prefix
+from framework.testing.pytest_plugin import unique_prefix
 from tests.example.http_support import CREDENTIAL_VARIABLES
 
 

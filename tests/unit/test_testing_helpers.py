@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from framework import AggregateNotFound, DomainError, InMemoryEventStore
+from framework import DomainError, InMemoryEventStore
+from framework.errors import AggregateNotFound
 from framework.testing import ScenarioFailed, scenario
 from tests.support.bank import (
     Account,

