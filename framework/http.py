@@ -30,14 +30,13 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import structlog
 
 from framework.domain import Command
 from framework.errors import CommandIdReused, InvalidCommand
-from framework.projections.catch_up import DEFAULT_SAFETY_WINDOW, CatchUpRunner
 from framework.projections.engine import ApplyReport, ProjectionEngine
 from framework.projections.projector import Projector
 from framework.results import CommandResult
@@ -45,9 +44,14 @@ from framework.store.base import EventStore
 from framework.store.keys import split_stream
 from framework.store.positions import PositionStore
 
+if TYPE_CHECKING:
+    from framework.projections.catch_up import CatchUpRunner
+
 __all__ = [
+    "FEED_INTERVAL_SECONDS",
     "IDEMPOTENCY_KEY_HEADER",
     "MAX_IDEMPOTENCY_KEY_LENGTH",
+    "RETRY_INTERVAL_SECONDS",
     "CatchUpStep",
     "InvalidIdempotencyKey",
     "ReadYourWrites",
@@ -200,8 +204,9 @@ class ReadYourWrites:
     list was full): that is the guarantee.
 
     ``start``/``stop`` run ``step`` in a background thread (tie them to the web app's
-    lifespan); tests call ``step`` directly. ``lock``, when given, is held around the background
-    work, for stores that must not be used by two threads at once.
+    lifespan); tests call ``step`` directly. ``safety_window`` (default: the runner's) is how
+    far short of now the feed run stops, for commits still in flight. ``lock``, when given, is
+    held around the background work, for stores that must not be used by two threads at once.
     """
 
     def __init__(
@@ -213,12 +218,21 @@ class ReadYourWrites:
         lock: contextlib.AbstractContextManager[Any] | None = None,
         retry_interval: float = RETRY_INTERVAL_SECONDS,
         feed_interval: float = FEED_INTERVAL_SECONDS,
-        safety_window: dt.timedelta = DEFAULT_SAFETY_WINDOW,
+        safety_window: dt.timedelta | None = None,
         max_pending: int = MAX_PENDING_STREAMS,
     ) -> None:
         self.store = store
         self.updater = StreamProjection(store, positions, projectors)
-        self.runner = CatchUpRunner(store, positions, projectors(), safety_window=safety_window)
+        # Imported here: the runner reads DynamoDB's feed through boto3, and this module must
+        # not load it for an application that only binds idempotency keys.
+        from framework.projections.catch_up import DEFAULT_SAFETY_WINDOW, CatchUpRunner
+
+        self.runner: CatchUpRunner = CatchUpRunner(
+            store,
+            positions,
+            projectors(),
+            safety_window=DEFAULT_SAFETY_WINDOW if safety_window is None else safety_window,
+        )
         self.lock: contextlib.AbstractContextManager[Any] = lock or contextlib.nullcontext()
         self.retry_interval = retry_interval
         self.feed_interval = feed_interval
