@@ -6,8 +6,10 @@ capacity unit and large ones stay far from DynamoDB's item limit. The first byte
 ``{`` plain JSON, ``z`` zlib-compressed JSON.
 
 The ``EventRegistry`` maps the stable type names stored with events to the classes that read them;
-it is built by the application from the handlers its aggregates declare, so there is no global
-mutable registry and two classes claiming one name are reported at start-up.
+it is built by the application from the handlers its aggregates declare, so two classes claiming
+one name are reported at start-up. Upcasters are the exception: ``@upcaster`` registers its
+function process-wide, keyed by stored type name (``upcasting.py``), and every registry reads
+through them.
 """
 
 from __future__ import annotations

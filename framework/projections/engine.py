@@ -338,6 +338,7 @@ class ProjectionEngine:
     def _find_refused(
         self, stream: str, move: _Deferred, refused: ProjectionWriteError, report: ApplyReport
     ) -> tuple[int, bool]:
+        """Commit a refused advance's events one by one and park the first refused on its own."""
         committed = move.expected
         if move.carried:  # the events that wrote nothing move the position first
             try:

@@ -41,6 +41,7 @@ from framework.errors import (
     TransactionConflict,
 )
 from framework.store import tables as provisioning
+from framework.store.conditions import merged
 from framework.store.feed_hours import FeedHours
 from framework.store.items import (
     Item,
@@ -609,67 +610,24 @@ def _cancellation_reasons(response: Mapping[str, Any], message: str) -> list[Map
 
 
 def _transact_item(write: PlannedWrite) -> dict[str, Any]:
-    if write.kind is WriteKind.UPDATE_AGGREGATE:
-        item = write.item
-        return {
-            "Update": {
-                "TableName": write.table,
-                "Key": {"pk": item["pk"]},
-                "UpdateExpression": "SET #v = :v, updated_at = :u, last_change_set_id = :c",
-                "ConditionExpression": "#v = :expected",
-                "ExpressionAttributeNames": {"#v": "version"},
-                "ExpressionAttributeValues": {
-                    ":v": item["version"],
-                    ":u": item["updated_at"],
-                    ":c": item["last_change_set_id"],
-                    ":expected": {"N": str(write.expected_version)},
-                },
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
-        }
-    if write.kind is WriteKind.CHECK_VERSION:
-        return {"ConditionCheck": _version_check(write)}
-    if write.kind is WriteKind.RELEASE:
-        return {
-            "Delete": {
-                "TableName": write.table,
-                "Key": {"pk": write.item["pk"]},
-                "ConditionExpression": "attribute_not_exists(pk) OR #o = :o",
-                "ExpressionAttributeNames": {"#o": "owner"},
-                "ExpressionAttributeValues": {":o": write.item["owner"]},
-            }
-        }
-    put: dict[str, Any] = {"TableName": write.table, "Item": write.item}
-    if write.kind in (WriteKind.CREATE_AGGREGATE, WriteKind.COMMAND):
-        put["ConditionExpression"] = "attribute_not_exists(pk)"
-        put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-    elif write.kind is WriteKind.EVENT:
-        put["ConditionExpression"] = "attribute_not_exists(sk)"
-    elif write.kind is WriteKind.CLAIM:
-        put["ConditionExpression"] = "attribute_not_exists(pk) OR #o = :o"
-        put["ExpressionAttributeNames"] = {"#o": "owner"}
-        put["ExpressionAttributeValues"] = {":o": write.item["owner"]}
-        put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-    elif write.kind is WriteKind.HANDOVER:
-        # The value moves from the releasing owner to the claiming one in this one write.
-        put["ConditionExpression"] = "attribute_not_exists(pk) OR #o = :previous"
-        put["ExpressionAttributeNames"] = {"#o": "owner"}
-        put["ExpressionAttributeValues"] = {":previous": {"S": write.previous_owner}}
-        put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-    return {"Put": put}
-
-
-def _version_check(write: PlannedWrite) -> dict[str, Any]:
-    """A ``ConditionCheck`` that an aggregate read but not changed is still at its version."""
-    check: dict[str, Any] = {
-        "TableName": write.table,
-        "Key": {"pk": write.item["pk"]},
-        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-    }
-    if write.expected_version == 0:
-        check["ConditionExpression"] = "attribute_not_exists(pk)"
+    """The ``TransactWriteItems`` entry of a planned write, guarded by the plan's condition."""
+    item = write.item
+    request: dict[str, Any] = {"TableName": write.table}
+    if write.action == "Put":
+        request["Item"] = item
     else:
-        check["ConditionExpression"] = "#v = :expected"
-        check["ExpressionAttributeNames"] = {"#v": "version"}
-        check["ExpressionAttributeValues"] = {":expected": {"N": str(write.expected_version)}}
-    return check
+        request["Key"] = {"pk": item["pk"]}
+    if write.action == "Update":
+        request["UpdateExpression"] = "SET #v = :v, updated_at = :u, last_change_set_id = :c"
+        request["ExpressionAttributeNames"] = {"#v": "version"}
+        request["ExpressionAttributeValues"] = {
+            ":v": item["version"],
+            ":u": item["updated_at"],
+            ":c": item["last_change_set_id"],
+        }
+    condition = write.condition
+    if condition is not None:
+        request = merged(request, condition)
+        if write.kind is not WriteKind.EVENT:  # the item tells which version or owner won
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    return {write.action: request}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import structlog
@@ -26,6 +26,7 @@ from framework.errors import (
     TransactionConflict,
     UniqueConstraintViolated,
 )
+from framework.store.conditions import Absent, Condition, FreeOrOwnedBy, VersionIs
 from framework.store.keys import (
     FEED_SHARDS,
     MAX_PARTITION_KEY_BYTES,
@@ -235,6 +236,34 @@ class PlannedWrite:
     check: VersionCheck | None = None
     expected_version: int = 0
     previous_owner: str | None = None
+
+    @property
+    def action(self) -> Literal["Put", "Update", "Delete", "ConditionCheck"]:
+        """How the write changes its item (a version check changes nothing)."""
+        if self.kind is WriteKind.UPDATE_AGGREGATE:
+            return "Update"
+        if self.kind is WriteKind.CHECK_VERSION:
+            return "ConditionCheck"
+        if self.kind is WriteKind.RELEASE:
+            return "Delete"
+        return "Put"
+
+    @property
+    def condition(self) -> Condition | None:
+        """What must hold of the item for the transaction to go (see ``conditions.py``)."""
+        kind = self.kind
+        if kind in (WriteKind.CREATE_AGGREGATE, WriteKind.COMMAND):
+            return Absent()
+        if kind is WriteKind.EVENT:
+            return Absent("sk")
+        if kind in (WriteKind.UPDATE_AGGREGATE, WriteKind.CHECK_VERSION):
+            return VersionIs(self.expected_version)
+        if kind in (WriteKind.CLAIM, WriteKind.RELEASE):
+            return FreeOrOwnedBy(self.item["owner"]["S"])
+        if kind is WriteKind.HANDOVER:
+            assert self.previous_owner is not None
+            return FreeOrOwnedBy(self.previous_owner)
+        return None  # snapshots and tombstones overwrite whatever is there
 
     @property
     def key(self) -> tuple[str, str, int | None]:

@@ -16,7 +16,6 @@ from framework.store.items import (
     Item,
     PlannedWrite,
     TransactionPlan,
-    WriteKind,
     explain_cancellation,
     item_to_command,
     item_to_event,
@@ -166,51 +165,38 @@ class InMemoryEventStore:
     # -- internals ---------------------------------------------------------------------------
 
     def _check(self, write: PlannedWrite) -> Mapping[str, Any]:
-        pk = write.item["pk"]["S"]
-        failed: Mapping[str, Any] | None = None
-        if write.kind in (WriteKind.CREATE_AGGREGATE, WriteKind.COMMAND):
-            existing = self._aggregates.get(pk)
-            if existing is not None:
-                failed = {"Code": "ConditionalCheckFailed", "Item": existing}
-        elif write.kind is WriteKind.UPDATE_AGGREGATE:
-            existing = self._aggregates.get(pk)
-            if existing is None or int(existing["version"]["N"]) != write.expected_version:
-                failed = {"Code": "ConditionalCheckFailed", "Item": existing or {}}
-        elif write.kind is WriteKind.CHECK_VERSION:
-            # version = :expected, or attribute_not_exists(pk) when 0 is expected
-            existing = self._aggregates.get(pk)
-            actual = 0 if existing is None else int(existing["version"]["N"])
-            if actual != write.expected_version:
-                failed = {"Code": "ConditionalCheckFailed", "Item": existing or {}}
-        elif write.kind is WriteKind.EVENT:
-            if int(write.item["sk"]["N"]) in self._events.get(pk, {}):
-                failed = {"Code": "ConditionalCheckFailed"}
-        elif write.kind in (WriteKind.CLAIM, WriteKind.RELEASE):
-            existing = self._aggregates.get(pk)
-            if existing is not None and existing["owner"] != write.item["owner"]:
-                failed = {"Code": "ConditionalCheckFailed", "Item": existing}
-        elif write.kind is WriteKind.HANDOVER:
-            existing = self._aggregates.get(pk)
-            if existing is not None and existing["owner"]["S"] != write.previous_owner:
-                failed = {"Code": "ConditionalCheckFailed", "Item": existing}
-        return failed or _OK
+        """The write's cancellation reason, as DynamoDB would give it (``_OK`` when it holds)."""
+        condition = write.condition
+        if condition is None:
+            return _OK
+        existing = self._existing(write)
+        if condition.holds(existing):
+            return _OK
+        if existing is None:
+            return {"Code": "ConditionalCheckFailed"}
+        return {"Code": "ConditionalCheckFailed", "Item": existing}
+
+    def _existing(self, write: PlannedWrite) -> Item | None:
+        _, pk, sk = write.key
+        if write.table == self.tables.events:
+            return self._events.get(pk, {}).get(sk) if sk is not None else None
+        if write.table == self.tables.snapshots:
+            return self._snapshots.get(pk)
+        return self._aggregates.get(pk)
 
     def _apply(self, plan: TransactionPlan) -> None:
         for write in plan.writes:
-            pk = write.item["pk"]["S"]
-            if write.kind is WriteKind.UPDATE_AGGREGATE:
-                self._aggregates[pk] = {**self._aggregates[pk], **write.item}
-            elif write.kind in (
-                WriteKind.CREATE_AGGREGATE,
-                WriteKind.CLAIM,
-                WriteKind.HANDOVER,
-                WriteKind.COMMAND,
-                WriteKind.FORGET_KEY,
-            ):
-                self._aggregates[pk] = write.item
-            elif write.kind is WriteKind.RELEASE:
-                self._aggregates.pop(pk, None)
-            elif write.kind is WriteKind.EVENT:
-                self._events.setdefault(pk, {})[int(write.item["sk"]["N"])] = write.item
-            elif write.kind is WriteKind.SNAPSHOT:
+            _, pk, sk = write.key
+            if write.action == "ConditionCheck":
+                continue
+            if write.table == self.tables.events:
+                assert sk is not None
+                self._events.setdefault(pk, {})[sk] = write.item
+            elif write.table == self.tables.snapshots:
                 self._snapshots[pk] = write.item
+            elif write.action == "Update":
+                self._aggregates[pk] = {**self._aggregates[pk], **write.item}
+            elif write.action == "Delete":
+                self._aggregates.pop(pk, None)
+            else:
+                self._aggregates[pk] = write.item

@@ -24,7 +24,7 @@ from framework.store.keys import feed_hour, split_stream
 from framework.store.tables import FEED_INDEX
 from framework.testing.pytest_plugin import unique_prefix
 from tests.support.bank import Account, Deposit, DepositMany, OpenAccount
-from tests.support.records import change_set
+from tests.support.records import COMMITTED_AT, change_set
 from tests.support.request_counter import RequestCounter
 from tests.support.retries import NO_WAIT
 
@@ -49,7 +49,7 @@ def test_create_tables_is_idempotent_and_sets_up_streams_and_the_feed_index(
 def test_event_items_carry_the_feed_keys(dynamodb: DynamoDBEventStore) -> None:
     dynamodb.commit(change_set([("a1", 0, 2)]))
     items = dynamodb.client.scan(TableName=dynamodb.tables.events)["Items"]
-    assert {item["feed_pk"]["S"][:10] for item in items} == {"2026112409"}
+    assert {item["feed_pk"]["S"][:10] for item in items} == {COMMITTED_AT.strftime("%Y%m%d%H")}
     assert sorted(item["feed_sk"]["S"] for item in items)[0].endswith("#Account#a1#0000000001")
 
 

@@ -16,7 +16,7 @@ from framework.store import InMemoryPositionStore
 from framework.store.items import event_item
 from framework.store.keys import FEED_MARKERS_SINCE_KEY, feed_key
 from tests.support.bank import Account, AccountOpened, Deposit, Deposited, OpenAccount
-from tests.support.records import new_events, plant_event_item
+from tests.support.records import COMMITTED_AT, new_events, plant_event_item
 from tests.support.request_counter import RequestCounter
 
 
@@ -92,9 +92,9 @@ class Applied(Projector, name="applied"):
 def test_events_written_before_hour_markers_existed_still_read(
     dynamodb: DynamoDBEventStore,
 ) -> None:
-    for event in new_events("old", 1, 3):  # stamped 2026-11-24 09:30, no marker anywhere
+    for event in new_events("old", 1, 3):  # stamped COMMITTED_AT, no marker anywhere
         plant_event_item(dynamodb, event_item(event))
-    since = dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC)
+    since = COMMITTED_AT.replace(minute=0, second=0, microsecond=0)
     assert [e.version for e in dynamodb.read_feed(since=since)] == [1, 2, 3]
 
 

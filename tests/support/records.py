@@ -17,7 +17,10 @@ from framework.store import (
 )
 from framework.store.items import Item
 
-COMMITTED_AT = dt.datetime(2026, 11, 24, 9, 30, 0, 123456, tzinfo=dt.UTC)
+COMMITTED_AT = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).replace(microsecond=123456)
+"""When the planted change sets were committed: a minute ago, never a fixed date. Command records
+expire a week after their commit, and DynamoDB Local's TTL sweep deletes expired ones: with a
+fixed date, the idempotency tests began to fail, at random, a week after it."""
 
 
 def new_events(
