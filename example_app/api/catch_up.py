@@ -6,7 +6,9 @@ the periodic run over the feed, started and stopped with the app (``app.state.re
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from typing import Any
 
 from example_app.read_models import all_projectors
 from framework import DynamoDBEventStore
@@ -33,6 +35,7 @@ class ReadModelCatchUp(ReadYourWrites):
         self,
         store: DynamoDBEventStore,
         *,
+        lock: contextlib.AbstractContextManager[Any] | None = None,
         retry_interval: float = RETRY_INTERVAL_SECONDS,
         feed_interval: float = FEED_INTERVAL_SECONDS,
         safety_window: dt.timedelta | None = None,
@@ -41,6 +44,7 @@ class ReadModelCatchUp(ReadYourWrites):
             store,
             DynamoDBPositionStore(store),
             lambda: all_projectors(store),
+            lock=lock,
             retry_interval=retry_interval,
             feed_interval=feed_interval,
             safety_window=safety_window,
