@@ -31,7 +31,7 @@ from framework.projections.streams_poller import StreamsPoller
 from framework.serialization import decode_json
 from framework.store.dynamodb import DynamoDBEventStore
 from framework.store.dynamodb_positions import DynamoDBPositionStore
-from framework.store.keys import split_stream
+from framework.store.keys import split_stream, stream_key
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -167,7 +167,8 @@ def events_show(aggregate_type: str, aggregate_id: str, after: int) -> None:
     """Print the stream of one aggregate, oldest first."""
     records = _store().load_events(aggregate_type, aggregate_id, after)
     if not records:
-        raise click.ClickException(f"no events in stream {aggregate_type}#{aggregate_id}")
+        stream = stream_key(aggregate_type, aggregate_id)
+        raise click.ClickException(f"no events in stream {stream}")
     table = Table("version", "event", "schema", "occurred at", "payload", "command")
     for record in records:
         payload = json.dumps(decode_json(record.payload), ensure_ascii=False)
