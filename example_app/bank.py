@@ -1,18 +1,23 @@
 """The bank domain: accounts that can be opened, credited, debited, closed, and transfers.
 
-Rules worth copying: every business rule lives in a command handler and raises ``DomainError``;
-state changes only in ``@event_handler`` methods; a transfer touches two accounts and so is a plain
-function handler, committed as one transaction. An account's owner name is personal data of the
+Rules worth copying: every business rule lives in a method of the aggregate (``deposit``,
+``withdraw``, ``close``) and refuses with a ``DomainError`` subclass that carries its facts
+(``InsufficientFunds``: the account, its balance, the amount asked), so that callers act on the
+type and the attributes, never on the message; command handlers only unpack their command and call
+those methods; state changes only in ``@event_handler`` methods; amounts are ``Money``. A transfer
+touches two accounts and so is a plain function handler, committed as one transaction, that calls
+the same domain methods on both accounts. An account's owner name is personal data of the
 user who holds the account: it is stored encrypted with that user's key, and forgetting the user
 erases it from the account too.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from typing import Any
 
-from attrs import frozen
+from attrs import field, frozen
 
+from example_app.money import Money, money
 from framework import (
     Aggregate,
     Command,
@@ -22,6 +27,7 @@ from framework import (
     command_handler,
     event_handler,
     subject_of,
+    upcaster,
 )
 
 # -- commands ------------------------------------------------------------------------------
@@ -39,13 +45,13 @@ class OpenAccount(Command, target="account_id", personal=("owner",)):
 @frozen
 class DepositMoney(Command, target="account_id"):
     account_id: str
-    amount: Decimal
+    amount: Money = field(converter=money)
 
 
 @frozen
 class WithdrawMoney(Command, target="account_id"):
     account_id: str
-    amount: Decimal
+    amount: Money = field(converter=money)
 
 
 @frozen
@@ -57,7 +63,7 @@ class CloseAccount(Command, target="account_id"):
 class TransferMoney(Command):
     source_account_id: str
     target_account_id: str
-    amount: Decimal
+    amount: Money = field(converter=money)
 
 
 # -- events --------------------------------------------------------------------------------
@@ -73,13 +79,17 @@ class AccountOpened(Event, personal={"owner": subject_of("User", field="owner_id
 
 
 @frozen
-class MoneyDeposited(Event):
-    amount: Decimal
+class MoneyDeposited(Event, version=2):
+    """Version 1 stored the amount as a bare decimal string (see ``_amount_as_money``)."""
+
+    amount: Money = field(converter=money)
 
 
 @frozen
-class MoneyWithdrawn(Event):
-    amount: Decimal
+class MoneyWithdrawn(Event, version=2):
+    """Version 1 stored the amount as a bare decimal string (see ``_amount_as_money``)."""
+
+    amount: Money = field(converter=money)
 
 
 @frozen
@@ -87,12 +97,60 @@ class AccountClosed(Event):
     pass
 
 
+# -- refusals: the facts as attributes, for callers that act on them ------------------------
+
+
+class InsufficientFunds(DomainError):
+    """A withdrawal (or the debit of a transfer) larger than the balance: no overdraft."""
+
+    def __init__(self, account_id: str, balance: Money, requested: Money) -> None:
+        super().__init__(
+            f"insufficient funds in {account_id}: balance {balance}, asked {requested}"
+        )
+        self.account_id = account_id
+        self.balance = balance
+        self.requested = requested
+
+
+class AccountClosedError(DomainError):
+    """Money cannot move in or out of a closed account."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"account {account_id} is closed")
+        self.account_id = account_id
+
+
+class AccountNotEmpty(DomainError):
+    """Only an empty account can be closed."""
+
+    def __init__(self, account_id: str, balance: Money) -> None:
+        super().__init__(f"account {account_id} still holds {balance}")
+        self.account_id = account_id
+        self.balance = balance
+
+
+class NonPositiveAmount(DomainError):
+    """Deposits, withdrawals and transfers move a positive amount."""
+
+    def __init__(self, amount: Money) -> None:
+        super().__init__(f"amount must be positive, got {amount}")
+        self.amount = amount
+
+
+class SameAccountTransfer(DomainError):
+    """A transfer needs two different accounts."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"source and target account are the same: {account_id}")
+        self.account_id = account_id
+
+
 # -- the aggregate -------------------------------------------------------------------------
 
 
-def _positive(amount: Decimal) -> None:
-    if amount <= 0:
-        raise DomainError(f"amount must be positive, got {amount}")
+def _positive(amount: Money) -> None:
+    if amount.is_zero:
+        raise NonPositiveAmount(amount)
 
 
 class Account(Aggregate):
@@ -100,8 +158,11 @@ class Account(Aggregate):
 
     owner: str
     owner_id: str | None
-    balance: Decimal
+    balance: Money
     closed: bool
+
+    # Command handlers unpack their command; the rules are in the domain methods below, which
+    # the transfer handler calls too.
 
     @command_handler(OpenAccount, creates=True)
     def open(self, command: OpenAccount) -> None:
@@ -110,36 +171,46 @@ class Account(Aggregate):
         self.emit(AccountOpened(owner=command.owner, owner_id=command.owner_id))
 
     @command_handler(DepositMoney)
-    def deposit(self, command: DepositMoney) -> None:
-        self._require_open()
-        _positive(command.amount)
-        self.emit(MoneyDeposited(amount=command.amount))
+    def _deposit_money(self, command: DepositMoney) -> None:
+        self.deposit(command.amount)
 
     @command_handler(WithdrawMoney)
-    def withdraw(self, command: WithdrawMoney) -> None:
-        self._require_open()
-        _positive(command.amount)
-        if command.amount > self.balance:
-            raise DomainError(
-                f"insufficient funds in {self.id}: balance {self.balance}, asked {command.amount}"
-            )
-        self.emit(MoneyWithdrawn(amount=command.amount))
+    def _withdraw_money(self, command: WithdrawMoney) -> None:
+        self.withdraw(command.amount)
 
     @command_handler(CloseAccount)
-    def close(self, command: CloseAccount) -> None:
+    def _close_account(self, command: CloseAccount) -> None:
+        self.close()
+
+    def deposit(self, amount: Money) -> None:
+        """Credit ``amount``: refused on a closed account or for nothing."""
         self._require_open()
-        if self.balance != 0:
-            raise DomainError(f"account {self.id} still holds {self.balance}")
+        _positive(amount)
+        self.emit(MoneyDeposited(amount=amount))
+
+    def withdraw(self, amount: Money) -> None:
+        """Debit ``amount``: refused on a closed account, for nothing, or beyond the balance."""
+        self._require_open()
+        _positive(amount)
+        if amount > self.balance:
+            raise InsufficientFunds(self.id, self.balance, amount)
+        self.emit(MoneyWithdrawn(amount=amount))
+
+    def close(self) -> None:
+        """Close the account: refused while it holds money."""
+        self._require_open()
+        if not self.balance.is_zero:
+            raise AccountNotEmpty(self.id, self.balance)
         self.emit(AccountClosed())
 
     def _require_open(self) -> None:
         if self.closed:
-            raise DomainError(f"account {self.id} is closed")
+            raise AccountClosedError(self.id)
 
     @event_handler(AccountOpened)
     def _opened(self, event: AccountOpened) -> None:
         self.owner, self.owner_id = event.owner, event.owner_id
-        self.balance = Decimal(0)
+        self.balance = Money.zero()
         self.closed = False
 
     @event_handler(MoneyDeposited)
@@ -160,10 +231,33 @@ class Account(Aggregate):
 
 @command_handler(TransferMoney)
 def transfer_money(uow: UnitOfWork, command: TransferMoney) -> None:
-    """Debit one account and credit another: both or neither, in one transaction."""
+    """Debit one account and credit another: both or neither, in one transaction.
+
+    The same domain methods as a withdrawal and a deposit, so the same rules: no overdraft, no
+    closed account, a positive amount.
+    """
     if command.source_account_id == command.target_account_id:
-        raise DomainError("source and target account are the same")
+        raise SameAccountTransfer(command.source_account_id)
     source = uow.get(Account, command.source_account_id)
     target = uow.get(Account, command.target_account_id)
-    source.withdraw(WithdrawMoney(account_id=source.id, amount=command.amount))
-    target.deposit(DepositMoney(account_id=target.id, amount=command.amount))
+    source.withdraw(command.amount)
+    target.deposit(command.amount)
+
+
+# -- events stored before amounts were Money -------------------------------------------------
+
+
+@upcaster(MoneyDeposited, from_version=1)
+def _deposit_amount_as_money(document: dict[str, Any]) -> dict[str, Any]:
+    return _amount_as_money(document)
+
+
+@upcaster(MoneyWithdrawn, from_version=1)
+def _withdrawal_amount_as_money(document: dict[str, Any]) -> dict[str, Any]:
+    return _amount_as_money(document)
+
+
+def _amount_as_money(document: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 held ``{"amount": "12.50"}``; version 2 holds ``Money`` as
+    ``{"amount": {"amount": "12.50"}}``."""
+    return {**document, "amount": {"amount": document["amount"]}}

@@ -144,7 +144,7 @@ def run_demo(out: TextIO) -> None:
 
         teller = DepositMoney(account_id=alice, amount=Decimal("1.00"))
         stale = app.unit_of_work(teller)  # the second teller's screen, loaded now
-        stale.get(Account, alice).deposit(teller)
+        stale.get(Account, alice).deposit(teller.amount)
         say.step(
             "Two tellers load Alice's account at the same moment; the first deposits 2.00",
             DepositMoney(account_id=alice, amount=Decimal("2.00")),

@@ -159,11 +159,11 @@ class AccountBalances(_ReadsPersonalData, name="account-balances"):
 
     @event_handler(MoneyDeposited)
     def _deposited(self, event: MoneyDeposited, envelope: Envelope) -> None:
-        self._add(envelope, event.amount)
+        self._add(envelope, event.amount.amount)
 
     @event_handler(MoneyWithdrawn)
     def _withdrawn(self, event: MoneyWithdrawn, envelope: Envelope) -> None:
-        self._add(envelope, -event.amount)
+        self._add(envelope, -event.amount.amount)
 
     @event_handler(AccountClosed)
     def _closed(self, event: AccountClosed, envelope: Envelope) -> None:
@@ -190,11 +190,11 @@ class AccountStatements(Projector, name="account-statements"):
 
     @event_handler(MoneyDeposited)
     def _deposited(self, event: MoneyDeposited, envelope: Envelope) -> None:
-        self._line(envelope, "deposit", event.amount)
+        self._line(envelope, "deposit", event.amount.amount)
 
     @event_handler(MoneyWithdrawn)
     def _withdrawn(self, event: MoneyWithdrawn, envelope: Envelope) -> None:
-        self._line(envelope, "withdrawal", -event.amount)
+        self._line(envelope, "withdrawal", -event.amount.amount)
 
     def _line(self, envelope: Envelope, kind: str, amount: Decimal) -> None:
         self.save(

@@ -69,11 +69,18 @@ def delete_read_model_tables(store: DynamoDBEventStore) -> None:
             model.delete_table()
 
 
+EXTENSIONS = {"insufficient funds": {"account_id", "balance", "requested"}}
+"""The problems that carry facts as extension members, by title."""
+
+
 def problem_of(response: httpx.Response) -> dict[str, Any]:
-    """The response's RFC 9457 problem document, checked for shape."""
+    """The response's RFC 9457 problem document, checked for shape: the four members every
+    problem has, and extension members only where a refusal carries its facts."""
     assert response.headers["content-type"] == "application/problem+json", response.text
     body: dict[str, Any] = response.json()
-    assert set(body) == {"type", "title", "status", "detail"}
+    extensions = set(body) - {"type", "title", "status", "detail"}
+    assert set(body) >= {"type", "title", "status", "detail"}
+    assert extensions <= EXTENSIONS.get(body["title"], set()), body
     assert body["status"] == response.status_code
     return body
 

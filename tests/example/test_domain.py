@@ -8,12 +8,18 @@ import pytest
 
 from example_app.bank import (
     Account,
+    AccountClosedError,
+    AccountNotEmpty,
     CloseAccount,
     DepositMoney,
+    InsufficientFunds,
+    MoneyDeposited,
+    MoneyWithdrawn,
     OpenAccount,
     TransferMoney,
     WithdrawMoney,
 )
+from example_app.money import InvalidAmount, Money
 from example_app.users import ChangeEmail, ForgetUser, RegisterUser, User
 from example_app.wiring import build_application
 from framework import Application, DomainError, InMemoryEventStore
@@ -35,7 +41,7 @@ def test_no_overdraft(app: Application) -> None:
         app.handle(WithdrawMoney(account_id="a", amount=Decimal("50.01")))
     with pytest.raises(DomainError, match="insufficient funds"):
         app.handle(TransferMoney(source_account_id="a", target_account_id="b", amount=Decimal(51)))
-    assert app.get(Account, "b").balance == 0
+    assert app.get(Account, "b").balance == Money(0)
 
 
 @pytest.mark.parametrize("amount", [Decimal(0), Decimal(-1)])
@@ -52,7 +58,7 @@ def test_close_only_at_zero_and_closed_accounts_refuse_money(app: Application) -
         app.handle(DepositMoney(account_id="b", amount=Decimal(1)))
     with pytest.raises(DomainError, match="is closed"):
         app.handle(TransferMoney(source_account_id="a", target_account_id="b", amount=Decimal(1)))
-    assert app.get(Account, "a").balance == Decimal(50)
+    assert app.get(Account, "a").balance == Money(50)
 
 
 def test_transfer_to_the_same_account_is_refused(app: Application) -> None:
@@ -88,7 +94,7 @@ def test_forgetting_a_user_erases_their_name_from_their_accounts(app: Applicatio
     app.handle(DepositMoney(account_id="acc-u7", amount=Decimal(5)))
     app.handle(ForgetUser(user_id="u7"))
     account = app.get(Account, "acc-u7")
-    assert (account.owner, account.owner_id, account.balance) == (ERASED, "u7", Decimal(5))
+    assert (account.owner, account.owner_id, account.balance) == (ERASED, "u7", Money(5))
     assert app.get(Account, "acc-own").owner == "Otto"
     with pytest.raises(SubjectForgotten):  # no new personal data of a forgotten user
         app.handle(OpenAccount(account_id="acc-u7-2", owner="Ursula", owner_id="u7"))
@@ -98,3 +104,77 @@ def test_forgetting_a_user_erases_their_name_from_their_accounts(app: Applicatio
 def test_malformed_emails_are_refused(app: Application, email: str) -> None:
     with pytest.raises(DomainError, match="not an email address"):
         app.handle(RegisterUser(user_id="u9", name="X", email=email))
+
+
+# -- typed refusals: callers act on the type and its facts, not on the message --------------
+
+
+def test_an_overdraft_is_insufficient_funds_with_its_facts(app: Application) -> None:
+    with pytest.raises(InsufficientFunds) as raised:
+        app.handle(WithdrawMoney(account_id="a", amount=Decimal("50.01")))
+    assert (raised.value.account_id, raised.value.balance, raised.value.requested) == (
+        "a",
+        Money(50),
+        Money("50.01"),
+    )
+    with pytest.raises(InsufficientFunds) as raised:  # the transfer's debit: the same rule
+        app.handle(TransferMoney(source_account_id="b", target_account_id="a", amount=1))
+    assert (raised.value.account_id, raised.value.balance) == ("b", Money(0))
+
+
+def test_closing_and_closed_accounts_refuse_with_their_own_types(app: Application) -> None:
+    with pytest.raises(AccountNotEmpty) as not_empty:
+        app.handle(CloseAccount(account_id="a"))
+    assert not_empty.value.balance == Money(50)
+    app.handle(CloseAccount(account_id="b"))
+    with pytest.raises(AccountClosedError) as closed:  # the transfer's credit: the same rule
+        app.handle(TransferMoney(source_account_id="a", target_account_id="b", amount=1))
+    assert closed.value.account_id == "b"
+
+
+def test_a_transfer_moves_money_with_the_accounts_own_methods(app: Application) -> None:
+    result = app.handle(TransferMoney(source_account_id="a", target_account_id="b", amount="12.5"))
+    assert [type(event) for event in result.events] == [MoneyWithdrawn, MoneyDeposited]
+    assert app.get(Account, "a").balance == Money("37.50")
+    assert app.get(Account, "b").balance == Money("12.5")
+
+
+# -- Money ----------------------------------------------------------------------------------
+
+
+def test_money_is_exact_and_compares_by_amount() -> None:
+    assert Money("12.50") == Money(Decimal("12.5")) == Money(Decimal("12.50"))
+    assert Money("0.10") + Money("0.20") == Money("0.30")
+    assert Money(10) - Money("0.01") == Money("9.99")
+    assert Money(1) < Money("1.01") and Money.zero().is_zero and str(Money("7.50")) == "7.50"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("-1", "positive or zero"),
+        ("0.001", "decimal places"),
+        ("NaN", "finite"),
+        ("Infinity", "finite"),
+        ("ten", "number"),
+        (1.5, "Decimal, an int or a decimal string"),
+        (True, "Decimal, an int or a decimal string"),
+    ],
+)
+def test_money_refuses_what_is_not_an_amount(value: object, reason: str) -> None:
+    with pytest.raises(InvalidAmount, match=reason):
+        Money(value)  # type: ignore[arg-type]  # what a caller ignoring the types could pass
+    assert issubclass(InvalidAmount, DomainError)  # a refusal like any business rule
+
+
+def test_a_difference_below_zero_is_refused() -> None:
+    with pytest.raises(InvalidAmount):
+        Money(1) - Money(2)
+
+
+def test_commands_and_events_take_money_or_plain_amounts() -> None:
+    assert DepositMoney(account_id="a", amount=Decimal("5")).amount == Money(5)
+    assert DepositMoney(account_id="a", amount="5.00").amount == Money(5)
+    assert MoneyDeposited(amount=Money(5)).amount == Money(5)
+    with pytest.raises(InvalidAmount):
+        DepositMoney(account_id="a", amount="-5")

@@ -355,6 +355,24 @@ def test_a_retried_post_returns_the_first_response_and_writes_once(
     assert len(http.get(f"/accounts/{account}/statement").json()) == 2
 
 
+def test_insufficient_funds_is_its_own_problem_with_its_facts(http: httpx.Client) -> None:
+    # Chosen by the refusal's type (InsufficientFunds), its facts read from its attributes:
+    # a client acts on them without parsing the detail.
+    source, target = open_account(http, deposit="10.50"), open_account(http)
+    for path, body in [
+        (f"/accounts/{source}/withdrawals", {"amount": "20"}),
+        ("/transfers", {"source_account_id": source, "target_account_id": target, "amount": "11"}),
+    ]:
+        refused = http.post(path, json=body)
+        assert refused.status_code == 422
+        document = problem_of(refused)
+        assert document["title"] == "insufficient funds"
+        assert (document["account_id"], document["balance"]) == (source, "10.50")
+        assert document["requested"] == body["amount"]
+    other_rule = problem_of(http.post(f"/accounts/{source}/deposits", json={"amount": "0"}))
+    assert other_rule["title"] == "refused by a business rule" and "balance" not in other_rule
+
+
 def test_a_key_reused_for_another_request_is_a_conflict(http: httpx.Client) -> None:
     # The framework refuses a command id reused for another payload (CommandIdReused, a
     # ConflictError): another account, or another amount on the same account.
@@ -416,17 +434,17 @@ def test_concurrent_transfers_conserve_money(
     app = build_application(example_store)
     aggregates = {a: app.get(Account, a) for a in accounts}
     rows = {a: http.get(f"/accounts/{a}").json() for a in accounts}
-    assert sum(aggregate.balance for aggregate in aggregates.values()) == total
+    assert sum(aggregate.balance.amount for aggregate in aggregates.values()) == total
     assert sum(Decimal(row["balance"]) for row in rows.values()) == total
     # No movement was lost or doubled by the read models under concurrent requests either.
     for account in accounts:
         lines = http.get(f"/accounts/{account}/statement").json()
-        assert Decimal(rows[account]["balance"]) == aggregates[account].balance
+        assert Decimal(rows[account]["balance"]) == aggregates[account].balance.amount
         assert rows[account]["version"] == aggregates[account].version
         assert [line["version"] for line in lines] == list(
             range(2, aggregates[account].version + 1)
         )
-        assert sum(Decimal(line["amount"]) for line in lines) == aggregates[account].balance
+        assert sum(Decimal(line["amount"]) for line in lines) == aggregates[account].balance.amount
 
 
 # -- OpenAPI ---------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ PUBLIC_MODULES = (
     "framework.application",
     "framework.encryption",
     "framework.errors",
+    "framework.http",
     "framework.logs",
     "framework.projections",
     "framework.projections.aws_lambda",

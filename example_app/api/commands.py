@@ -1,0 +1,100 @@
+"""Running a command for an endpoint: the idempotency key bound to it, the read models brought
+up to date before the response, the result as JSON.
+
+Both jobs are the framework's (``framework.http``); this module only says how this app uses them:
+every POST accepts an ``Idempotency-Key`` header, and, when the app projects synchronously, the
+streams a command changed are projected before it answers (``ReadYourWrites``, with a background
+catch-up as the guarantee).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
+
+from framework import Application, Command
+from framework.application import CommandResult
+from framework.http import (
+    IDEMPOTENCY_KEY_HEADER,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    ReadYourWrites,
+    bind_idempotency_key,
+    check_repeat,
+)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_KEY_HEADER,
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        description=(
+            "Becomes the command's id. Retrying the POST with the same key returns the first "
+            "response (with `duplicate: true`) and writes nothing; the same key with another "
+            "request is refused (409)."
+        ),
+    ),
+]
+
+
+def account_stream(account_id: str) -> str:
+    return f"Account#{account_id}"
+
+
+def user_stream(user_id: str) -> str:
+    return f"User#{user_id}"
+
+
+class CommandRunner:
+    """Handles an endpoint's command and answers with its result.
+
+    ``lock`` makes requests run one at a time (the embedded moto store is not thread-safe);
+    ``read_models`` is ``None`` when the app does not project in the request.
+    """
+
+    def __init__(
+        self,
+        application: Application,
+        read_models: ReadYourWrites | None,
+        lock: contextlib.AbstractContextManager[Any],
+    ) -> None:
+        self.application = application
+        self.read_models = read_models
+        self.lock = lock
+
+    def run(
+        self, command: Command, key: str | None, streams: Sequence[str], status: int = 200
+    ) -> JSONResponse:
+        """Handle ``command`` under the id ``key`` derives, refresh the read models, answer.
+
+        ``streams`` are those the command targets: a repeat whose first result changed none of
+        them means the key was first used for another request (``CommandIdReused``, 409).
+        """
+        command = bind_idempotency_key(command, key)
+        with self.lock:
+            result = check_repeat(self.application.handle(command), streams)
+            if self.read_models is not None:
+                self.read_models.after(result)
+        return JSONResponse(result_body(result), status_code=status)
+
+
+def result_body(result: CommandResult) -> dict[str, Any]:
+    return {
+        "command_id": result.command_id,
+        "change_set_id": result.change_set_id,
+        "versions": dict(result.versions),
+        "duplicate": result.duplicate,
+    }
+
+
+def _runner(request: Request) -> CommandRunner:
+    runner: CommandRunner = request.app.state.commands
+    return runner
+
+
+Commands = Annotated[CommandRunner, Depends(_runner)]
+"""An endpoint parameter: the app's ``CommandRunner``."""

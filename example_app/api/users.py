@@ -1,0 +1,89 @@
+"""Users: commands (register, change email, forget) and the user directory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from example_app.api.commands import Commands, IdempotencyKey, user_stream
+from example_app.api.problems import problem, problem_responses
+from example_app.api.reads import Reads
+from example_app.api.schemas import (
+    CommandResponse,
+    EmailBody,
+    RegisterUserBody,
+    UserIdInPath,
+    UserView,
+)
+from example_app.users import ChangeEmail, ForgetUser, RegisterUser
+
+COMMAND_ERRORS = problem_responses(404, 409, 413, 422)
+READ_ERRORS = problem_responses(404, 422)
+
+router = APIRouter()
+"""Commands on users (tag ``users``) and the user directory (tag ``read models``)."""
+
+
+@router.post(
+    "/users",
+    status_code=201,
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    tags=["users"],
+    summary="Register a user",
+)
+def register(
+    body: RegisterUserBody, commands: Commands, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Register a user; the email must not belong to another user (409)."""
+    command = RegisterUser(user_id=body.user_id, name=body.name, email=body.email)
+    return commands.run(command, key, [user_stream(body.user_id)], 201)
+
+
+@router.post(
+    "/users/{user_id}/email",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    tags=["users"],
+    summary="Change a user's email",
+)
+def change_email(
+    user_id: UserIdInPath, body: EmailBody, commands: Commands, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Change a user's email; the claim on the address moves in the same transaction."""
+    command = ChangeEmail(user_id=user_id, email=body.email)
+    return commands.run(command, key, [user_stream(user_id)])
+
+
+@router.post(
+    "/users/{user_id}/forget",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    tags=["users"],
+    summary="Forget a user",
+)
+def forget(user_id: UserIdInPath, commands: Commands, key: IdempotencyKey = None) -> JSONResponse:
+    """Forget a user: their key is deleted, so their name and email are unreadable for good."""
+    return commands.run(ForgetUser(user_id=user_id), key, [user_stream(user_id)])
+
+
+@router.get(
+    "/users/{user_id}",
+    response_model=UserView,
+    responses=READ_ERRORS,
+    tags=["read models"],
+    summary="A user",
+)
+def get_user(user_id: UserIdInPath, reads: Reads) -> Any:
+    """The user directory entry; a forgotten user's name and email read `(erased)`."""
+    models = reads.models
+    row: Any = reads.read(
+        reads.users_table, lambda: models.users.get(user_id, consistent_read=True)
+    )
+    if row is None:
+        return problem(404, "not found", f"user {user_id!r} is unknown")
+    return UserView(
+        user_id=row.user_id, name=row.name, email=row.email, forgotten=bool(row.forgotten)
+    )
