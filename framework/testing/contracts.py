@@ -17,7 +17,6 @@ what yours must keep.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
 
@@ -50,10 +49,6 @@ class PositionStoreContract:
     never while an event is parked; a reset forgets one projector's positions and checkpoints
     and no other's; a lease is held by one owner at a time until it expires.
     """
-
-    @pytest.fixture
-    def positions(self) -> Any:  # pragma: no cover - provided by the subclass
-        raise NotImplementedError("provide a `positions` fixture returning your PositionStore")
 
     def test_an_unseen_stream_is_at_version_0(self, positions: PositionStore) -> None:
         position = positions.get("p", "Account#a")
@@ -170,10 +165,6 @@ class KeyStorageContract:
     tombstone for good, so that no fresh key is ever minted for it; subjects are independent.
     """
 
-    @pytest.fixture
-    def key_storage(self) -> Any:  # pragma: no cover - provided by the subclass
-        raise NotImplementedError("provide a `key_storage` fixture returning your key storage")
-
     def test_the_first_key_saved_is_the_one_kept(self, key_storage: WrappedKeyStorage) -> None:
         assert key_storage.load("User#u1") is None
         assert key_storage.save_if_absent("User#u1", b"first") == b"first"
@@ -204,10 +195,6 @@ class KeyStorageContract:
 
 class PayloadStoreContract:
     """What every ``PayloadStore`` must do. Subclasses provide the ``payloads`` fixture."""
-
-    @pytest.fixture
-    def payloads(self) -> Any:  # pragma: no cover - provided by the subclass
-        raise NotImplementedError("provide a `payloads` fixture returning your payload store")
 
     def test_what_is_put_is_got_back_byte_for_byte(self, payloads: PayloadStore) -> None:
         data = bytes(range(256)) * 1024
