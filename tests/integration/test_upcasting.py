@@ -21,7 +21,7 @@ from framework import (
 from framework.errors import CorruptEvent, DefinitionError
 from framework.store import EventStore, StoredEvent
 from framework.store.items import Item, event_item
-from tests.support.records import plant_item
+from framework.testing.records import plant_item
 
 
 # Version history of one event: v1 {"cents": 1250}; v2 {"amount": "12.50"};

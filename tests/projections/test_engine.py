@@ -12,7 +12,7 @@ from framework.errors import DefinitionError
 from framework.projections import ProjectionEngine
 from framework.store import InMemoryPositionStore, StoredEvent
 from framework.store.positions import ParkedEvent
-from tests.support.bank import Account, ClaimHandle, Deposit, OpenAccount, Withdraw
+from framework.testing.bank import Account, ClaimHandle, Deposit, OpenAccount, Withdraw
 from tests.support.projectors import Balances
 
 

@@ -18,7 +18,7 @@ from framework.application import Backoff
 from framework.projections import StreamsPoller
 from framework.projections.engine import ApplyReport
 from framework.store import DynamoDBPositionStore
-from tests.support.bank import Account, Deposit, OpenAccount
+from framework.testing.bank import Account, Deposit, OpenAccount
 from tests.support.projectors import TableBalances, create_read_table, read_table
 from tests.support.timing import wait_until
 

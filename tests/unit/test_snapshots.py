@@ -28,7 +28,7 @@ from framework.domain import unsnapshottable_state
 from framework.errors import DefinitionError
 from framework.serialization import SnapshotStateError, state_schema
 from framework.store import InMemoryEventStore, Snapshot
-from tests.support.bank import Account, Deposit, DepositMany, OpenAccount
+from framework.testing.bank import Account, Deposit, DepositMany, OpenAccount
 from tests.support.stores import SpyStore
 
 
