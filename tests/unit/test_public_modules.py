@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PUBLIC_MODULES = (
     "framework",
     "framework.application",
+    "framework.config",
     "framework.encryption",
     "framework.errors",
     "framework.http",
