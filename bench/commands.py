@@ -360,10 +360,40 @@ def load_interval(
     return rows
 
 
-def _capacity_of(counter: RequestCounter, send: Callable[[], object]) -> str:
+def _billed_write_units(store: DynamoDBEventStore, transact_items: list[dict[str, Any]]) -> int:
+    """Write units by DynamoDB's pricing rule: 2 per started KB of every transaction item.
+
+    An update is counted at the size of the item it leaves (read back), an event put once more
+    for the copy the ``feed`` index keeps. DynamoDB Local reports a table's units per
+    transaction without adding up several items on one table (the aggregate and the command
+    record), so its figure is shown beside this one.
+    """
+    total = 0
+    for entry in transact_items:
+        ((action, request),) = entry.items()
+        if action == "Put":
+            item = request["Item"]
+        else:
+            item = store.client.get_item(TableName=request["TableName"], Key=request["Key"])["Item"]
+        units = 2 * -(-item_size(item) // 1024)
+        copies = 2 if action == "Put" and request["TableName"] == store.tables.events else 1
+        total += units * copies
+    return total
+
+
+def _capacity_of(
+    store: DynamoDBEventStore, counter: RequestCounter, send: Callable[[], object]
+) -> str:
     counter.clear()
     send()
-    return f"{counter.read_units:g} RCU / {counter.write_units:g} WCU"
+    ((transaction,),) = [
+        [params["TransactItems"]]
+        for operation, params in counter.requests
+        if operation == "TransactWriteItems"
+    ]
+    reported = f"{counter.read_units:g} RCU / {counter.write_units:g} WCU reported"
+    billed = _billed_write_units(store, transaction)  # reads: after the command's own units
+    return f"{reported}, {billed} WCU billed ({len(transaction)} items)"
 
 
 def capacity(store: DynamoDBEventStore, history: int = 100) -> list[list[str]]:
@@ -381,10 +411,12 @@ def capacity(store: DynamoDBEventStore, history: int = 100) -> list[list[str]]:
     hot.handle(Deposit(account_id="capacity-hot", amount=Decimal(1)))  # into the cache
     units = {
         "cold": _capacity_of(
+            store,
             counter,
             lambda: cold.handle(Deposit(account_id="capacity-cold", amount=Decimal("1234.56"))),
         ),
         "hot": _capacity_of(
+            store,
             counter,
             lambda: hot.handle(Deposit(account_id="capacity-hot", amount=Decimal("1234.56"))),
         ),
@@ -400,7 +432,7 @@ def capacity(store: DynamoDBEventStore, history: int = 100) -> list[list[str]]:
                 command_item=side == "three items",
             )
 
-        units[side] = _capacity_of(counter, by_hand)
+        units[side] = _capacity_of(store, counter, by_hand)
     key = {"pk": {"S": "Account#capacity-cold"}}
     event = store.client.query(
         TableName=store.tables.events,
@@ -426,6 +458,72 @@ def capacity(store: DynamoDBEventStore, history: int = 100) -> list[list[str]]:
         ]
         for side in COMMAND_SIDES
     ]
+
+
+def _recent_commands(count: int) -> dict[str, Any]:
+    """``count`` command entries as the aggregate's own item would have to keep them.
+
+    Each holds what the command record holds today (the change set id, the result answered to a
+    repeat, the payload fingerprint, the expiry), keyed by a command id.
+    """
+    entries = {}
+    for _ in range(count):
+        entries[str(uuid.uuid4())] = {
+            "M": {
+                "c": {"S": str(uuid.uuid4())},
+                "r": {"B": encode_json({"change_set_id": str(uuid.uuid4()), "versions": {}})},
+                "f": {"S": "f" * 64},
+                "x": {"N": str(int(time.time()) + 7 * 86400)},
+            }
+        }
+    return {"M": entries}
+
+
+def command_record_forms(store: DynamoDBEventStore) -> list[list[str]]:
+    """What keeping recent command ids on the aggregate's own item would cost in write units.
+
+    The aggregate item is given ``count`` recent command entries (a map attribute), then one
+    deposit is sent by hand as the two-item transaction (aggregate + event) that form would
+    send; DynamoDB Local reports the units it consumed on the aggregates table, per item size.
+    """
+    app = Application(store=store, aggregates=[Account], snapshots={Account: NoSnapshots()})
+    grow(app, "forms", 1)
+    units: list[float] = []
+
+    def ask(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "TransactWriteItems":
+            params["ReturnConsumedCapacity"] = "INDEXES"
+
+    def keep(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "TransactWriteItems":
+            for entry in parsed.get("ConsumedCapacity", []):
+                if entry["TableName"] == store.tables.aggregates:
+                    units.append(float(entry["CapacityUnits"]))
+
+    client = store.make_client("dynamodb")
+    client.meta.events.register("provide-client-params.dynamodb.*", ask)
+    client.meta.events.register("after-call.dynamodb.*", keep)
+    key = {"pk": {"S": "Account#forms"}}
+    rows = []
+    for count in (0, 3, 4, 10, 70):
+        client.update_item(
+            TableName=store.tables.aggregates,
+            Key=key,
+            UpdateExpression="SET recent_commands = :r",
+            ExpressionAttributeValues={":r": _recent_commands(count)},
+        )
+        size = item_size(client.get_item(TableName=store.tables.aggregates, Key=key)["Item"])
+        units.clear()
+        raw_deposit(client, store, "forms", Decimal(1), command_item=False)
+        rows.append(
+            [
+                f"aggregate item holding {count} recent command ids: WCU on the aggregates table",
+                f"{units[0]:g} WCU",
+                f"item {size:,} B",
+                "a command record is 2 WCU",
+            ]
+        )
+    return rows
 
 
 class WithoutReadChecks:
@@ -508,6 +606,7 @@ CASES: dict[str, Callable[[DynamoDBLocal, argparse.Namespace], list[list[str]]]]
     "requests": lambda server, a: requests_per_command(fresh_store(server.endpoint_url)),
     "load": lambda server, a: load_interval(server, a.rounds, a.events),
     "capacity": lambda server, a: capacity(fresh_store(server.endpoint_url), a.history),
+    "forms": lambda server, a: command_record_forms(fresh_store(server.endpoint_url)),
     "checks": lambda server, a: read_checks(fresh_store(server.endpoint_url), a.rounds, a.commands),
 }
 
