@@ -1,19 +1,27 @@
-"""Commands on DynamoDB Local: framework overhead, requests per command, load time, capacity.
+"""Commands on DynamoDB Local: framework overhead, requests and capacity per command, load time.
 
-1. Commands per second through ``Application.handle`` versus a hand-written boto3 loop that sends
-   exactly the same requests (a consistent ``Query`` of the stream, then a ``TransactWriteItems``
-   with the same three items and conditions), interleaved round by round.
-2. Requests per command, counted with botocore event hooks: cold, with a snapshot policy, hot in
-   the aggregate cache.
-3. Loading an aggregate of 10,000 events with a snapshot every 100, against one of 1 event.
-4. Capacity per command, summed from ``ConsumedCapacity`` (requested on every call by a hook).
-5. The cost of checking what a command read: a command that reads one account and changes
-   another (its commit carries a ``ConditionCheck`` on the account it read) against the very same
-   command through a store wrapper that strips the checks from the change set (what the commit
-   sent before read aggregates were checked), interleaved round by round; plus the capacity of
-   one such command with and without the check.
+Every measure runs its sides in a rotated order (each side goes first in turn) and prints the
+median with the range of its rounds; DynamoDB Local slows down with every Streams record it has
+ever written, so the command measure restarts it (and warms it up) every round and the load
+measure warms it up again every round.
 
-    python -m bench.commands [--rounds 5] [--commands 200] [--only checks]
+1. Commands per second through ``Application.handle``, cold (stream read every time) and hot
+   (the aggregate cache), against hand-written boto3 loops: a consistent ``Query`` of the stream,
+   then a ``TransactWriteItems`` of two items (the aggregate's conditional update and the event)
+   or of the framework's own three (the command-id record too); accounts of ~100 events.
+2. Requests per command, counted with botocore event hooks: cold, with a snapshot policy, hot.
+3. Loading across the snapshot interval (a snapshot every 100): aggregates of 10,000 events
+   standing at a snapshot, half-way to the next and one event short of it, each against an
+   aggregate of 1 event.
+4. Capacity per command: the units DynamoDB Local reports (``ReturnConsumedCapacity``) and the
+   write units DynamoDB's pricing rule gives for the items sent, per side.
+5. What keeping recent command ids on the aggregate's own item (instead of a record of their
+   own) would cost: write units of the aggregate item by the number of ids it holds.
+6. The cost of checking what a command read: a command that reads one account and changes
+   another against the very same command through a store wrapper that strips the checks.
+
+    python -m bench.commands [--rounds 5] [--commands 200] [--history 100] [--events 10000]
+                             [--only overhead|requests|load|capacity|forms|checks]
 """
 
 from __future__ import annotations
@@ -569,11 +577,12 @@ def read_checks(store: DynamoDBEventStore, rounds: int, commands: int) -> list[l
             )
         return commands / (time.perf_counter() - started)
 
-    checked_rates, unchecked_rates = [], []
-    for _ in range(rounds):
-        checked_rates.append(run(checked, pairs["checked"]))
-        unchecked_rates.append(run(unchecked, pairs["unchecked"]))
-    checked_rate, unchecked_rate = median(checked_rates), median(unchecked_rates)
+    rates: dict[str, list[float]] = {"checked": [], "unchecked": []}
+    apps = {"checked": checked, "unchecked": unchecked}
+    for round_index in range(rounds):
+        for side in rotated(("checked", "unchecked"), round_index):
+            rates[side].append(run(apps[side], pairs[side]))
+    ratios = [c / u for c, u in zip(rates["checked"], rates["unchecked"], strict=True)]
 
     counter = RequestCounter(store.client, capacity=True)
     units = []
@@ -588,8 +597,8 @@ def read_checks(store: DynamoDBEventStore, rounds: int, commands: int) -> list[l
     return [
         [
             "commands/s, read one account + change another: with the read check vs without",
-            f"{checked_rate:,.0f} vs {unchecked_rate:,.0f}",
-            f"{checked_rate / unchecked_rate:.2f}",
+            f"{spread(rates['checked'], 0)} vs {spread(rates['unchecked'], 0)}",
+            spread(ratios),
             "measured (no target)",
         ],
         [
