@@ -645,7 +645,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = []
         for name in arguments.only or list(CASES):
-            rows += CASES[name](server, arguments)
+            case_rows = CASES[name](server, arguments)
+            # each measure's rows as soon as it ends: a long run interrupted keeps what it got
+            print(markdown_table(["measure", "measured", "ratio / count", "target"], case_rows))
+            print(flush=True)
+            rows += case_rows
     finally:
         server.stop()
     print(
