@@ -1,19 +1,27 @@
-"""Commands on DynamoDB Local: framework overhead, requests per command, load time, capacity.
+"""Commands on DynamoDB Local: framework overhead, requests and capacity per command, load time.
 
-1. Commands per second through ``Application.handle`` versus a hand-written boto3 loop that sends
-   exactly the same requests (a consistent ``Query`` of the stream, then a ``TransactWriteItems``
-   with the same three items and conditions), interleaved round by round.
-2. Requests per command, counted with botocore event hooks: cold, with a snapshot policy, hot in
-   the aggregate cache.
-3. Loading an aggregate of 10,000 events with a snapshot every 100, against one of 1 event.
-4. Capacity per command, summed from ``ConsumedCapacity`` (requested on every call by a hook).
-5. The cost of checking what a command read: a command that reads one account and changes
-   another (its commit carries a ``ConditionCheck`` on the account it read) against the very same
-   command through a store wrapper that strips the checks from the change set (what the commit
-   sent before read aggregates were checked), interleaved round by round; plus the capacity of
-   one such command with and without the check.
+Every measure runs its sides in a rotated order (each side goes first in turn) and prints the
+median with the range of its rounds; DynamoDB Local slows down with every Streams record it has
+ever written, so the command measure restarts it (and warms it up) every round and the load
+measure warms it up again every round.
 
-    python -m bench.commands [--rounds 5] [--commands 200] [--only checks]
+1. Commands per second through ``Application.handle``, cold (stream read every time) and hot
+   (the aggregate cache), against hand-written boto3 loops: a consistent ``Query`` of the stream,
+   then a ``TransactWriteItems`` of two items (the aggregate's conditional update and the event)
+   or of the framework's own three (the command-id record too); accounts of ~100 events.
+2. Requests per command, counted with botocore event hooks: cold, with a snapshot policy, hot.
+3. Loading across the snapshot interval (a snapshot every 100): aggregates of 10,000 events
+   standing at a snapshot, half-way to the next and one event short of it, each against an
+   aggregate of 1 event.
+4. Capacity per command: the units DynamoDB Local reports (``ReturnConsumedCapacity``) and the
+   write units DynamoDB's pricing rule gives for the items sent, per side.
+5. What keeping recent command ids on the aggregate's own item (instead of a record of their
+   own) would cost: write units of the aggregate item by the number of ids it holds.
+6. The cost of checking what a command read: a command that reads one account and changes
+   another against the very same command through a store wrapper that strips the checks.
+
+    python -m bench.commands [--rounds 5] [--commands 200] [--history 100] [--events 10000]
+                             [--only overhead|requests|load|capacity|forms|checks]
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import argparse
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -44,13 +52,38 @@ from framework.testing.bank import (
     OpenAccount,
     joint_withdraw,
 )
+from framework.testing.dynamodb_local import DynamoDBLocal
 from tests.support.request_counter import RequestCounter
 
 ACCOUNTS = 20
 
 
-def raw_deposit(client: Any, store: DynamoDBEventStore, account_id: str, amount: Decimal) -> None:
-    """One deposit by hand: the requests the framework sends, with nothing around them."""
+def spread(values: Sequence[float], digits: int = 2, scale: float = 1.0) -> str:
+    """The median with the range of the rounds beside it: ``1.23 (1.10-1.40)``."""
+    low, mid, high = (value * scale for value in (min(values), median(values), max(values)))
+    return f"{mid:,.{digits}f} ({low:,.{digits}f}-{high:,.{digits}f})"
+
+
+def rotated(sides: Sequence[str], round_index: int) -> list[str]:
+    """The sides in the order they run in round ``round_index``: each goes first in turn."""
+    shift = round_index % len(sides)
+    return [*sides[shift:], *sides[:shift]]
+
+
+def raw_deposit(
+    client: Any,
+    store: DynamoDBEventStore,
+    account_id: str,
+    amount: Decimal,
+    *,
+    command_item: bool = True,
+) -> None:
+    """One deposit by hand: a consistent ``Query`` of the stream, then one transaction.
+
+    The transaction holds the aggregate's conditional update and the event, plus, with
+    ``command_item``, the command-id record the framework writes: the two hand-written
+    baselines. The loop only counts the stream's items (it decodes and applies nothing).
+    """
     pk = f"Account#{account_id}"
     request: dict[str, Any] = {
         "TableName": store.tables.events,
@@ -71,44 +104,46 @@ def raw_deposit(client: Any, store: DynamoDBEventStore, account_id: str, amount:
     command_id = str(uuid.uuid4())
     feed_pk, feed_sk = feed_key(pk, version + 1, moment)
     stamp = timestamp(moment)
-    client.transact_write_items(
-        TransactItems=[
-            {
-                "Update": {
-                    "TableName": store.tables.aggregates,
-                    "Key": {"pk": {"S": pk}},
-                    "UpdateExpression": "SET #v = :v, updated_at = :u, last_change_set_id = :c",
-                    "ConditionExpression": "#v = :expected",
-                    "ExpressionAttributeNames": {"#v": "version"},
-                    "ExpressionAttributeValues": {
-                        ":v": {"N": str(version + 1)},
-                        ":u": {"S": stamp},
-                        ":c": {"S": change_set_id},
-                        ":expected": {"N": str(version)},
-                    },
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                }
-            },
-            {
-                "Put": {
-                    "TableName": store.tables.events,
-                    "Item": {
-                        "pk": {"S": pk},
-                        "sk": {"N": str(version + 1)},
-                        "event_type": {"S": "Deposited"},
-                        "schema": {"N": "1"},
-                        "payload": {"B": encode_json({"amount": str(amount)})},
-                        "occurred_at": {"S": stamp},
-                        "change_set_id": {"S": change_set_id},
-                        "command_id": {"S": command_id},
-                        "correlation_id": {"S": command_id},
-                        "causation_id": {"S": command_id},
-                        "feed_pk": {"S": feed_pk},
-                        "feed_sk": {"S": feed_sk},
-                    },
-                    "ConditionExpression": "attribute_not_exists(sk)",
-                }
-            },
+    items: list[dict[str, Any]] = [
+        {
+            "Update": {
+                "TableName": store.tables.aggregates,
+                "Key": {"pk": {"S": pk}},
+                "UpdateExpression": "SET #v = :v, updated_at = :u, last_change_set_id = :c",
+                "ConditionExpression": "#v = :expected",
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ExpressionAttributeValues": {
+                    ":v": {"N": str(version + 1)},
+                    ":u": {"S": stamp},
+                    ":c": {"S": change_set_id},
+                    ":expected": {"N": str(version)},
+                },
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        },
+        {
+            "Put": {
+                "TableName": store.tables.events,
+                "Item": {
+                    "pk": {"S": pk},
+                    "sk": {"N": str(version + 1)},
+                    "event_type": {"S": "Deposited"},
+                    "schema": {"N": "1"},
+                    "payload": {"B": encode_json({"amount": str(amount)})},
+                    "occurred_at": {"S": stamp},
+                    "change_set_id": {"S": change_set_id},
+                    "command_id": {"S": command_id},
+                    "correlation_id": {"S": command_id},
+                    "causation_id": {"S": command_id},
+                    "feed_pk": {"S": feed_pk},
+                    "feed_sk": {"S": feed_sk},
+                },
+                "ConditionExpression": "attribute_not_exists(sk)",
+            }
+        },
+    ]
+    if command_item:
+        items.append(
             {
                 "Put": {
                     "TableName": store.tables.aggregates,
@@ -121,37 +156,116 @@ def raw_deposit(client: Any, store: DynamoDBEventStore, account_id: str, amount:
                     "ConditionExpression": "attribute_not_exists(pk)",
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
-            },
-        ],
-        ClientRequestToken=change_set_id,
+            }
+        )
+    client.transact_write_items(TransactItems=items, ClientRequestToken=change_set_id)
+
+
+def grow(app: Application, account_id: str, events: int) -> None:
+    """Open the account and deposit until its stream holds ``events`` events, 50 a command."""
+    app.handle(OpenAccount(account_id=account_id, owner="bench"))
+    left = events - 1
+    while left > 0:
+        step = min(left, 50)
+        app.handle(
+            DepositMany(account_id=account_id, amounts=tuple(Decimal(1) for _ in range(step)))
+        )
+        left -= step
+
+
+COMMAND_SIDES = ("cold", "hot", "two items", "three items")
+"""The sides of the command measure: ``Application.handle`` without and with the aggregate
+cache, and the hand-written loops sending a two-item and a three-item transaction."""
+
+
+def _command_round(
+    endpoint: str, round_index: int, commands: int, history: int
+) -> dict[str, float]:
+    """One round on a fresh store: every side's commands per second, in rotated order.
+
+    Each side has its own ``ACCOUNTS`` accounts, each grown to ``history`` events first, so the
+    cold sides read streams of about that length; the hot side's cache is filled by one command
+    per account before the clock starts, and every side gets the same untimed first pass.
+    """
+    store = fresh_store(endpoint)
+    cold = Application(store=store, aggregates=[Account], snapshots={Account: NoSnapshots()})
+    hot = Application(
+        store=store,
+        aggregates=[Account],
+        snapshots={Account: NoSnapshots()},
+        cache=AggregateCache(),
     )
-
-
-def overhead(store: DynamoDBEventStore, rounds: int, commands: int) -> list[list[str]]:
-    app = Application(store=store, aggregates=[Account], snapshots={Account: NoSnapshots()})
-    framework_ids = [f"fw-{i}" for i in range(ACCOUNTS)]
-    raw_ids = [f"raw-{i}" for i in range(ACCOUNTS)]
-    for account_id in framework_ids + raw_ids:
-        app.handle(OpenAccount(account_id=account_id, owner="bench"))
+    ids = {side: [f"{side}-{i}" for i in range(ACCOUNTS)] for side in COMMAND_SIDES}
+    for side_ids in ids.values():
+        for account_id in side_ids:
+            grow(cold, account_id, history)
     client = store.client
-    framework_rates, raw_rates = [], []
-    for _ in range(rounds):
+
+    def send(side: str, account_id: str) -> None:
+        if side == "cold":
+            cold.handle(Deposit(account_id=account_id, amount=Decimal(1)))
+        elif side == "hot":
+            hot.handle(Deposit(account_id=account_id, amount=Decimal(1)))
+        else:
+            raw_deposit(client, store, account_id, Decimal(1), command_item=side == "three items")
+
+    for side in COMMAND_SIDES:  # untimed: fills the cache, warms every path alike
+        for account_id in ids[side]:
+            send(side, account_id)
+    rates = {}
+    for side in rotated(COMMAND_SIDES, round_index):
+        side_ids = ids[side]
         started = time.perf_counter()
         for index in range(commands):
-            app.handle(Deposit(account_id=framework_ids[index % ACCOUNTS], amount=Decimal(1)))
-        framework_rates.append(commands / (time.perf_counter() - started))
-        started = time.perf_counter()
-        for index in range(commands):
-            raw_deposit(client, store, raw_ids[index % ACCOUNTS], Decimal(1))
-        raw_rates.append(commands / (time.perf_counter() - started))
-    framework_rate, raw_rate = median(framework_rates), median(raw_rates)
+            send(side, side_ids[index % ACCOUNTS])
+        rates[side] = commands / (time.perf_counter() - started)
+    return rates
+
+
+def overhead(
+    server: DynamoDBLocal, rounds: int, commands: int, history: int = 100
+) -> list[list[str]]:
+    """Commands per second of each side, DynamoDB Local restarted (and warmed) every round."""
+    per_round: list[dict[str, float]] = []
+    for round_index in range(rounds):
+        if round_index:
+            server.stop()
+            server.start()
+            server.warm_up()
+        per_round.append(_command_round(server.endpoint_url, round_index, commands, history))
+
+    def rates(side: str) -> list[float]:
+        return [rates[side] for rates in per_round]
+
+    def ratios(side: str, baseline: str) -> list[float]:
+        return [rates[side] / rates[baseline] for rates in per_round]
+
+    streams = f"streams of ~{history} events"
     return [
         [
-            "commands/s, Application.handle vs hand-written boto3 loop",
-            f"{framework_rate:,.0f} vs {raw_rate:,.0f}",
-            f"{framework_rate / raw_rate:.2f}",
+            f"commands/s, cold `Application.handle` vs the two-item loop ({streams})",
+            f"{spread(rates('cold'), 0)} vs {spread(rates('two items'), 0)}",
+            spread(ratios("cold", "two items")),
             ">= 0.85",
-        ]
+        ],
+        [
+            "commands/s, hot (aggregate cache) `Application.handle` vs the two-item loop",
+            f"{spread(rates('hot'), 0)} vs {spread(rates('two items'), 0)}",
+            spread(ratios("hot", "two items")),
+            ">= 1.5",
+        ],
+        [
+            "commands/s, cold `Application.handle` vs the three-item loop (its own requests)",
+            f"{spread(rates('cold'), 0)} vs {spread(rates('three items'), 0)}",
+            spread(ratios("cold", "three items")),
+            "measured",
+        ],
+        [
+            "commands/s, the three-item loop vs the two-item loop (the command record's cost)",
+            f"{spread(rates('three items'), 0)} vs {spread(rates('two items'), 0)}",
+            spread(ratios("three items", "two items")),
+            "measured",
+        ],
     ]
 
 
@@ -178,53 +292,246 @@ def requests_per_command(store: DynamoDBEventStore) -> list[list[str]]:
     return rows
 
 
-def load_time(store: DynamoDBEventStore, rounds: int) -> list[list[str]]:
-    app = Application(store=store, aggregates=[Account], snapshots={Account: EveryNEvents(100)})
-    app.handle(OpenAccount(account_id="long", owner="bench"))
-    app.handle(OpenAccount(account_id="short", owner="bench"))
-    amounts = tuple(Decimal(1) for _ in range(90))
-    for _ in range(111):  # 9,990 deposits: 10,000 events with the opening (rounded to 9,991)
-        app.handle(DepositMany(account_id="long", amounts=amounts))
-    app.handle(DepositMany(account_id="long", amounts=tuple(Decimal(1) for _ in range(9))))
-    assert app.get(Account, "long").version == 10_000
-    long_times, short_times = [], []
-    for _ in range(rounds * 10):
-        started = time.perf_counter()
-        app.get(Account, "long")
-        long_times.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        app.get(Account, "short")
-        short_times.append(time.perf_counter() - started)
-    long_ms, short_ms = median(long_times) * 1000, median(short_times) * 1000
-    return [
-        [
-            "load, 10,000 events + snapshot every 100 vs 1 event (ms)",
-            f"{long_ms:.2f} vs {short_ms:.2f}",
-            f"{long_ms / short_ms:.2f}",
-            "<= 1.5",
-        ]
-    ]
+LOAD_SIDES = ("1 event", "at a snapshot", "half-way", "just before the next")
+"""The aggregates of the load measure: one of a single event, and three long ones standing at
+different points of their snapshot interval (no event after the snapshot, half an interval,
+one event short of the next snapshot)."""
+
+SNAPSHOT_EVERY = 100
 
 
-def capacity(store: DynamoDBEventStore) -> list[list[str]]:
-    counter = RequestCounter(store.client, capacity=True)
-    app = Application(store=store, aggregates=[Account])
-    app.handle(OpenAccount(account_id="capacity", owner="bench"))
+def load_interval(
+    server: DynamoDBLocal, rounds: int, events: int = 10_000, loads: int = 20
+) -> list[list[str]]:
+    """Loading a long aggregate across its snapshot interval, against a 1-event aggregate.
+
+    Three aggregates of ``events`` events (a multiple of ``SNAPSHOT_EVERY``) are grown, then
+    two of them by half an interval and by one event short of a whole one. Each round re-warms
+    DynamoDB Local, then loads every aggregate ``loads`` times, the sides in rotated order; a
+    side's figure for the round is the median of its loads, its ratio that over the 1-event
+    aggregate's in the same round.
+    """
+    store = fresh_store(server.endpoint_url)
+    app = Application(
+        store=store, aggregates=[Account], snapshots={Account: EveryNEvents(SNAPSHOT_EVERY)}
+    )
+    half = SNAPSHOT_EVERY // 2
+    after_snapshot = {"1 event": 0, "at a snapshot": 0, "half-way": half}
+    after_snapshot["just before the next"] = SNAPSHOT_EVERY - 1
+    ones = tuple(Decimal(1) for _ in range(half))
+    for side, extra in after_snapshot.items():
+        app.handle(OpenAccount(account_id=side, owner="bench"))
+        if side == "1 event":
+            continue
+        # 50 events a command: the transaction then holds the snapshot too (100 items at most)
+        app.handle(DepositMany(account_id=side, amounts=ones[1:]))
+        for _ in range(events // half - 1):
+            app.handle(DepositMany(account_id=side, amounts=ones))
+        while extra:
+            step = min(extra, half)
+            app.handle(DepositMany(account_id=side, amounts=ones[:step]))
+            extra -= step
+    for side, extra in after_snapshot.items():
+        account = app.get(Account, side)
+        snapshot = store.load_snapshot("Account", side)
+        expected_snapshot = None if side == "1 event" else events
+        assert account is not None
+        assert (snapshot.version if snapshot else None) == expected_snapshot, side
+        assert account.version == (1 if side == "1 event" else events + extra), side
+    per_round: list[dict[str, float]] = []
+    for round_index in range(rounds):
+        server.warm_up()
+        app.get(Account, "1 event")  # one untimed load after the warm-up
+        times: dict[str, float] = {}
+        for side in rotated(LOAD_SIDES, round_index):
+            side_times = []
+            for _ in range(loads):
+                started = time.perf_counter()
+                app.get(Account, side)
+                side_times.append(time.perf_counter() - started)
+            times[side] = median(side_times)
+        per_round.append(times)
+    rows = []
+    short = [times["1 event"] for times in per_round]
+    for side in LOAD_SIDES[1:]:
+        long = [times[side] for times in per_round]
+        ratios = [times[side] / times["1 event"] for times in per_round]
+        rows.append(
+            [
+                f"load ms, {events:,} events, a snapshot every {SNAPSHOT_EVERY}, "
+                f"{after_snapshot[side]} after it ({side}) vs 1 event",
+                f"{spread(long, scale=1000)} vs {spread(short, scale=1000)}",
+                spread(ratios),
+                "<= 1.5",
+            ]
+        )
+    return rows
+
+
+def _billed_write_units(store: DynamoDBEventStore, transact_items: list[dict[str, Any]]) -> int:
+    """Write units by DynamoDB's pricing rule: 2 per started KB of every transaction item.
+
+    An update is counted at the size of the item it leaves (read back), an event put once more
+    for the copy the ``feed`` index keeps. DynamoDB Local reports a table's units per
+    transaction without adding up several items on one table (the aggregate and the command
+    record), so its figure is shown beside this one.
+    """
+    total = 0
+    for entry in transact_items:
+        ((action, request),) = entry.items()
+        if action == "Put":
+            item = request["Item"]
+        else:
+            item = store.client.get_item(TableName=request["TableName"], Key=request["Key"])["Item"]
+        units = 2 * -(-item_size(item) // 1024)
+        copies = 2 if action == "Put" and request["TableName"] == store.tables.events else 1
+        total += units * copies
+    return total
+
+
+def _capacity_of(
+    store: DynamoDBEventStore, counter: RequestCounter, send: Callable[[], object]
+) -> str:
     counter.clear()
-    app.handle(Deposit(account_id="capacity", amount=Decimal("1234.56")))
+    send()
+    ((transaction,),) = [
+        [params["TransactItems"]]
+        for operation, params in counter.requests
+        if operation == "TransactWriteItems"
+    ]
+    reported = f"{counter.read_units:g} RCU / {counter.write_units:g} WCU reported"
+    billed = _billed_write_units(store, transaction)  # reads: after the command's own units
+    return f"{reported}, {billed} WCU billed ({len(transaction)} items)"
+
+
+def capacity(store: DynamoDBEventStore, history: int = 100) -> list[list[str]]:
+    """Read and write units of one deposit on each side, on accounts of ``history`` events."""
+    counter = RequestCounter(store.client, capacity=True)
+    cold = Application(store=store, aggregates=[Account], snapshots={Account: NoSnapshots()})
+    hot = Application(
+        store=store,
+        aggregates=[Account],
+        snapshots={Account: NoSnapshots()},
+        cache=AggregateCache(),
+    )
+    for side in COMMAND_SIDES:
+        grow(cold, f"capacity-{side}", history)
+    hot.handle(Deposit(account_id="capacity-hot", amount=Decimal(1)))  # into the cache
+    units = {
+        "cold": _capacity_of(
+            store,
+            counter,
+            lambda: cold.handle(Deposit(account_id="capacity-cold", amount=Decimal("1234.56"))),
+        ),
+        "hot": _capacity_of(
+            store,
+            counter,
+            lambda: hot.handle(Deposit(account_id="capacity-hot", amount=Decimal("1234.56"))),
+        ),
+    }
+    for side in ("two items", "three items"):
+
+        def by_hand(side: str = side) -> None:
+            raw_deposit(
+                store.client,
+                store,
+                f"capacity-{side}",
+                Decimal("1234.56"),
+                command_item=side == "three items",
+            )
+
+        units[side] = _capacity_of(store, counter, by_hand)
+    key = {"pk": {"S": "Account#capacity-cold"}}
     event = store.client.query(
         TableName=store.tables.events,
         KeyConditionExpression="pk = :pk AND sk = :v",
-        ExpressionAttributeValues={":pk": {"S": "Account#capacity"}, ":v": {"N": "2"}},
+        ExpressionAttributeValues={**{":pk": key["pk"]}, ":v": {"N": str(history + 1)}},
     )["Items"][0]
+    aggregate = store.client.get_item(TableName=store.tables.aggregates, Key=key)["Item"]
+    records = store.client.scan(
+        TableName=store.tables.aggregates,
+        FilterExpression="begins_with(pk, :c)",
+        ExpressionAttributeValues={":c": {"S": "command#"}},
+    )["Items"]
+    sizes = (
+        f"event {item_size(event)} B, aggregate {item_size(aggregate)} B, "
+        f"command record {max(item_size(record) for record in records)} B"
+    )
     return [
         [
-            "capacity of one deposit (read units / write units)",
-            f"{counter.read_units:g} RCU / {counter.write_units:g} WCU",
-            f"event item {item_size(event)} bytes",
-            "event item < 1 KB (1 WCU, x2 in a transaction)",
+            f"capacity of one deposit, {side}",
+            units[side],
+            sizes if side == "cold" else "",
+            "measured",
         ]
+        for side in COMMAND_SIDES
     ]
+
+
+def _recent_commands(count: int) -> dict[str, Any]:
+    """``count`` command entries as the aggregate's own item would have to keep them.
+
+    Each holds what the command record holds today (the change set id, the result answered to a
+    repeat, the payload fingerprint, the expiry), keyed by a command id.
+    """
+    entries = {}
+    for _ in range(count):
+        entries[str(uuid.uuid4())] = {
+            "M": {
+                "c": {"S": str(uuid.uuid4())},
+                "r": {"B": encode_json({"change_set_id": str(uuid.uuid4()), "versions": {}})},
+                "f": {"S": "f" * 64},
+                "x": {"N": str(int(time.time()) + 7 * 86400)},
+            }
+        }
+    return {"M": entries}
+
+
+def command_record_forms(store: DynamoDBEventStore) -> list[list[str]]:
+    """What keeping recent command ids on the aggregate's own item would cost in write units.
+
+    The aggregate item is given ``count`` recent command entries (a map attribute), then one
+    deposit is sent by hand as the two-item transaction (aggregate + event) that form would
+    send; DynamoDB Local reports the units it consumed on the aggregates table, per item size.
+    """
+    app = Application(store=store, aggregates=[Account], snapshots={Account: NoSnapshots()})
+    grow(app, "forms", 1)
+    units: list[float] = []
+
+    def ask(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "TransactWriteItems":
+            params["ReturnConsumedCapacity"] = "INDEXES"
+
+    def keep(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "TransactWriteItems":
+            for entry in parsed.get("ConsumedCapacity", []):
+                if entry["TableName"] == store.tables.aggregates:
+                    units.append(float(entry["CapacityUnits"]))
+
+    client = store.make_client("dynamodb")
+    client.meta.events.register("provide-client-params.dynamodb.*", ask)
+    client.meta.events.register("after-call.dynamodb.*", keep)
+    key = {"pk": {"S": "Account#forms"}}
+    rows = []
+    for count in (0, 3, 4, 10, 70):
+        client.update_item(
+            TableName=store.tables.aggregates,
+            Key=key,
+            UpdateExpression="SET recent_commands = :r",
+            ExpressionAttributeValues={":r": _recent_commands(count)},
+        )
+        size = item_size(client.get_item(TableName=store.tables.aggregates, Key=key)["Item"])
+        units.clear()
+        raw_deposit(client, store, "forms", Decimal(1), command_item=False)
+        rows.append(
+            [
+                f"aggregate item holding {count} recent command ids: WCU on the aggregates table",
+                f"{units[0]:g} WCU",
+                f"item {size:,} B",
+                "a command record is 2 WCU",
+            ]
+        )
+    return rows
 
 
 class WithoutReadChecks:
@@ -270,11 +577,12 @@ def read_checks(store: DynamoDBEventStore, rounds: int, commands: int) -> list[l
             )
         return commands / (time.perf_counter() - started)
 
-    checked_rates, unchecked_rates = [], []
-    for _ in range(rounds):
-        checked_rates.append(run(checked, pairs["checked"]))
-        unchecked_rates.append(run(unchecked, pairs["unchecked"]))
-    checked_rate, unchecked_rate = median(checked_rates), median(unchecked_rates)
+    rates: dict[str, list[float]] = {"checked": [], "unchecked": []}
+    apps = {"checked": checked, "unchecked": unchecked}
+    for round_index in range(rounds):
+        for side in rotated(("checked", "unchecked"), round_index):
+            rates[side].append(run(apps[side], pairs[side]))
+    ratios = [c / u for c, u in zip(rates["checked"], rates["unchecked"], strict=True)]
 
     counter = RequestCounter(store.client, capacity=True)
     units = []
@@ -289,8 +597,8 @@ def read_checks(store: DynamoDBEventStore, rounds: int, commands: int) -> list[l
     return [
         [
             "commands/s, read one account + change another: with the read check vs without",
-            f"{checked_rate:,.0f} vs {unchecked_rate:,.0f}",
-            f"{checked_rate / unchecked_rate:.2f}",
+            f"{spread(rates['checked'], 0)} vs {spread(rates['unchecked'], 0)}",
+            spread(ratios),
             "measured (no target)",
         ],
         [
@@ -302,12 +610,13 @@ def read_checks(store: DynamoDBEventStore, rounds: int, commands: int) -> list[l
     ]
 
 
-CASES: dict[str, Callable[[str, argparse.Namespace], list[list[str]]]] = {
-    "overhead": lambda url, a: overhead(fresh_store(url), a.rounds, a.commands),
-    "requests": lambda url, a: requests_per_command(fresh_store(url)),
-    "load": lambda url, a: load_time(fresh_store(url), a.rounds),
-    "capacity": lambda url, a: capacity(fresh_store(url)),
-    "checks": lambda url, a: read_checks(fresh_store(url), a.rounds, a.commands),
+CASES: dict[str, Callable[[DynamoDBLocal, argparse.Namespace], list[list[str]]]] = {
+    "overhead": lambda server, a: overhead(server, a.rounds, a.commands, a.history),
+    "requests": lambda server, a: requests_per_command(fresh_store(server.endpoint_url)),
+    "load": lambda server, a: load_interval(server, a.rounds, a.events),
+    "capacity": lambda server, a: capacity(fresh_store(server.endpoint_url), a.history),
+    "forms": lambda server, a: command_record_forms(fresh_store(server.endpoint_url)),
+    "checks": lambda server, a: read_checks(fresh_store(server.endpoint_url), a.rounds, a.commands),
 }
 
 
@@ -315,6 +624,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--commands", type=int, default=200)
+    parser.add_argument(
+        "--history", type=int, default=100, help="events per account before commands are timed"
+    )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=10_000,
+        help=f"events of the long aggregates of the load measure (a multiple of {SNAPSHOT_EVERY})",
+    )
     parser.add_argument(
         "--only",
         choices=sorted(CASES),
@@ -327,12 +645,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = []
         for name in arguments.only or list(CASES):
-            rows += CASES[name](server.endpoint_url, arguments)
+            case_rows = CASES[name](server, arguments)
+            # each measure's rows as soon as it ends: a long run interrupted keeps what it got
+            print(markdown_table(["measure", "measured", "ratio / count", "target"], case_rows))
+            print(flush=True)
+            rows += case_rows
     finally:
         server.stop()
     print(
         f"Commands on DynamoDB Local ({machine()}), "
-        f"medians of {arguments.rounds} interleaved rounds:\n"
+        f"medians (min-max) of {arguments.rounds} rounds, sides in rotated order:\n"
     )
     print(markdown_table(["measure", "measured", "ratio / count", "target"], rows))
     return 0

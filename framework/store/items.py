@@ -8,6 +8,7 @@ DynamoDB store's semantics.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 from collections.abc import Mapping, Sequence
@@ -128,28 +129,51 @@ def event_item(event: StoredEvent, feed_shards: int = FEED_SHARDS) -> Item:
     }
 
 
-def item_to_event(item: Mapping[str, Any]) -> StoredEvent:
-    """Read an events-table item; a malformed item raises ``CorruptEvent`` naming it."""
-    stream = str(item.get("pk", {}).get("S", "?"))
-    version: int | None = None
+def item_to_event(item: Mapping[str, Any], stream: tuple[str, str] | None = None) -> StoredEvent:
+    """Read an events-table item; a malformed item raises ``CorruptEvent`` naming it.
+
+    ``stream`` is the (aggregate type, id) the item is known to belong to (a stream's own
+    ``Query``): its ``pk`` is then neither read nor needed. Loading decodes every item of a
+    stream, so the attributes are read inline rather than through a helper each.
+    """
     try:
-        version = _number(item, "sk")
-        aggregate_type, aggregate_id = split_stream(_text(item, "pk"))
-        return StoredEvent(
+        aggregate_type, aggregate_id = stream or split_stream(item["pk"]["S"])
+        occurred_at = item["occurred_at"]["S"]
+        payload = item["payload"]["B"]
+        if not isinstance(payload, bytes):
+            payload = _binary(item, "payload")
+        record = StoredEvent(
             aggregate_type=aggregate_type,
             aggregate_id=aggregate_id,
-            version=version,
-            event_type=_text(item, "event_type"),
-            schema=_number(item, "schema"),
-            payload=_binary(item, "payload"),
-            occurred_at=dt.datetime.fromisoformat(_text(item, "occurred_at")),
-            change_set_id=_text(item, "change_set_id"),
-            command_id=_text(item, "command_id"),
-            correlation_id=_text(item, "correlation_id"),
-            causation_id=_text(item, "causation_id"),
+            version=int(item["sk"]["N"]),
+            event_type=item["event_type"]["S"],
+            schema=int(item["schema"]["N"]),
+            payload=payload,
+            occurred_at=dt.datetime.fromisoformat(occurred_at),
+            change_set_id=item["change_set_id"]["S"],
+            command_id=item["command_id"]["S"],
+            correlation_id=item["correlation_id"]["S"],
+            causation_id=item["causation_id"]["S"],
         )
-    except (KeyError, TypeError, ValueError) as error:
-        raise CorruptEvent(stream, version, f"malformed event item ({error!r})") from error
+        if not all(
+            isinstance(text, str)
+            for text in (
+                record.event_type,
+                occurred_at,
+                record.change_set_id,
+                record.command_id,
+                record.correlation_id,
+                record.causation_id,
+            )
+        ):
+            raise TypeError("a text attribute is not a string")
+        return record
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        where = stream_key(*stream) if stream else str(item.get("pk", {}).get("S", "?"))
+        version: int | None = None
+        with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+            version = int(item["sk"]["N"])
+        raise CorruptEvent(where, version, f"malformed event item ({error!r})") from error
 
 
 # ---------------------------------------------------------------------------------------------

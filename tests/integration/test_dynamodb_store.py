@@ -10,8 +10,10 @@ import datetime as dt
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
 import botocore.awsrequest
+import botocore.parsers
 import pytest
 from botocore.compat import HTTPHeaders
 from botocore.config import Config
@@ -20,6 +22,7 @@ from botocore.exceptions import ReadTimeoutError
 from framework import Application, DynamoDBEventStore, EveryNEvents
 from framework.application import AggregateCache
 from framework.errors import StoreUnavailable, TableMissing, Throttled
+from framework.store.items import item_to_event
 from framework.store.keys import feed_hour, split_stream
 from framework.store.tables import FEED_INDEX
 from framework.testing.bank import Account, Deposit, DepositMany, OpenAccount
@@ -234,3 +237,37 @@ def test_split_stream_keeps_ids_with_separators() -> None:
     assert split_stream("Account#a#b") == ("Account", "a#b")
     with pytest.raises(ValueError):
         split_stream("nohash")
+
+
+@pytest.mark.dynamodb_local
+def test_a_stream_loads_without_the_feed_keys_and_decoded_as_botocore_would(
+    local_store: DynamoDBEventStore,
+) -> None:
+    app = bank(local_store, every=1000)
+    app.handle(OpenAccount(account_id="lean", owner="Ann"))
+    app.handle(DepositMany(account_id="lean", amounts=(Decimal("1.5"), Decimal(2))))
+    requests = RequestCounter(local_store.client)
+    parsed_maps = []
+    original = botocore.parsers.BaseJSONParser._handle_map
+
+    def counting(self: Any, shape: Any, value: Any) -> Any:
+        parsed_maps.append(shape.name)
+        return original(self, shape, value)
+
+    with mock.patch.object(botocore.parsers.BaseJSONParser, "_handle_map", counting):
+        loaded = local_store.load_events("Account", "lean")
+    assert parsed_maps == []  # the items were decoded from the JSON, not by botocore's parser
+    ((operation, query),) = requests.requests
+    assert operation == "Query" and query["ConsistentRead"] is True
+    assert "feed_pk" not in query["ProjectionExpression"]
+    assert "feed_sk" not in query["ProjectionExpression"]
+    # A plain client (botocore's own parser, every attribute) reads the same records.
+    plain = local_store.make_client("dynamodb").query(
+        TableName=local_store.tables.events,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "Account#lean"}},
+        ConsistentRead=True,
+    )
+    assert loaded == [item_to_event(item) for item in plain["Items"]]
+    assert [record.version for record in loaded] == [1, 2, 3]
+    assert isinstance(loaded[1].payload, bytes)

@@ -238,7 +238,7 @@ def test_the_feed_clients_items_are_botocores_to_the_byte(
         KeyConditionExpression="pk = :p",
         ExpressionAttributeValues={":p": {"S": "Account#acc-1"}},
     )
-    parsed = local_store.client.query(
+    parsed = local_store.make_client("dynamodb").query(  # botocore's own parser
         **request,
         KeyConditionExpression="pk = :p",
         ExpressionAttributeValues={":p": {"S": "Account#acc-1"}},
