@@ -248,7 +248,7 @@ def test_a_stream_loads_without_the_feed_keys_and_decoded_as_botocore_would(
     app.handle(DepositMany(account_id="lean", amounts=(Decimal("1.5"), Decimal(2))))
     requests = RequestCounter(local_store.client)
     parsed_maps = []
-    original = botocore.parsers.BaseJSONParser._handle_map
+    original = getattr(botocore.parsers.BaseJSONParser, "_handle_map")  # noqa: B009 - untyped
 
     def counting(self: Any, shape: Any, value: Any) -> Any:
         parsed_maps.append(shape.name)
