@@ -30,7 +30,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import Any
 
 import attrs
@@ -191,17 +191,20 @@ class CatchUpRunner:
     ) -> ApplyReport:
         report = ApplyReport()
         last_checkpoint = time.monotonic()
-        for chunk in _chunks(shard.read(start, end), self.chunk_size):
-            for engine in self.engines:
-                report.merge(engine.apply(chunk))
-            progress.advance(len(chunk), chunk[-1].occurred_at)
-            if self.on_progress is not None:
-                self.on_progress(progress)
-            if time.monotonic() - last_checkpoint >= self.checkpoint_interval:
-                self._checkpoint(shard, start, min(chunk[-1].occurred_at, end, settled))
-                last_checkpoint = time.monotonic()
-            if stop is not None and stop.is_set():
-                return report
+        with ExitStack() as remembering:
+            for engine in self.engines:  # a lane's positions are read once, not every chunk
+                remembering.enter_context(engine.remembering())
+            for chunk in _chunks(shard.read(start, end), self.chunk_size):
+                for engine in self.engines:
+                    report.merge(engine.apply(chunk))
+                progress.advance(len(chunk), chunk[-1].occurred_at)
+                if self.on_progress is not None:
+                    self.on_progress(progress)
+                if time.monotonic() - last_checkpoint >= self.checkpoint_interval:
+                    self._checkpoint(shard, start, min(chunk[-1].occurred_at, end, settled))
+                    last_checkpoint = time.monotonic()
+                if stop is not None and stop.is_set():
+                    return report
         self._checkpoint(shard, start, min(end, settled))
         return report
 
