@@ -328,3 +328,24 @@ def test_the_events_of_a_stream_commit_as_one_write_per_row(
     assert transactions == [2]  # the position and the one folded update of the row
     row = read_models.bound(AccountBalance, local_store).get("acc", consistent_read=True)
     assert row.balance == sum(amounts) and row.version == 61
+
+
+def test_a_batch_keeps_a_running_sum_exact_and_stops_where_38_digits_end() -> None:
+    # The sum is carried as a number between folds and printed once, when the write is sent.
+    batch = FoldedBatch()
+    for write in queued([add("x", a=Decimal("0.1"), b=1)] * 1000, "t"):
+        assert batch.add([(write.identity, write)])
+    (item,) = batch.transact_items()
+    assert item["Update"]["ExpressionAttributeValues"] == {
+        ":0": {"N": "100.0"},
+        ":1": {"N": "1000"},
+    }
+    near = FoldedBatch()
+    first, second, third = queued(
+        [add("x", a=Decimal("9E+36")), add("x", a=Decimal("9E+36")), add("x", a=Decimal("0.5"))],
+        "t",
+    )
+    assert near.add([(first.identity, first)]) and near.add([(second.identity, second)])
+    assert not near.add([(third.identity, third)])  # 1.8E+37 + 0.5 needs 39 digits
+    (item,) = near.transact_items()
+    assert item["Update"]["ExpressionAttributeValues"] == {":0": {"N": "1.8E+37"}}
