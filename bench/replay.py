@@ -10,7 +10,7 @@ measurement does not inherit another's memory):
   DynamoDB position store, of a projector that keeps O(1) state and writes nothing;
 - ``in-memory positions``: the same with positions kept in memory;
 - ``rebuild``: ``CatchUpRunner.rebuild`` of a projector keeping one balance row per account
-  (a declared PynamoDB read model, typed ``add`` updates), as ``projections replay --rebuild``.
+  (a declared PynamoDB read model, typed ``add_to`` updates), as ``projections replay --rebuild``.
 
     python -m bench.replay [--events 10000 100000] [--rounds 3] [--workers 4]
 """
@@ -74,10 +74,7 @@ class Balances(Projector, name="bench-balances"):
 
     @event_handler(Deposited)
     def _deposited(self, event: Deposited, envelope: Envelope) -> None:
-        self.update(
-            BenchBalance(envelope.aggregate_id),
-            actions=[BenchBalance.balance.add(event.amount), BenchBalance.deposits.add(1)],
-        )
+        self.add_to(BenchBalance, envelope.aggregate_id, balance=event.amount, deposits=1)
 
 
 def grow_to(app: Application, events: int, written: int) -> int:

@@ -28,7 +28,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
+from contextlib import contextmanager
 
 import attrs
 import structlog
@@ -53,6 +54,10 @@ from framework.store.positions import (
 from framework.store.records import StoredEvent
 
 log = structlog.get_logger(__name__)
+
+REMEMBERED_POSITIONS = 10_000
+"""Streams whose positions a replay lane remembers between chunks (see ``remembering``): a
+bound, so that memory stays flat however many streams a table holds."""
 
 
 @attrs.define
@@ -99,8 +104,42 @@ class ProjectionEngine:
         # Parallel replay applies several shards with one engine: the projector's handlers
         # and its queue of writes are used by one thread at a time (the requests are not).
         self._handler_lock = threading.Lock()
-        self._local = threading.local()  # per thread: the advances ``apply`` defers
+        self._local = threading.local()  # per thread: deferred advances, remembered positions
         projector.use_table_prefix(store.tables.prefix)
+
+    @contextmanager
+    def remembering(self, limit: int = REMEMBERED_POSITIONS) -> Iterator[None]:
+        """Within the block, ``apply`` on this thread remembers the positions it read and wrote.
+
+        A replay lane applies chunk after chunk of the same streams, and reading every chunk's
+        positions again cost a request per chunk. Within the block a stream's position is read
+        once; after that the engine knows it, because it moved it itself with a conditional
+        write. Should another runner move it meanwhile, the next advance fails its condition and
+        the engine re-reads the position and goes on from there, as for any lost race: the
+        memory saves reads, the conditions keep the guarantees. Parked positions and positions
+        another runner moved are forgotten, so they are read again. At most ``limit`` streams
+        are remembered (the oldest are forgotten first).
+        """
+        previous = getattr(self._local, "known", None)
+        self._local.known = _KnownPositions(limit)
+        try:
+            yield
+        finally:
+            self._local.known = previous
+
+    def _known(self) -> _KnownPositions | None:
+        known: _KnownPositions | None = getattr(self._local, "known", None)
+        return known
+
+    def _remember(self, stream: str, version: int) -> None:
+        known = self._known()
+        if known is not None:
+            known.put(Position(self.name, stream, version))
+
+    def _forget(self, stream: str) -> None:
+        known = self._known()
+        if known is not None:
+            known.forget(stream)
 
     def apply(self, records: Iterable[StoredEvent]) -> ApplyReport:
         """Apply delivered records (any order, duplicates allowed) stream by stream.
@@ -114,7 +153,7 @@ class ProjectionEngine:
             for delivered in group_by_stream(records).values()
             if self.projector.follows(delivered[0].aggregate_type)
         ]
-        positions = self.positions.get_many(self.name, [d[0].stream for d in followed])
+        positions = self._positions([d[0].stream for d in followed])
         deferred: dict[str, _Deferred] = {}
         self._local.deferred = deferred
         try:
@@ -127,6 +166,21 @@ class ProjectionEngine:
             if delivered[0].stream in lost:  # go on from where the other runner got to
                 report.merge(self.apply_stream(delivered))
         return report
+
+    def _positions(self, streams: list[str]) -> dict[str, Position]:
+        """The positions of ``streams``: those remembered, and the others read in one batch."""
+        known = self._known()
+        if known is None:
+            return self.positions.get_many(self.name, streams)
+        found = {stream: position for stream in streams if (position := known.get(stream))}
+        missing = [stream for stream in streams if stream not in found]
+        if missing:
+            read = self.positions.get_many(self.name, missing)
+            for position in read.values():
+                if position.parked is None:
+                    known.put(position)
+            found.update(read)
+        return found
 
     def _deferring(self) -> dict[str, _Deferred] | None:
         deferred: dict[str, _Deferred] | None = getattr(self._local, "deferred", None)
@@ -150,13 +204,17 @@ class ProjectionEngine:
             for stream, move in plain:
                 if stream in lost:
                     report.conflicts += 1
+                    self._forget(stream)
                     log.info("projection.position_conflict", projector=self.name, stream=stream)
                 else:
                     report.applied += move.events
+                    self._remember(stream, move.version)
         for group in _pack([(stream, move) for stream, move in deferred.items() if move.writes]):
             advances = [StreamAdvance(s, m.expected, m.version, m.writes) for s, m in group]
             if len(group) > 1 and self.positions.advance_together(self.name, advances):
                 report.applied += sum(move.events for _, move in group)
+                for stream, move in group:
+                    self._remember(stream, move.version)
                 continue
             for stream, move in group:
                 if self._commit(stream, move, report)[1]:
@@ -328,11 +386,13 @@ class ProjectionEngine:
             self.positions.advance(self.name, stream, move.expected, move.version, move.writes)
         except PositionConflict:
             report.conflicts += 1
+            self._forget(stream)
             log.info("projection.position_conflict", projector=self.name, stream=stream)
             return move.expected, True
         except ProjectionWriteError as refused:
             return self._find_refused(stream, move, refused, report)
         report.applied += move.events
+        self._remember(stream, move.version)
         return move.version, False
 
     def _find_refused(
@@ -345,8 +405,10 @@ class ProjectionEngine:
                 self.positions.advance(self.name, stream, move.expected, move.before)
             except PositionConflict:
                 report.conflicts += 1
+                self._forget(stream)
                 return committed, True
             report.applied += move.carried
+            self._remember(stream, move.before)
             committed = move.before
         if len(move.batch) == 1:
             record = move.batch[0][0]
@@ -410,6 +472,7 @@ class ProjectionEngine:
     ) -> None:
         if not self._settle_stream(stream, report):
             return
+        self._forget(stream)  # parked, or moved by another runner: read it again next time
         parked = ParkedEvent(
             version=record.version,
             error=reason,
@@ -458,6 +521,26 @@ class _Deferred:
     def events(self) -> int:
         """How many events the advance applies."""
         return self.carried + len(self.batch)
+
+
+class _KnownPositions:
+    """Positions a replay lane read or wrote itself, at most ``limit`` of them (oldest out)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._positions: dict[str, Position] = {}
+
+    def get(self, stream: str) -> Position | None:
+        return self._positions.get(stream)
+
+    def put(self, position: Position) -> None:
+        self._positions.pop(position.stream, None)
+        self._positions[position.stream] = position
+        if len(self._positions) > self.limit:
+            del self._positions[next(iter(self._positions))]
+
+    def forget(self, stream: str) -> None:
+        self._positions.pop(stream, None)
 
 
 def _pack(moves: list[tuple[str, _Deferred]]) -> list[list[tuple[str, _Deferred]]]:

@@ -34,6 +34,7 @@ from pynamodb.expressions.operand import Path, Value
 from pynamodb.expressions.update import Action, AddAction, RemoveAction, SetAction, Update
 from pynamodb.models import Model
 
+from framework.errors import DefinitionError
 from framework.store.positions import TransactItem
 
 WriteKind = Literal["Put", "Update", "Delete"]
@@ -54,20 +55,41 @@ class FieldChange:
     """What an update does to one top-level attribute: set, add (a number) or remove.
 
     Kept plain, not as PynamoDB actions, so that folding the events of a stream builds no
-    expression objects; the actions are built once, when the write is sent.
+    expression objects; the actions are built once, when the write is sent. A number folded
+    from several writes is kept as a ``Decimal`` (``number``) and serialized once, when the
+    write is sent, not parsed and printed again at every fold.
     """
 
     kind: Literal["set", "add", "remove"]
     path: Path
     value: AttributeValue | None = None
+    number: decimal.Decimal | None = None
+
+    def serialized(self) -> AttributeValue | None:
+        """The value as DynamoDB receives it (``{"N": "12"}``); ``None`` for a removal."""
+        if self.number is not None:
+            return {"N": str(self.number)}
+        return self.value
+
+    def as_number(self) -> decimal.Decimal | None:
+        """The value as a number, or ``None`` when it is not one (or there is none)."""
+        if self.number is not None:
+            return self.number
+        if self.value is None or "N" not in self.value:
+            return None
+        try:
+            return decimal.Decimal(self.value["N"])
+        except (decimal.DecimalException, ValueError):
+            return None
 
     def action(self) -> Action:
         """The PynamoDB action that makes this change."""
         if self.kind == "remove":
             return RemoveAction(self.path)
-        assert self.value is not None
+        value = self.serialized()
+        assert value is not None
         make = SetAction if self.kind == "set" else AddAction
-        return make(self.path, Value(dict(self.value)))
+        return make(self.path, Value(dict(value)))
 
 
 @attrs.frozen(slots=False)  # a dict, for the cached identity
@@ -114,13 +136,72 @@ def key_names(model: type[Model]) -> tuple[str, ...]:
     return (*hash_keys, *(a.attr_name for a in attributes if a.is_range_key))
 
 
+@functools.cache
+def _key_attributes(model: type[Model]) -> tuple[tuple[str, Any], ...]:
+    """(Python name, attribute) of ``model``'s key attributes, hash key first; a model's schema
+    is fixed, so it is looked up once."""
+    keys = [
+        (name, attribute)
+        for name, attribute in model.get_attributes().items()
+        if attribute.is_hash_key or attribute.is_range_key
+    ]
+    return tuple(sorted(keys, key=lambda entry: not entry[1].is_hash_key))
+
+
+@functools.cache
+def _number_fields(model: type[Model]) -> dict[str, tuple[Path, Any]]:
+    """``model``'s number attributes that are not keys: Python name to (path, attribute)."""
+    return {
+        name: (Path(attribute), attribute)
+        for name, attribute in model.get_attributes().items()
+        if attribute.attr_type == "N" and not (attribute.is_hash_key or attribute.is_range_key)
+    }
+
+
+def model_key(model: type[Model], key: Any) -> dict[str, AttributeValue]:
+    """The serialized key of ``model``'s row keyed by ``key``: the hash key's value, or a
+    (hash, range) tuple for a model with a range key."""
+    attributes = _key_attributes(model)
+    values = key if len(attributes) > 1 else (key,)
+    if not isinstance(values, tuple) or len(values) != len(attributes):
+        names = ", ".join(name for name, _ in attributes)
+        raise ValueError(f"{model.__name__} is keyed by ({names}): got {key!r}")
+    serialized: dict[str, AttributeValue] = {}
+    for (name, attribute), value in zip(attributes, values, strict=True):
+        if value is None:
+            raise ValueError(f"{model.__name__}.{name} is part of the key and is not set")
+        serialized[attribute.attr_name] = {attribute.attr_type: attribute.serialize(value)}
+    return serialized
+
+
+def added_write(table: str, model: type[Model], key: Any, amounts: Mapping[str, Any]) -> RowWrite:
+    """An unconditional ``Update`` adding ``amounts`` to number attributes of a row.
+
+    The same write as ``update(Row(key), actions=[Row.a.add(x), ...])``, built without a model
+    instance or PynamoDB actions: the attributes' paths are looked up once per model and each
+    amount is serialized by its attribute, as PynamoDB would. In a replay of a row updated by
+    every event, building those objects was most of the handler's time.
+    """
+    if not amounts:
+        raise ValueError(f"nothing to add to {model.__name__}")
+    fields = _number_fields(model)
+    changes: dict[str, FieldChange] = {}
+    for name, amount in amounts.items():
+        field = fields.get(name)
+        if field is None:
+            raise DefinitionError(
+                f"{model.__name__}.{name} is not a number attribute (nor a key): add_to adds "
+                "to number attributes; use update() with PynamoDB actions for anything else"
+            )
+        path, attribute = field
+        changes[attribute.attr_name] = FieldChange("add", path, {"N": attribute.serialize(amount)})
+    return RowWrite("Update", table, model_key(model, key), None, actions=changes)
+
+
 def row_key(row: Model) -> dict[str, AttributeValue]:
     """The serialized key of ``row`` (``{"pk": {"S": "acc-1"}}``), as PynamoDB would send it."""
-    attributes = type(row).get_attributes()
     key: dict[str, AttributeValue] = {}
-    for name, attribute in attributes.items():
-        if not (attribute.is_hash_key or attribute.is_range_key):
-            continue
+    for name, attribute in _key_attributes(type(row)):
         value = getattr(row, name)
         if value is None:
             raise ValueError(f"{type(row).__name__}.{name} is part of the key and is not set")
@@ -204,7 +285,14 @@ def _foldable_actions(
 
 def fold(earlier: RowWrite, later: RowWrite) -> RowWrite | None:
     """One write with the effect of ``earlier`` then ``later`` on their row, or ``None``."""
-    if not (earlier.foldable and later.foldable) or earlier.identity != later.identity:
+    if earlier.identity != later.identity:
+        return None
+    return _fold_row(earlier, later)
+
+
+def _fold_row(earlier: RowWrite, later: RowWrite) -> RowWrite | None:
+    """``fold`` of two writes known to be of one row."""
+    if not (earlier.foldable and later.foldable):
         return None
     if later.kind in ("Put", "Delete"):
         return later  # replaces or removes the row whatever was written before
@@ -224,15 +312,16 @@ def _apply_to_item(put: RowWrite, changes: Mapping[str, FieldChange]) -> RowWrit
         if change.kind == "remove":
             item.pop(name, None)
             continue
-        assert change.value is not None
+        value = change.serialized()
+        assert value is not None
         current = item.get(name)
         if change.kind == "set" or current is None:
-            item[name] = change.value
+            item[name] = value
         elif "N" in current:
-            total = _add(current, change.value)
+            total = _add(FieldChange("set", change.path, current), change)
             if total is None:
                 return None
-            item[name] = total
+            item[name] = {"N": str(total)}
         else:
             return None  # ADD to a non-number: DynamoDB refuses it, let it say so
     assert put.request is not None  # a put's request is built when it is queued
@@ -250,16 +339,16 @@ def _merge_updates(
             merged[name] = change
             continue
         # A later ADD of a number onto what the earlier update did to the attribute.
-        assert change.value is not None
         if previous.kind == "remove":
-            merged[name] = FieldChange("set", change.path, change.value)
+            merged[name] = FieldChange("set", change.path, change.value, change.number)
             continue
-        assert previous.value is not None
-        total = _add(previous.value, change.value)
+        total = _add(previous, change)
         if total is None:
             return None
-        merged[name] = FieldChange(previous.kind, change.path, total)
-    return attrs.evolve(earlier, actions=merged, request=None)
+        merged[name] = FieldChange(previous.kind, change.path, None, total)
+    folded = RowWrite(earlier.kind, earlier.table, earlier.key, None, earlier.item, merged)
+    folded.__dict__["identity"] = earlier.identity  # the same row: not worked out again
+    return folded
 
 
 def _update_request(earlier: RowWrite, changes: Mapping[str, FieldChange]) -> dict[str, Any]:
@@ -278,15 +367,15 @@ def _update_request(earlier: RowWrite, changes: Mapping[str, FieldChange]) -> di
     return request
 
 
-def _add(left: AttributeValue, right: AttributeValue) -> AttributeValue | None:
+def _add(left: FieldChange, right: FieldChange) -> decimal.Decimal | None:
     """The sum of two number values, or ``None`` when either is not one or it is not exact."""
-    if "N" not in left or "N" not in right:
+    first, second = left.as_number(), right.as_number()
+    if first is None or second is None:
         return None
     try:
-        total = _DYNAMODB_NUMBERS.add(decimal.Decimal(left["N"]), decimal.Decimal(right["N"]))
-    except (decimal.DecimalException, ValueError):
+        return _DYNAMODB_NUMBERS.add(first, second)
+    except decimal.DecimalException:
         return None
-    return {"N": str(total)}
 
 
 class FoldedBatch:
@@ -340,6 +429,7 @@ class FoldedBatch:
 
 
 def _fold_any(earlier: QueuedWrite, later: QueuedWrite) -> RowWrite | None:
+    """Fold two writes the batch found under one row identity."""
     if isinstance(earlier, RowWrite) and isinstance(later, RowWrite):
-        return fold(earlier, later)
+        return _fold_row(earlier, later)
     return None

@@ -31,6 +31,7 @@ from framework.encryption import KeyRing
 from framework.errors import DefinitionError
 from framework.projections.folding import (
     QueuedWrite,
+    added_write,
     delete_write,
     key_names,
     put_write,
@@ -192,6 +193,22 @@ class Projector:
         self._queued.append(
             update_write(self._table(request), request["Key"], request, list(actions))
         )
+
+    def add_to(self, model: type[Model], key: Any, **amounts: Any) -> None:
+        """Queue an ``Update`` adding ``amounts`` to number attributes of ``model``'s row ``key``.
+
+        ``self.add_to(Balance, "acc-1", amount=x, deposits=1)`` is the write of
+        ``self.update(Balance("acc-1"), actions=[Balance.amount.add(x), Balance.deposits.add(1)])``
+        (``key`` is a (hash, range) tuple for a model with a range key), built without a model
+        instance or PynamoDB actions: for a row that every event of a stream updates, that
+        construction was most of a rebuild's handler time. It folds like any update.
+        """
+        if not issubclass(model, self.read_models):
+            raise DefinitionError(
+                f"{type(self).__name__} writes {model.__name__}, which is not among its "
+                "read_models: declare it, so that its table is created, cleared and deleted"
+            )
+        self._queued.append(added_write(self._table_of(model), model, key, amounts))
 
     def delete(self, row: Model, condition: Condition | None = None) -> None:
         """Queue a ``Delete`` of the row keyed like ``row``."""

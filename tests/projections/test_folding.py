@@ -17,6 +17,7 @@ from pynamodb.models import Model
 
 from example_app.read_models import AccountBalance, DecimalAttribute
 from framework import Application, DynamoDBEventStore, Projector, event_handler
+from framework.errors import DefinitionError
 from framework.projections import CatchUpRunner, Envelope, read_models
 from framework.projections.folding import FoldedBatch, QueuedWrite, RowWrite, fold, row_key
 from framework.store import DynamoDBPositionStore
@@ -55,6 +56,10 @@ def add(row_id: str, **amounts: Any) -> Write:
     return lambda p: p.update(
         Row(row_id), actions=[getattr(Row, name).add(v) for name, v in amounts.items()]
     )
+
+
+def add_to(row_id: str, **amounts: Any) -> Write:
+    return lambda p: p.add_to(Row, row_id, **amounts)
 
 
 def set_(row_id: str, **values: Any) -> Write:
@@ -259,6 +264,7 @@ writes = st.one_of(
     st.builds(lambda r, a: put(r, a=a), st.sampled_from("xy"), amounts),
     st.builds(lambda r, c: put(r, c=c), st.sampled_from("xy"), st.text("ab", max_size=3)),
     st.builds(lambda r, a: add(r, a=a), st.sampled_from("xy"), amounts),
+    st.builds(lambda r, a, b: add_to(r, a=a, b=b), st.sampled_from("xy"), amounts, st.integers()),
     st.builds(lambda r, b: add(r, b=b), st.sampled_from("xy"), st.integers(-5, 5)),
     st.builds(lambda r, a, b: add(r, a=a, b=b), st.sampled_from("xy"), amounts, st.integers()),
     st.builds(lambda r, a: set_(r, a=a), st.sampled_from("xy"), amounts),
@@ -328,3 +334,65 @@ def test_the_events_of_a_stream_commit_as_one_write_per_row(
     assert transactions == [2]  # the position and the one folded update of the row
     row = read_models.bound(AccountBalance, local_store).get("acc", consistent_read=True)
     assert row.balance == sum(amounts) and row.version == 61
+
+
+def test_a_batch_keeps_a_running_sum_exact_and_stops_where_38_digits_end() -> None:
+    # The sum is carried as a number between folds and printed once, when the write is sent.
+    batch = FoldedBatch()
+    for write in queued([add("x", a=Decimal("0.1"), b=1)] * 1000, "t"):
+        assert batch.add([(write.identity, write)])
+    (item,) = batch.transact_items()
+    assert item["Update"]["ExpressionAttributeValues"] == {
+        ":0": {"N": "100.0"},
+        ":1": {"N": "1000"},
+    }
+    near = FoldedBatch()
+    first, second, third = queued(
+        [add("x", a=Decimal("9E+36")), add("x", a=Decimal("9E+36")), add("x", a=Decimal("0.5"))],
+        "t",
+    )
+    assert near.add([(first.identity, first)]) and near.add([(second.identity, second)])
+    assert not near.add([(third.identity, third)])  # 1.8E+37 + 0.5 needs 39 digits
+    (item,) = near.transact_items()
+    assert item["Update"]["ExpressionAttributeValues"] == {":0": {"N": "1.8E+37"}}
+
+
+@pytest.mark.parametrize(
+    ("writer", "row", "key", "amounts"),
+    [
+        (Writer, Row("x"), "x", {"a": Decimal("2.5"), "b": 3}),
+        (LedgerWriter, Ledger("acc#2", -3), ("acc#2", -3), {"amount": Decimal("-0.25")}),
+    ],
+)
+def test_add_to_is_the_write_of_update_with_add_actions(
+    writer: type[Projector], row: Model, key: Any, amounts: dict[str, Any]
+) -> None:
+    model = type(row)
+    actions: list[Action] = [getattr(model, name).add(v) for name, v in amounts.items()]
+    built = row.get_update_kwargs_from_instance(actions=actions, add_version_condition=False)
+    projector = writer()
+    projector.add_to(model, key, **amounts)
+    projector.update(row, actions=actions)
+    added, updated = projector.take_queued()
+    assert isinstance(added, RowWrite) and isinstance(updated, RowWrite)
+    assert added.identity == updated.identity  # the same row: they fold together
+    sent = added.transact_item()["Update"]
+    assert sent == updated.transact_item()["Update"]
+    for name in ("Key", "UpdateExpression", "ExpressionAttributeNames"):
+        assert sent[name] == built[name]
+    assert sent["ExpressionAttributeValues"] == built["ExpressionAttributeValues"]
+
+
+def test_add_to_refuses_what_is_not_a_declared_number_attribute() -> None:
+    projector = Writer()
+    with pytest.raises(DefinitionError, match="not among its read_models"):
+        projector.add_to(Ledger, ("acc", 1), amount=1)
+    with pytest.raises(DefinitionError, match=r"Row\.c is not a number attribute"):
+        projector.add_to(Row, "x", c=1)
+    with pytest.raises(DefinitionError, match=r"Row\.row_id is not a number attribute"):
+        projector.add_to(Row, "x", row_id=1)
+    with pytest.raises(ValueError, match=r"keyed by \(account_id, entry\)"):
+        LedgerWriter().add_to(Ledger, "acc", amount=1)
+    with pytest.raises(ValueError, match="nothing to add"):
+        projector.add_to(Row, "x")
+    assert projector.take_queued() == []

@@ -16,6 +16,7 @@ from framework.projections import CatchUpRunner, Envelope
 from framework.projections.catch_up import ReplayProgress, _RichProgress
 from framework.store import DynamoDBPositionStore, InMemoryPositionStore
 from framework.store.keys import FEED_SHARDS, feed_checkpoint_key, feed_lane_checkpoint_key
+from framework.store.positions import ParkedEvent
 from framework.testing.bank import Account, Deposited, DepositMany, OpenAccount
 from tests.support.request_counter import RequestCounter
 
@@ -249,3 +250,50 @@ def test_the_feed_clients_items_are_botocores_to_the_byte(
     assert (
         fast["Count"] == parsed["Count"] and fast["LastEvaluatedKey"] == parsed["LastEvaluatedKey"]
     )
+
+
+def test_a_lane_reads_each_streams_position_once_not_every_chunk(
+    local_store: DynamoDBEventStore, history: int
+) -> None:
+    requests = RequestCounter(local_store.client)
+    positions = DynamoDBPositionStore(local_store)
+    report = runner(local_store, positions, Ordered(), workers=1).run(until=later())
+    assert report.applied == history
+    # history // 7 chunks; a stream's position is read in the first chunk it appears in, and
+    # each lane reads its hour markers once.
+    assert requests.counts["BatchGetItem"] <= len(ACCOUNTS) + FEED_SHARDS
+    again = runner(local_store, positions, Ordered(), workers=1).run(
+        since=dt.datetime.now(dt.UTC) - dt.timedelta(days=1), until=later()
+    )
+    assert (again.applied, again.skipped) == (0, history)  # what it remembered was true
+
+
+def test_a_remembered_position_another_runner_moved_is_read_again(
+    local_store: DynamoDBEventStore, history: int
+) -> None:
+    positions = DynamoDBPositionStore(local_store)
+    projector = Ordered()
+    (engine,) = runner(local_store, positions, projector, workers=1).engines
+    records = local_store.load_events("Account", "acc-3")
+    with engine.remembering():
+        assert engine.apply(records[:10]).applied == 10
+        # Another runner (a poller) moves the position the engine remembers as 10.
+        DynamoDBPositionStore(local_store).advance("ordered", "Account#acc-3", 10, 20)
+        report = engine.apply(records[10:])
+    assert report.conflicts == 1
+    assert report.applied == PER_ACCOUNT + 1 - 20  # from the rival's position on, once each
+    assert positions.get("ordered", "Account#acc-3").version == PER_ACCOUNT + 1
+    assert projector.versions["acc-3"][-(PER_ACCOUNT + 1 - 20) :] == list(range(21, 32))
+
+
+def test_a_parked_position_is_not_remembered(local_store: DynamoDBEventStore, history: int) -> None:
+    positions = DynamoDBPositionStore(local_store)
+    (engine,) = runner(local_store, positions, Ordered(), workers=1).engines
+    records = local_store.load_events("Account", "acc-4")
+    parked = ParkedEvent(version=6, error="refused", attempts=1, parked_at=later())
+    with engine.remembering():
+        assert engine.apply(records[:5]).applied == 5
+        positions.park("ordered", "Account#acc-4", 5, parked)
+        assert engine.apply(records[5:10]).held == 5  # the park is seen, not the memory
+        positions.release("ordered", "Account#acc-4", skip=False)
+        assert engine.apply(records[5:]).applied == PER_ACCOUNT + 1 - 5  # released: read again
