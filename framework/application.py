@@ -47,7 +47,7 @@ from framework.errors import (
     UnknownCommand,
 )
 from framework.logs import withhold
-from framework.repository import Repository
+from framework.repository import ReloadPoint, Repository
 from framework.results import CommandResult
 from framework.serialization import EventRegistry, SnapshotStateError
 from framework.snapshots import EveryNEvents, NoSnapshots, SnapshotPolicy
@@ -255,8 +255,9 @@ class Application:
         )
         started = time.perf_counter()
         attempt = 1
+        reload_points: dict[tuple[type[Aggregate], str], ReloadPoint] = {}
         while True:
-            uow = self.unit_of_work(command)
+            uow = self.unit_of_work(command, reload_points=reload_points)
             try:
                 route.run(uow, command)
                 result = uow.commit()
@@ -269,12 +270,15 @@ class Application:
             except _REFUSALS as error:
                 return self._refused(command, error, bound, attempt, started)
             except _RETRYABLE as error:
-                uow.forget_cached()
                 if attempt >= self.max_attempts:
+                    uow.forget_cached()
                     bound.warning(
                         "command.gave_up", attempts=attempt, error_type=type(error).__name__
                     )
                     raise
+                # The next attempt rebuilds each aggregate as this one loaded it (never the
+                # objects this attempt's handler changed) and reads only the newer events.
+                reload_points = uow.reload_points()
                 delay = self.backoff.delay(attempt)
                 bound.info(
                     "command.retrying",
@@ -348,8 +352,17 @@ class Application:
             CommandResult.from_stored(command.command_id, processed.result), attempts=attempt
         )
 
-    def unit_of_work(self, command: Command) -> UnitOfWork:
-        """A fresh unit of work for ``command`` on this application's store and policies."""
+    def unit_of_work(
+        self,
+        command: Command,
+        *,
+        reload_points: Mapping[tuple[type[Aggregate], str], ReloadPoint] | None = None,
+    ) -> UnitOfWork:
+        """A fresh unit of work for ``command`` on this application's store and policies.
+
+        ``reload_points`` come from an earlier attempt of the same command that lost a race
+        (``UnitOfWork.reload_points``): its aggregates are then reloaded incrementally.
+        """
         return UnitOfWork(
             self.store,
             self.registry,
@@ -357,6 +370,7 @@ class Application:
             snapshot_policies=self.snapshot_policies,
             cache=self.cache,
             repository=self.repository,
+            reload_points=reload_points,
         )
 
     # -- queries -----------------------------------------------------------------------------
