@@ -252,5 +252,5 @@ def test_the_backoff_is_full_jitter_over_the_capped_exponential() -> None:
 
 def test_the_default_retry_policy() -> None:
     app = Application(store=SpyStore(), aggregates=[Account])
-    assert app.max_attempts == 8
-    assert app.backoff == Backoff(base=0.01, cap=0.5)
+    assert app.max_attempts == 40
+    assert app.backoff == Backoff(base=0.01, cap=0.25)
