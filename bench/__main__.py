@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import commands, import_time, inmemory, replay
+from bench import commands, contention, import_time, inmemory, replay
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,11 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.quick:
         commands.main(["--rounds", "1", "--commands", "40"])
         inmemory.main(["--rounds", "1", "--accounts", "20"])
+        contention.main(["--rounds", "1", "--processes", "2", "--deposits", "20"])
         replay.main(["--events", "2000", "4000", "--rounds", "1"])
         import_time.main(["--runs", "2"])
     else:
         commands.main([])
         inmemory.main([])
+        contention.main([])
         replay.main(["--events", "10000", "100000"])
         import_time.main([])
     return 0

@@ -47,7 +47,7 @@ from framework.errors import (
     UnknownCommand,
 )
 from framework.logs import withhold
-from framework.repository import Repository
+from framework.repository import ReloadPoint, Repository
 from framework.results import CommandResult
 from framework.serialization import EventRegistry, SnapshotStateError
 from framework.snapshots import EveryNEvents, NoSnapshots, SnapshotPolicy
@@ -101,10 +101,18 @@ def _check_snapshottable(aggregate_class: type[Aggregate]) -> None:
 
 @attrs.frozen
 class Backoff:
-    """Full-jitter exponential backoff between attempts: ``uniform(0, min(cap, base * 2**n))``."""
+    """Full-jitter exponential backoff between attempts: ``uniform(0, min(cap, base * 2**n))``.
+
+    Full jitter (anywhere from no wait to the bound) spreads competing retries the most. With the
+    application's default of 40 attempts, a command under relentless contention waits about
+    4.4 s in all (at most 8.8 s) before giving up: under contention a process that just
+    committed keeps its aggregate cached and commits again with one request, while a loser needs
+    a read and a commit, so a loser may need many cheap attempts before a gap opens (see
+    docs/benchmarks.md, "Contention on one aggregate").
+    """
 
     base: float = 0.01
-    cap: float = 0.5
+    cap: float = 0.25
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -163,7 +171,7 @@ class Application:
         handlers: Iterable[FunctionHandler] = (),
         snapshots: Mapping[type[Aggregate], SnapshotPolicy] | None = None,
         event_types: Iterable[type[Event]] = (),
-        max_attempts: int = 8,
+        max_attempts: int = 40,
         backoff: Backoff | None = None,
         cache: AggregateCache | None = None,
         keys: KeyRing | None = None,
@@ -255,8 +263,9 @@ class Application:
         )
         started = time.perf_counter()
         attempt = 1
+        reload_points: dict[tuple[type[Aggregate], str], ReloadPoint] = {}
         while True:
-            uow = self.unit_of_work(command)
+            uow = self.unit_of_work(command, reload_points=reload_points)
             try:
                 route.run(uow, command)
                 result = uow.commit()
@@ -269,12 +278,15 @@ class Application:
             except _REFUSALS as error:
                 return self._refused(command, error, bound, attempt, started)
             except _RETRYABLE as error:
-                uow.forget_cached()
                 if attempt >= self.max_attempts:
+                    uow.forget_cached()
                     bound.warning(
                         "command.gave_up", attempts=attempt, error_type=type(error).__name__
                     )
                     raise
+                # The next attempt rebuilds each aggregate as this one loaded it (never the
+                # objects this attempt's handler changed) and reads only the newer events.
+                reload_points = uow.reload_points()
                 delay = self.backoff.delay(attempt)
                 bound.info(
                     "command.retrying",
@@ -348,8 +360,17 @@ class Application:
             CommandResult.from_stored(command.command_id, processed.result), attempts=attempt
         )
 
-    def unit_of_work(self, command: Command) -> UnitOfWork:
-        """A fresh unit of work for ``command`` on this application's store and policies."""
+    def unit_of_work(
+        self,
+        command: Command,
+        *,
+        reload_points: Mapping[tuple[type[Aggregate], str], ReloadPoint] | None = None,
+    ) -> UnitOfWork:
+        """A fresh unit of work for ``command`` on this application's store and policies.
+
+        ``reload_points`` come from an earlier attempt of the same command that lost a race
+        (``UnitOfWork.reload_points``): its aggregates are then reloaded incrementally.
+        """
         return UnitOfWork(
             self.store,
             self.registry,
@@ -357,6 +378,7 @@ class Application:
             snapshot_policies=self.snapshot_policies,
             cache=self.cache,
             repository=self.repository,
+            reload_points=reload_points,
         )
 
     # -- queries -----------------------------------------------------------------------------

@@ -5,9 +5,11 @@ before the ``TransactWriteItems``. With it, an aggregate this process committed 
 from memory and only the commit is sent. That is safe because the commit is conditional on the
 version every aggregate of the command had when loaded, the ones it changes (their version
 condition) and the ones it only read (a ``ConditionCheck`` in the same transaction): if another
-process changed any of them meanwhile, the commit fails with ``ConcurrencyError``, the command's
-entries are dropped, and the command is retried on a fresh load. The cost of a stale entry is one
-refused request; no decision is ever committed on a stale copy.
+process changed any of them meanwhile, the commit fails with ``ConcurrencyError`` and the command
+is retried on fresh state. The stale entry is not dropped: it is a committed state, so the retry
+reads only the events after it and caches the result (see ``Repository.load``); only a command
+that gives up drops its entries. The cost of a stale entry is one refused request and one short
+read; no decision is ever committed on a stale copy.
 
 Entries are copied in and out, so a command that fails half-way cannot leave a half-changed
 aggregate in the cache.
@@ -55,10 +57,28 @@ class AggregateCache:
         kept = copy.deepcopy(aggregate)
         key = (type(aggregate), aggregate.id)
         with self._lock:
-            self._entries[key] = kept
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._store(key, kept)
+
+    def _store(self, key: tuple[type[Aggregate], str], kept: Aggregate) -> None:
+        """Insert under the lock, most recent last, and drop the least recent beyond the bound."""
+        self._entries[key] = kept
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def put_if_newer(self, aggregate: Aggregate) -> None:
+        """Remember ``aggregate`` (a copy) unless the cache already holds it at a newer version.
+
+        For states read back from the store (a retry's reload): another thread of this process
+        may have committed, and cached, a later version meanwhile; that one is kept.
+        """
+        kept = copy.deepcopy(aggregate)
+        key = (type(aggregate), aggregate.id)
+        with self._lock:
+            held = self._entries.get(key)
+            if held is not None and held.version >= kept.version:
+                return
+            self._store(key, kept)
 
     def invalidate(self, aggregate_class: type[Aggregate], aggregate_id: str) -> None:
         """Forget one aggregate (its cached version proved stale)."""

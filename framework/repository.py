@@ -5,13 +5,19 @@ in-process cache when one is configured, else the latest snapshot (when the clas
 snapshots) and the events after it. A snapshot written for another shape of the class, or one
 that fails to decode, is ignored and the stream replayed from its start: a mismatched state is
 never applied.
+
+A retry after a lost race reads only what it misses: each load returns a ``ReloadPoint`` (what the
+state was built from), and the next attempt rebuilds that state without reading it again and reads
+the events committed after it. Under contention on one aggregate this keeps each retry to one
+short ``Query``, which narrows the window in which another commit can beat it again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
+import attrs
 import structlog
 
 from framework.cache import AggregateCache
@@ -22,11 +28,28 @@ from framework.serialization import EventRegistry, decode_state, state_schema
 from framework.snapshots import NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.keys import stream_key
-from framework.store.records import Snapshot
+from framework.store.records import Snapshot, StoredEvent
 
 A = TypeVar("A", bound=Aggregate)
 
 log = structlog.get_logger(__name__)
+
+
+@attrs.frozen
+class ReloadPoint:
+    """What one load of an aggregate was built from, so that a retry can rebuild it unread.
+
+    ``version`` is the version the aggregate was loaded at. ``cached`` says it came from the
+    aggregate cache (whose entries are committed states, never a refused attempt's); otherwise
+    ``snapshot`` and ``records`` are the stored snapshot (or ``None``) and the stored events
+    after it that were read: immutable records, decoded again on a rebuild, so that nothing the
+    failed attempt's handlers did to the objects they were given can leak into the next one.
+    """
+
+    version: int
+    cached: bool = False
+    snapshot: Snapshot | None = None
+    records: tuple[StoredEvent, ...] = ()
 
 
 class Repository:
@@ -45,17 +68,32 @@ class Repository:
         self.cache = cache
         self._policies = snapshot_policies or {}
 
-    def load(self, aggregate_class: type[A], aggregate_id: str) -> A | None:
-        """The aggregate (the cached copy when there is one), or ``None`` for an empty stream.
+    def load(
+        self,
+        aggregate_class: type[A],
+        aggregate_id: str,
+        *,
+        since: ReloadPoint | None = None,
+    ) -> tuple[A | None, ReloadPoint]:
+        """The aggregate (``None`` for an empty stream) and what it was built from.
 
-        A cached copy may be stale: the unit of work checks every aggregate it loaded against
-        its stored version when it commits, so a decision on stale state never commits.
+        Without ``since``: the cached copy when there is one, else the snapshot and the events
+        after it. A cached copy may be stale: the unit of work checks every aggregate it loaded
+        against its stored version when it commits, so a decision on stale state never commits.
+
+        ``since`` is the ``ReloadPoint`` of an earlier attempt of the same command that lost a
+        race: the state it was loaded at is rebuilt without reading it again (from the cache's
+        committed copy, or from the snapshot and events that attempt read, decoded afresh) and
+        only the events after it are read. The failed attempt's own aggregate object is never
+        reused: its handler applied the refused events to it.
         """
+        if since is not None:
+            return self._reload(aggregate_class, aggregate_id, since)
         if self.cache is not None:
             cached = self.cache.get(aggregate_class, aggregate_id)
             if cached is not None:
-                return cached
-        return self.load_stored(aggregate_class, aggregate_id)
+                return cached, ReloadPoint(cached.version, cached=True)
+        return self._load_stored(aggregate_class, aggregate_id)
 
     def exists(self, aggregate_class: type[Aggregate], aggregate_id: str) -> bool:
         """True when the aggregate is cached or its stream holds events."""
@@ -65,19 +103,68 @@ class Repository:
 
     def load_stored(self, aggregate_class: type[A], aggregate_id: str) -> A | None:
         """The aggregate as stored (snapshot, then events after it), bypassing the cache."""
+        return self._load_stored(aggregate_class, aggregate_id)[0]
+
+    def _load_stored(
+        self, aggregate_class: type[A], aggregate_id: str
+    ) -> tuple[A | None, ReloadPoint]:
         aggregate_type = aggregate_class.aggregate_type()
         aggregate: A | None = None
+        snapshot: Snapshot | None = None
         if self.keeps_snapshots(aggregate_class):
             snapshot = self.store.load_snapshot(aggregate_type, aggregate_id)
             if snapshot is not None:
                 aggregate = _restore(aggregate_class, snapshot, self.registry.keys)
+                if aggregate is None:
+                    snapshot = None  # ignored: the stream is replayed from its start
         start = aggregate.version if aggregate is not None else 0
         records = self.store.load_events(aggregate_type, aggregate_id, start)
         if aggregate is None:
-            if not records:
-                return None
+            aggregate = aggregate_class(aggregate_id) if records else None
+        if aggregate is not None:
+            self._apply(aggregate, records)
+        version = 0 if aggregate is None else aggregate.version
+        return aggregate, ReloadPoint(version, snapshot=snapshot, records=tuple(records))
+
+    def _reload(
+        self, aggregate_class: type[A], aggregate_id: str, since: ReloadPoint
+    ) -> tuple[A | None, ReloadPoint]:
+        """The state ``since`` held, rebuilt, plus the events committed after it."""
+        aggregate: A | None = None
+        if since.cached:
+            if self.cache is not None:
+                aggregate = self.cache.get(aggregate_class, aggregate_id)
+            if aggregate is None:  # evicted meanwhile: nothing to rebuild from
+                return self._load_stored(aggregate_class, aggregate_id)
+        elif since.snapshot is not None:
+            aggregate = _restore(aggregate_class, since.snapshot, self.registry.keys)
+            if aggregate is None:
+                return self._load_stored(aggregate_class, aggregate_id)
+        if aggregate is None and since.records:
             aggregate = aggregate_class(aggregate_id)
-        stream = stream_key(aggregate_type, aggregate_id)
+        if aggregate is not None and not since.cached:
+            self._apply(aggregate, since.records)
+        start = 0 if aggregate is None else aggregate.version
+        records = self.store.load_events(aggregate_class.aggregate_type(), aggregate_id, start)
+        if aggregate is None:
+            aggregate = aggregate_class(aggregate_id) if records else None
+        if aggregate is not None:
+            self._apply(aggregate, records)
+        if aggregate is None:
+            return None, ReloadPoint(0)
+        if since.cached:
+            # The cache keeps the pristine committed state for the next attempt; the returned
+            # object is the command's own, which its handler may change.
+            assert self.cache is not None
+            self.cache.put_if_newer(aggregate)
+            return aggregate, ReloadPoint(aggregate.version, cached=True)
+        return aggregate, ReloadPoint(
+            aggregate.version, snapshot=since.snapshot, records=since.records + tuple(records)
+        )
+
+    def _apply(self, aggregate: Aggregate, records: Iterable[StoredEvent]) -> None:
+        """Decode ``records`` and apply them in order, refusing a gap in the stream."""
+        stream = stream_key(aggregate.aggregate_type(), aggregate.id)
         for record in records:
             if record.version != aggregate.version + 1:
                 raise CorruptEvent(
@@ -94,7 +181,6 @@ class Repository:
                     version=record.version,
                 )
             )
-        return aggregate
 
     def keeps_snapshots(self, aggregate_class: type[Aggregate]) -> bool:
         """True when ``aggregate_class`` has a snapshot policy other than ``NoSnapshots``."""

@@ -26,7 +26,7 @@ from framework.errors import (
     AggregateNotFound,
     SubjectForgotten,
 )
-from framework.repository import Repository
+from framework.repository import ReloadPoint, Repository
 from framework.results import CommandResult
 from framework.serialization import (
     EventRegistry,
@@ -100,6 +100,7 @@ def _canonical_fallback(value: Any) -> Any:
 class _Tracked:
     aggregate: Aggregate
     loaded_version: int
+    reload_point: ReloadPoint | None = None
 
 
 class UnitOfWork:
@@ -119,6 +120,7 @@ class UnitOfWork:
         cache: AggregateCache | None = None,
         clock: Callable[[], dt.datetime] = utc_now,
         repository: Repository | None = None,
+        reload_points: Mapping[tuple[type[Aggregate], str], ReloadPoint] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -130,6 +132,7 @@ class UnitOfWork:
         )
         self._clock = clock
         self._tracked: dict[tuple[type[Aggregate], str], _Tracked] = {}
+        self._reload_points = reload_points or {}
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -143,10 +146,10 @@ class UnitOfWork:
         tracked = self._tracked.get((aggregate_class, aggregate_id))
         if tracked is not None:
             return tracked.aggregate  # type: ignore[return-value]
-        aggregate = self.repository.load(aggregate_class, aggregate_id)
+        aggregate, point = self._load(aggregate_class, aggregate_id)
         if aggregate is None:
             raise AggregateNotFound(aggregate_class.aggregate_type(), aggregate_id)
-        self._track(aggregate)
+        self._track(aggregate, point)
         return aggregate
 
     def create(self, aggregate_class: type[A], aggregate_id: str) -> A:
@@ -170,14 +173,34 @@ class UnitOfWork:
         tracked = self._tracked.get((aggregate_class, aggregate_id))
         if tracked is not None:
             return tracked.aggregate  # type: ignore[return-value]
-        aggregate = self.repository.load(aggregate_class, aggregate_id) or aggregate_class(
-            aggregate_id
-        )
-        self._track(aggregate)
+        aggregate, point = self._load(aggregate_class, aggregate_id)
+        if aggregate is None:
+            aggregate = aggregate_class(aggregate_id)
+        self._track(aggregate, point)
         return aggregate
 
-    def _track(self, aggregate: Aggregate) -> None:
-        self._tracked[(type(aggregate), aggregate.id)] = _Tracked(aggregate, aggregate.version)
+    def _load(self, aggregate_class: type[A], aggregate_id: str) -> tuple[A | None, ReloadPoint]:
+        """Load through the repository, from where an earlier attempt left off, if any."""
+        since = self._reload_points.get((aggregate_class, aggregate_id))
+        return self.repository.load(aggregate_class, aggregate_id, since=since)
+
+    def _track(self, aggregate: Aggregate, point: ReloadPoint | None = None) -> None:
+        self._tracked[(type(aggregate), aggregate.id)] = _Tracked(
+            aggregate, aggregate.version, point
+        )
+
+    def reload_points(self) -> dict[tuple[type[Aggregate], str], ReloadPoint]:
+        """Where each aggregate this unit of work loaded was loaded from, for a retry.
+
+        After a lost race, the next attempt's unit of work is given these: it rebuilds each
+        aggregate as it was loaded here and reads only the events committed since. Aggregates
+        this attempt created have none: the retry looks for them afresh.
+        """
+        return {
+            key: tracked.reload_point
+            for key, tracked in self._tracked.items()
+            if tracked.reload_point is not None
+        }
 
     def _policy(self, aggregate_class: type[Aggregate]) -> SnapshotPolicy:
         return self._policies.get(aggregate_class, _NO_SNAPSHOTS)

@@ -15,7 +15,6 @@ from typing import Any
 from framework.store.items import (
     Item,
     PlannedWrite,
-    TransactionPlan,
     explain_cancellation,
     item_to_command,
     item_to_event,
@@ -46,9 +45,9 @@ class InMemoryEventStore:
         self._lock = threading.Lock()
         self._aggregates: dict[str, Item] = {}
         self._events: dict[str, dict[int, Item]] = {}
-        # Records read back from the event items, kept beside them: the items never change
-        # once written, so each is decoded once instead of on every load.
-        self._records: dict[tuple[str, int], StoredEvent] = {}
+        # Records read back from the event items, kept beside them per stream: the items never
+        # change once written, so each is decoded once instead of on every load.
+        self._records: dict[str, dict[int, StoredEvent]] = {}
         self._snapshots: dict[str, Item] = {}
 
     # -- EventStore ------------------------------------------------------------------------
@@ -60,11 +59,12 @@ class InMemoryEventStore:
             plan = plan_transaction(
                 change_set, self.tables, command_retention=self.command_retention
             )
+            keyed = [(write, write.key) for write in plan.writes]  # each key built once
             with self._lock:
-                reasons = [self._check(write) for write in plan.writes]
+                reasons = [self._check(write, key) for write, key in keyed]
                 if any(reason is not _OK for reason in reasons):
                     raise explain_cancellation(plan, reasons)
-                self._apply(plan)
+                self._apply(keyed)
         except BaseException:
             forget_uploads(self.large_payloads, uploaded)
             raise
@@ -75,8 +75,15 @@ class InMemoryEventStore:
         """Events of one stream after ``after_version``, in version order."""
         key = checked_stream_key(aggregate_type, aggregate_id)
         with self._lock:
-            stream = self._events.get(key, {})
-            records = [self._record(key, v, stream[v]) for v in sorted(stream) if v > after_version]
+            stream = self._events.get(key)
+            if not stream:
+                return []
+            decoded = self._records.setdefault(key, {})
+            records = [
+                decoded.get(v) or self._record(key, v, stream[v])
+                for v in sorted(stream)
+                if v > after_version
+            ]
         return [self.resolve_payload(record) for record in records]
 
     def resolve_payload(self, record: StoredEvent) -> StoredEvent:
@@ -84,10 +91,11 @@ class InMemoryEventStore:
         return resolve(record, self.large_payloads)
 
     def _record(self, key: str, version: int, item: Item) -> StoredEvent:
-        record = self._records.get((key, version))
+        decoded = self._records.setdefault(key, {})
+        record = decoded.get(version)
         if record is None:
             record = item_to_event(item)
-            self._records[(key, version)] = record
+            decoded[version] = record
         return record
 
     def stream_exists(self, aggregate_type: str, aggregate_id: str) -> bool:
@@ -149,7 +157,7 @@ class InMemoryEventStore:
             if table == self.tables.events:
                 version = int(item["sk"]["N"])
                 self._events.setdefault(item["pk"]["S"], {})[version] = item
-                self._records.pop((item["pk"]["S"], version), None)
+                self._records.get(item["pk"]["S"], {}).pop(version, None)
             elif table == self.tables.snapshots:
                 self._snapshots[item["pk"]["S"]] = item
             elif table == self.tables.aggregates:
@@ -164,29 +172,28 @@ class InMemoryEventStore:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _check(self, write: PlannedWrite) -> Mapping[str, Any]:
+    def _check(self, write: PlannedWrite, key: tuple[str, str, int | None]) -> Mapping[str, Any]:
         """The write's cancellation reason, as DynamoDB would give it (``_OK`` when it holds)."""
         condition = write.condition
         if condition is None:
             return _OK
-        existing = self._existing(write)
+        existing = self._existing(key)
         if condition.holds(existing):
             return _OK
         if existing is None:
             return {"Code": "ConditionalCheckFailed"}
         return {"Code": "ConditionalCheckFailed", "Item": existing}
 
-    def _existing(self, write: PlannedWrite) -> Item | None:
-        _, pk, sk = write.key
-        if write.table == self.tables.events:
+    def _existing(self, key: tuple[str, str, int | None]) -> Item | None:
+        table, pk, sk = key
+        if table == self.tables.events:
             return self._events.get(pk, {}).get(sk) if sk is not None else None
-        if write.table == self.tables.snapshots:
+        if table == self.tables.snapshots:
             return self._snapshots.get(pk)
         return self._aggregates.get(pk)
 
-    def _apply(self, plan: TransactionPlan) -> None:
-        for write in plan.writes:
-            _, pk, sk = write.key
+    def _apply(self, keyed: list[tuple[PlannedWrite, tuple[str, str, int | None]]]) -> None:
+        for write, (_, pk, sk) in keyed:
             if write.action == "ConditionCheck":
                 continue
             if write.table == self.tables.events:

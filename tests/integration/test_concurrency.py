@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+import threading
 from collections import defaultdict
 from decimal import Decimal
 
 import pytest
 
 from framework import Application, ConcurrencyError, DomainError, DynamoDBEventStore, EveryNEvents
+from framework.application import AggregateCache
 from framework.testing.bank import Account, Deposit, OpenAccount, Transfer, transfer
 
 PROCESSES = 4
@@ -101,3 +103,46 @@ def test_concurrent_processes_lose_and_double_nothing(local_store: DynamoDBEvent
         assert with_snapshots.get(Account, account_id).balance == expected_balance[account_id]
     deposited = sum(Decimal(a) for kind, _, _, a in accepted if kind == "deposit")
     assert sum(app.get(Account, a).balance for a in ACCOUNTS) == deposited  # money is conserved
+
+
+@pytest.mark.dynamodb_local
+def test_writers_on_one_account_end_with_no_give_ups(local_store: DynamoDBEventStore) -> None:
+    """Three writers, two of them with a cache, hammer one account with the default retries.
+
+    Each retry reads only the events after the version it held, so every deposit commits within
+    the default attempts: no give-ups, and the balance and the stream are exact.
+    """
+    writers, deposits = 3, 15
+    app = Application(store=local_store, aggregates=[Account])
+    app.handle(OpenAccount(account_id="hot", owner="hot"))
+    endpoint, prefix = local_store.endpoint_url, local_store.tables.prefix
+    start = threading.Barrier(writers)
+    attempts: list[int] = []
+    failures: list[BaseException] = []
+
+    def write(cached: bool) -> None:
+        store = DynamoDBEventStore(table_prefix=prefix, endpoint_url=endpoint)
+        writer = Application(
+            store=store, aggregates=[Account], cache=AggregateCache() if cached else None
+        )
+        start.wait()
+        for _ in range(deposits):
+            try:
+                attempts.append(
+                    writer.handle(Deposit(account_id="hot", amount=Decimal(1))).attempts
+                )
+            except BaseException as error:  # a give-up included: the test reports it
+                failures.append(error)
+
+    threads = [threading.Thread(target=write, args=(n > 0,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    assert len(attempts) == writers * deposits
+    assert max(attempts) > 1, "no deposit met a conflict: the test would prove nothing"
+    events = local_store.load_events("Account", "hot")
+    assert [e.version for e in events] == list(range(1, writers * deposits + 2))
+    assert app.get(Account, "hot").balance == writers * deposits
