@@ -110,15 +110,18 @@ class EventMapper:
     def extended(
         self, event_classes: Iterable[type[Event]], *, keys: KeyRing | None = None
     ) -> EventMapper:
-        """A mapper with this one's classes, upcasters and keys, and ``event_classes`` too.
+        """A mapper with this one's upcasters and keys that reads ``event_classes`` too.
 
         A projection engine reads with the application's mapper extended by the projector's
-        event classes: the same upcasters, whatever the projector handles.
+        event classes: the same upcasters, whatever the projector handles. Where a class of
+        ``event_classes`` has the stored name of one of this mapper's, it wins: a projector may
+        read a stored type into a class of its own, and its handlers expect that class.
         """
-        mapper = EventMapper(upcasters=self.upcasters.functions, keys=keys or self.keys)
-        mapper._readers.update(self._readers)
-        for event_class in event_classes:
-            mapper.register(event_class)
+        mapper = EventMapper(
+            event_classes, upcasters=self.upcasters.functions, keys=keys or self.keys
+        )
+        for name, reader in self._readers.items():
+            mapper._readers.setdefault(name, reader)
         return mapper
 
     def classes(self) -> list[type[Event]]:

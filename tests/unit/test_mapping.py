@@ -172,11 +172,17 @@ def test_a_mapper_extended_for_a_projector_keeps_its_classes_upcasters_and_keys(
         amount: Decimal
 
     base = EventMapper([Deposited])
-    with pytest.raises(DefinitionError, match="'Deposited' is used by both"):
-        base.extended([Renamed])
     extended = base.extended([Everything])
     assert set(extended.classes()) == {Deposited, Everything}
     assert base.classes() == [Deposited]
+    # A projector reading a stored type into a class of its own gets that class.
+    stored = base.encode(Deposited(amount=Decimal(1)))
+    own = base.extended([Renamed])
+    assert own.decode("Deposited", 1, stored.payload, stream="s", version=1) == Renamed(
+        amount=Decimal(1)
+    )
+    with pytest.raises(DefinitionError, match="'Deposited' is used by both"):
+        base.extended([Renamed, Deposited])
 
 
 @pytest.mark.parametrize("payload", [b'{"a": 1}', b'{"a":1} \n', b'{ "a" : 1 }'])
