@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from attrs import frozen
@@ -188,3 +191,23 @@ def test_a_mapper_extended_for_a_projector_keeps_its_classes_upcasters_and_keys(
 @pytest.mark.parametrize("payload", [b'{"a": 1}', b'{"a":1} \n', b'{ "a" : 1 }'])
 def test_payloads_written_by_hand_read_as_json_loads_reads_them(payload: bytes) -> None:
     assert decode_json(payload) == json.loads(payload) == {"a": 1}
+
+
+def test_the_root_and_the_mapping_module_import_neither_cattrs_nor_the_mapper() -> None:
+    """``framework.upcaster`` and ``framework.mapping`` are for domain modules: the mapper and
+    cattrs load when an application (or ``EventMapper``) is first used."""
+    code = (
+        "import json, sys, framework, framework.mapping\n"
+        "assert framework.upcaster is framework.mapping.upcaster\n"
+        "heavy = ('cattrs', 'framework.mapping.mapper', 'boto3', 'botocore', 'cryptography')\n"
+        "print(json.dumps([name for name in heavy if name in sys.modules]))\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(finished.stdout) == []
