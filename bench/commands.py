@@ -36,7 +36,7 @@ from framework.mapping.formats import encode_json
 from framework.store import ChangeSet
 from framework.store.items import item_size, timestamp
 from framework.store.keys import feed_key
-from tests.support.bank import (
+from framework.testing.bank import (
     Account,
     Deposit,
     DepositMany,

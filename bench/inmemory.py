@@ -21,7 +21,7 @@ from typing import Any
 from bench.common import machine, markdown_table, median
 from framework import Application, InMemoryEventStore
 from framework.logs import configure_logging
-from tests.support.bank import Account, Deposit, OpenAccount, Withdraw
+from framework.testing.bank import Account, Deposit, OpenAccount, Withdraw
 
 
 def framework_round(accounts: int, per_account: int) -> float:

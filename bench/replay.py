@@ -36,7 +36,7 @@ from framework.projections import CatchUpRunner, Envelope, read_models
 from framework.store import DynamoDBPositionStore, InMemoryPositionStore
 from framework.store.keys import feed_hour, feed_partitions
 from framework.store.tables import FEED_INDEX
-from tests.support.bank import Account, Deposited, DepositMany, OpenAccount
+from framework.testing.bank import Account, Deposited, DepositMany, OpenAccount
 
 ACCOUNTS = 100
 PER_COMMAND = 90

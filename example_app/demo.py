@@ -1,15 +1,15 @@
 """``python -m example_app demo``: a short banking story, told step by step.
 
 With no configuration it runs on the embedded DynamoDB (moto, in process). With
-``DYNAMO_ENDPOINT`` (DynamoDB Local) or ``AWS_REGION`` (and AWS credentials) it runs there,
-unchanged, in tables named after ``DYNAMO_TABLE_PREFIX``.
+``DYNAMO_ENDPOINT`` (DynamoDB Local) or ``AWS_REGION`` (and AWS credentials), or a
+``FRAMEWORK_CONFIG`` settings file, it runs there, unchanged, in tables named after
+``DYNAMO_TABLE_PREFIX`` (see ``framework.config``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import uuid
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
@@ -30,24 +30,18 @@ from example_app.read_models import (
     owner_name,
 )
 from example_app.users import ChangeEmail, ForgetUser, RegisterUser
-from example_app.wiring import SNAPSHOT_EVERY, build_application
+from example_app.wiring import SNAPSHOT_EVERY, build_application, open_example_store
 from framework import Application, Command, ConcurrencyError, DomainError, DynamoDBEventStore
 from framework.errors import UniqueConstraintViolated
 from framework.projections import CatchUpRunner
-from framework.store import DynamoDBPositionStore, embedded_dynamodb_store
+from framework.store import DynamoDBPositionStore
 
 
 @contextlib.contextmanager
 def demo_store() -> Iterator[tuple[DynamoDBEventStore, str]]:
-    """The store the demo runs on, and a line saying which one it is."""
-    if os.environ.get("DYNAMO_ENDPOINT") or os.environ.get("AWS_REGION"):
-        store = DynamoDBEventStore.from_env()
-        store.create_tables()
-        where = store.endpoint_url or f"AWS region {store.region_name}"
-        yield store, f"DynamoDB at {where}, tables {store.tables.prefix}-*"
-        return
-    with embedded_dynamodb_store(table_prefix="demo") as store:
-        yield store, "embedded DynamoDB (moto, in process), tables demo-*"
+    """The store the demo runs on (the settings', else the embedded one), and which it is."""
+    with open_example_store(embedded_prefix="demo") as (store, settings):
+        yield store, settings.describe()
 
 
 class RequestCounter:

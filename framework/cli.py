@@ -1,7 +1,9 @@
 """``python -m framework``: tables, streams and projections from the command line.
 
-Every command reads the store settings from the environment (``AWS_REGION``,
-``DYNAMO_TABLE_PREFIX``, ``DYNAMO_ENDPOINT``) unless ``--prefix``/``--endpoint`` say otherwise.
+Every command reads the store settings (``framework.config.Settings``) from the environment
+(``AWS_REGION``, ``DYNAMO_TABLE_PREFIX``, ``DYNAMO_ENDPOINT``, ``PAYLOAD_BUCKET``, ``KMS_KEY_ID``,
+...) over the TOML file ``--config`` or ``FRAMEWORK_CONFIG`` names, unless ``--prefix`` /
+``--endpoint`` say otherwise.
 Errors are one line on stderr and a non-zero exit status, never a traceback.
 """
 
@@ -21,6 +23,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from framework.config import CONFIG_FILE_ENV, Settings
 from framework.errors import FrameworkError
 from framework.logs import configure_logging
 from framework.mapping.formats import decode_json
@@ -34,15 +37,27 @@ from framework.projections.streams_poller import StreamsPoller
 from framework.store.dynamodb import DynamoDBEventStore
 from framework.store.dynamodb_positions import DynamoDBPositionStore
 from framework.store.keys import split_stream, stream_key
+from framework.store.opening import key_ring_for
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console()
 
 
+def _settings() -> Settings:
+    """The settings of the environment (and of ``main``'s options), checked."""
+    return Settings.load(default_backend="dynamo")
+
+
 def _store() -> DynamoDBEventStore:
-    """The store the environment (and ``main``'s options) describe."""
-    return DynamoDBEventStore.from_env()
+    """The store the settings describe: the CLI operates DynamoDB tables."""
+    return DynamoDBEventStore.from_settings(_settings())
+
+
+def _engine_options(store: DynamoDBEventStore) -> dict[str, Any]:
+    """The key ring of the configured KMS key, for projectors that read personal fields."""
+    keys = key_ring_for(_settings(), store)
+    return {} if keys is None else {"keys": keys}
 
 
 def _load_projector(spec: str) -> Projector:
@@ -71,10 +86,18 @@ class _FrameworkGroup(click.Group):
 @click.group(cls=_FrameworkGroup)
 @click.option("--prefix", help="table prefix (default: $DYNAMO_TABLE_PREFIX or 'framework')")
 @click.option("--endpoint", help="DynamoDB endpoint URL (default: $DYNAMO_ENDPOINT or AWS)")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML settings file with a [storage] table (default: $FRAMEWORK_CONFIG)",
+)
 @click.option("-v", "--verbose", is_flag=True, help="show the framework's logs on stderr")
-def main(prefix: str | None, endpoint: str | None, verbose: bool) -> None:
+def main(prefix: str | None, endpoint: str | None, config_file: str | None, verbose: bool) -> None:
     """Operate an event store on DynamoDB and the projections built from it."""
     configure_logging("INFO" if verbose else "WARNING")
+    if config_file:
+        os.environ[CONFIG_FILE_ENV] = config_file
     # The options override the environment, so that projectors built from it (as on Lambda)
     # see the same tables as the command.
     if prefix:
@@ -300,6 +323,7 @@ def projections_replay(
         progress=sys.stderr.isatty(),
         workers=workers,
         upcasters=_upcasters(upcaster_specs),
+        **_engine_options(store),
     )
     report = runner.rebuild() if rebuild else runner.run()
     console.print(
@@ -339,7 +363,11 @@ def projections_follow(
     store = _store()
     projectors = [_load_projector(spec) for spec in projector_specs]
     poller = StreamsPoller(
-        store, DynamoDBPositionStore(store), projectors, upcasters=_upcasters(upcaster_specs)
+        store,
+        DynamoDBPositionStore(store),
+        projectors,
+        upcasters=_upcasters(upcaster_specs),
+        **_engine_options(store),
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -382,7 +410,9 @@ def _release(projector_spec: str, stream: str, upcaster_specs: str, *, skip: boo
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     positions.release(name, stream, skip=skip)
-    engine = ProjectionEngine(projector, store, positions, upcasters=upcasters)
+    engine = ProjectionEngine(
+        projector, store, positions, upcasters=upcasters, **_engine_options(store)
+    )
     report = engine.catch_up_stream(aggregate_type, aggregate_id)
     verb = "skipped" if skip else "retried"
     outcome = f"parked again at {report.parked[0]}" if report.parked else "caught up"
@@ -476,8 +506,12 @@ def iam_policy_document(
 @main.command("iam-policy")
 @click.option("--account", default="*", show_default=True, help="AWS account id")
 @click.option("--region", default=None, help="AWS region (default: the configured one)")
-@click.option("--bucket", default=None, help="S3 bucket of offloaded large payloads, if any")
-@click.option("--kms-key", default=None, help="KMS key (id or ARN) wrapping personal-data keys")
+@click.option(
+    "--bucket", default=None, help="S3 bucket of large payloads (default: the configured one)"
+)
+@click.option(
+    "--kms-key", default=None, help="KMS key wrapping personal-data keys (default: the configured)"
+)
 def iam_policy(account: str, region: str | None, bucket: str | None, kms_key: str | None) -> None:
     """Print the least-privilege IAM policy for the configured tables, as JSON.
 
@@ -485,9 +519,13 @@ def iam_policy(account: str, region: str | None, bucket: str | None, kms_key: st
     UpdateItem, DeleteItem or ConditionCheckItem on its table. Creating and deleting tables is
     left to a deployment role.
     """
-    store = _store()
+    settings = _settings()
     document = iam_policy_document(
-        store.tables.prefix, region or store.region_name, account, bucket, kms_key
+        settings.table_prefix,
+        region or settings.region,
+        account,
+        bucket or settings.payload_bucket,
+        kms_key or settings.kms_key_id,
     )
     click.echo(json.dumps(document, indent=2))
 

@@ -101,8 +101,11 @@ class LocalKeyWrapper:
 class KmsKeyWrapper:
     """Wraps data keys with an AWS KMS key (``GenerateDataKey`` / ``Decrypt``)."""
 
-    def __init__(self, key_id: str, client: Any | None = None) -> None:
+    def __init__(
+        self, key_id: str, client: Any | None = None, *, region_name: str | None = None
+    ) -> None:
         self.key_id = key_id
+        self.region_name = region_name
         self._client = client
 
     @property
@@ -110,7 +113,7 @@ class KmsKeyWrapper:
         if self._client is None:
             import boto3
 
-            self._client = boto3.client("kms")
+            self._client = boto3.client("kms", region_name=self.region_name)
         return self._client
 
     def new_data_key(self) -> tuple[bytes, bytes]:

@@ -13,8 +13,8 @@ from decimal import Decimal
 import pytest
 
 from framework import Application, DynamoDBEventStore
+from framework.testing.bank import Account, Deposit, OpenAccount, Withdraw
 from framework.testing.pytest_plugin import unique_prefix
-from tests.support.bank import Account, Deposit, OpenAccount, Withdraw
 from tests.support.projectors import create_read_table, read_table
 
 pytestmark = pytest.mark.dynamodb_local

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 from example_app.api.app import create_app
 from example_app.api.security import TOKEN_ENV, api_token_from_env, check_binding
 from example_app.read_models import create_read_model_tables
+from example_app.wiring import open_example_store
 from framework import DynamoDBEventStore
 
 
@@ -16,20 +16,13 @@ from framework import DynamoDBEventStore
 def serving_store() -> Iterator[tuple[DynamoDBEventStore, bool]]:
     """The store to serve, all tables created, and whether it is the embedded (moto) one.
 
-    DynamoDB from the environment when ``DYNAMO_ENDPOINT`` or ``AWS_REGION`` is set, as in the
-    demo; otherwise the embedded moto store, which lives as long as the ``with`` block.
+    The store the framework's settings describe (``DYNAMO_ENDPOINT``, ``AWS_REGION``, a
+    ``FRAMEWORK_CONFIG`` file, as for the demo); with none, the embedded moto store, which lives
+    as long as the ``with`` block.
     """
-    if os.environ.get("DYNAMO_ENDPOINT") or os.environ.get("AWS_REGION"):
-        store = DynamoDBEventStore.from_env()
-        store.create_tables()
+    with open_example_store(embedded_prefix="serve") as (store, settings):
         create_read_model_tables(store)
-        yield store, False
-        return
-    from framework.store import embedded_dynamodb_store
-
-    with embedded_dynamodb_store(table_prefix="serve") as store:
-        create_read_model_tables(store)
-        yield store, True
+        yield store, settings.backend == "embedded"
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 import structlog
 
+from framework.config import Settings
 from framework.errors import DefinitionError
 from framework.mapping.upcasters import Upcaster, upcaster_step
 from framework.projections.engine import ProjectionEngine, group_by_stream
@@ -32,6 +33,7 @@ from framework.projections.projector import Projector
 from framework.store.base import EventStore
 from framework.store.dynamodb import DynamoDBEventStore
 from framework.store.dynamodb_positions import DynamoDBPositionStore
+from framework.store.opening import key_ring_for
 from framework.store.positions import PositionStore
 from framework.store.records import StoredEvent
 from framework.store.streams import record_to_event
@@ -131,13 +133,17 @@ _handler: LambdaHandler | None = None
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    """The Lambda entry point, configured from the environment on first use."""
+    """The Lambda entry point, configured on first use from ``framework.config.Settings``
+    (the function's environment: tables, payload bucket, KMS key) and ``PROJECTORS``."""
     global _handler
     if _handler is None:
-        store = DynamoDBEventStore.from_env()
+        settings = Settings.load(default_backend="dynamo")
+        store = DynamoDBEventStore.from_settings(settings)
         projectors = load_projectors(os.environ.get("PROJECTORS", ""))
         upcasters = load_upcasters(os.environ.get("UPCASTERS", ""))
-        _handler = make_handler(
-            projectors, store, DynamoDBPositionStore(store), upcasters=upcasters
-        )
+        keys = key_ring_for(settings, store)
+        options: dict[str, Any] = {"upcasters": upcasters}
+        if keys is not None:
+            options["keys"] = keys
+        _handler = make_handler(projectors, store, DynamoDBPositionStore(store), **options)
     return _handler(event, context)

@@ -16,6 +16,8 @@ of a row keyed by the event, an ``Update`` with ``add`` or ``set`` actions).
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -59,6 +61,36 @@ class Envelope:
         return stream_key(self.aggregate_type, self.aggregate_id)
 
 
+def _given_the_envelope(cls: type, handler: Callable[..., Any]) -> Callable[..., Any]:
+    """``handler`` called as ``(projector, event, envelope)``, whether or not it takes the envelope.
+
+    A handler that needs only the event is written ``def _deposited(self, event)``; any other
+    shape is refused when the class is defined, not when its first event is parked.
+    """
+    positional = [
+        parameter
+        for parameter in inspect.signature(handler).parameters.values()
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    takes_more = any(
+        parameter.kind is parameter.VAR_POSITIONAL
+        for parameter in inspect.signature(handler).parameters.values()
+    )
+    if takes_more or len(positional) == 3:
+        return handler
+    if len(positional) == 2:
+
+        @functools.wraps(handler)
+        def without_envelope(projector: Any, event: Any, envelope: Any) -> Any:
+            return handler(projector, event)
+
+        return without_envelope
+    raise DefinitionError(
+        f"{cls.__name__}.{handler.__name__} takes {len(positional)} positional parameters: a "
+        "projector's event handler takes (self, event) or (self, event, envelope)"
+    )
+
+
 class Projector:
     """Base class of read-model builders.
 
@@ -66,7 +98,9 @@ class Projector:
     ``class Balances(Projector, name="balances")``) keys its positions: renaming it means
     rebuilding it. ``aggregate_types`` limits the streams it follows (default: all).
     ``read_models`` are the PynamoDB models it writes: the command line creates, clears and
-    deletes their tables with the event store's, and a rebuild starts them empty.
+    deletes their tables with the event store's, and a rebuild starts them empty. A handler is
+    ``@event_handler(Deposited) def _deposited(self, event)``, or ``(self, event, envelope)``
+    when it needs the stream, version or ids (an ``Envelope``).
     """
 
     __projector_name__: ClassVar[str] = "Projector"
@@ -80,7 +114,10 @@ class Projector:
     def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.__projector_name__ = check_projector_name(cls.__name__ if name is None else name)
-        cls._event_handlers = collect_event_handlers(cls)
+        cls._event_handlers = {
+            event_class: _given_the_envelope(cls, handler)
+            for event_class, handler in collect_event_handlers(cls).items()
+        }
         cls._handlers_by_name = {
             event_type_name(event_class): handler
             for event_class, handler in cls._event_handlers.items()

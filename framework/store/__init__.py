@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         S3PayloadStore,
     )
     from framework.store.memory import InMemoryEventStore
+    from framework.store.opening import key_ring_for, open_store
     from framework.store.positions import InMemoryPositionStore, PositionStore
     from framework.store.records import (
         AggregateChange,
@@ -48,6 +49,8 @@ else:
             "PayloadStore": "framework.store.large_payloads",
             "S3PayloadStore": "framework.store.large_payloads",
             "InMemoryEventStore": "framework.store.memory",
+            "key_ring_for": "framework.store.opening",
+            "open_store": "framework.store.opening",
             "InMemoryPositionStore": "framework.store.positions",
             "PositionStore": "framework.store.positions",
             "AggregateChange": "framework.store.records",
@@ -79,7 +82,9 @@ __all__ = [
     "UniqueClaim",
     "VersionCheck",
     "embedded_dynamodb_store",
+    "key_ring_for",
     "max_id_bytes",
+    "open_store",
     "stream_key",
     "translated_errors",
 ]

@@ -15,7 +15,8 @@ class EventStore(Protocol):
     """Stores streams of events, snapshots, unique claims and processed command ids.
 
     Implementations must give the same answers and raise the same errors for the same calls; the
-    contract test suite in ``tests/contract`` holds every implementation to that.
+    contract suite ``framework.testing.contracts.EventStoreContract`` holds every implementation
+    to that.
     """
 
     tables: TableNames

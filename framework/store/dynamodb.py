@@ -31,6 +31,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from framework.config import Settings
 from framework.errors import (
     ChangeSetTooLarge,
     ConfigurationError,
@@ -62,7 +63,13 @@ from framework.store.keys import (
     feed_lanes,
     feed_partitions,
 )
-from framework.store.large_payloads import PayloadStore, forget_uploads, offload, resolve
+from framework.store.large_payloads import (
+    PayloadStore,
+    S3PayloadStore,
+    forget_uploads,
+    offload,
+    resolve,
+)
 from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent
 from framework.store.tables import FEED_INDEX, TableNames
 
@@ -141,19 +148,33 @@ class DynamoDBEventStore:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DynamoDBEventStore:
-        """Configure from ``AWS_REGION``, ``DYNAMO_TABLE_PREFIX``, ``DYNAMO_ENDPOINT`` and
-        ``DYNAMO_FEED_SHARDS``."""
-        env = os.environ if environ is None else environ
-        shards = env.get("DYNAMO_FEED_SHARDS") or str(FEED_SHARDS)
-        if not shards.isdigit():
+        """The store the environment describes, over the TOML file ``FRAMEWORK_CONFIG`` names
+        (see ``framework.config.Settings.load``): ``AWS_REGION``, ``DYNAMO_TABLE_PREFIX``,
+        ``DYNAMO_ENDPOINT``, ``DYNAMO_FEED_SHARDS``, ``PAYLOAD_BUCKET``.
+
+        Raises ``ConfigurationError`` naming the first wrong setting, before anything is
+        contacted.
+        """
+        return cls.from_settings(Settings.load(environ=environ, default_backend="dynamo"))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DynamoDBEventStore:
+        """The DynamoDB store of ``settings`` (its backend must be ``dynamo``), with the S3
+        bucket for large payloads when one is configured."""
+        if settings.backend != "dynamo":
             raise ConfigurationError(
-                f"DYNAMO_FEED_SHARDS must be a whole number of at least 1, got {shards!r}"
+                f"{settings.source_of('backend')}={settings.backend!r}: "
+                "this needs the dynamo backend"
             )
+        payloads = None
+        if settings.payload_bucket is not None:
+            payloads = S3PayloadStore(settings.payload_bucket, region_name=settings.region)
         return cls(
-            table_prefix=env.get("DYNAMO_TABLE_PREFIX") or DEFAULT_TABLE_PREFIX,
-            endpoint_url=env.get("DYNAMO_ENDPOINT") or None,
-            region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
-            feed_shards=int(shards),
+            table_prefix=settings.table_prefix,
+            endpoint_url=settings.endpoint,
+            region_name=settings.region,
+            feed_shards=settings.feed_shards,
+            large_payloads=payloads,
         )
 
     @property

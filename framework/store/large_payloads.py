@@ -50,9 +50,17 @@ class PayloadStore(Protocol):
 class S3PayloadStore:
     """Offloaded payloads in an S3 bucket (under ``prefix``)."""
 
-    def __init__(self, bucket: str, *, prefix: str = "events/", client: Any | None = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "events/",
+        client: Any | None = None,
+        region_name: str | None = None,
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix
+        self.region_name = region_name
         self._client = client
 
     @property
@@ -61,7 +69,7 @@ class S3PayloadStore:
         if self._client is None:
             import boto3
 
-            self._client = boto3.client("s3")
+            self._client = boto3.client("s3", region_name=self.region_name)
         return self._client
 
     def put(self, key: str, data: bytes) -> None:

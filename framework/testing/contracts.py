@@ -29,8 +29,14 @@ from framework.store.positions import (
     PositionStore,
     StreamAdvance,
 )
+from framework.testing.event_store_contract import EventStoreContract
 
-__all__ = ["KeyStorageContract", "PayloadStoreContract", "PositionStoreContract"]
+__all__ = [
+    "EventStoreContract",
+    "KeyStorageContract",
+    "PayloadStoreContract",
+    "PositionStoreContract",
+]
 
 
 def _parked(version: int) -> ParkedEvent:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from framework.config import Settings
 from framework.projections import read_models
 from framework.store.dynamodb import DynamoDBEventStore
 from framework.store.memory import InMemoryEventStore
@@ -70,9 +71,18 @@ def dynamodb_local_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def dynamodb_store(dynamodb_local_endpoint: str) -> Iterator[DynamoDBEventStore]:
+def dynamodb_settings(dynamodb_local_endpoint: str) -> Settings:
+    """Settings of a store on DynamoDB Local with a table prefix of its own, for entry points of
+    yours that take ``framework.config.Settings`` (``dynamodb_store`` is their store)."""
+    return Settings(
+        backend="dynamo", endpoint=dynamodb_local_endpoint, table_prefix=unique_prefix()
+    )
+
+
+@pytest.fixture
+def dynamodb_store(dynamodb_settings: Settings) -> Iterator[DynamoDBEventStore]:
     """A DynamoDB event store with its own freshly created tables on DynamoDB Local."""
-    store = DynamoDBEventStore(table_prefix=unique_prefix(), endpoint_url=dynamodb_local_endpoint)
+    store = DynamoDBEventStore.from_settings(dynamodb_settings)
     store.create_tables()
     try:
         yield store

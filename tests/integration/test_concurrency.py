@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from framework import Application, ConcurrencyError, DomainError, DynamoDBEventStore, EveryNEvents
-from tests.support.bank import Account, Deposit, OpenAccount, Transfer, transfer
+from framework.testing.bank import Account, Deposit, OpenAccount, Transfer, transfer
 
 PROCESSES = 4
 COMMANDS_PER_PROCESS = 40

@@ -22,9 +22,9 @@ from framework.application import AggregateCache
 from framework.errors import StoreUnavailable, TableMissing, Throttled
 from framework.store.keys import feed_hour, split_stream
 from framework.store.tables import FEED_INDEX
+from framework.testing.bank import Account, Deposit, DepositMany, OpenAccount
 from framework.testing.pytest_plugin import unique_prefix
-from tests.support.bank import Account, Deposit, DepositMany, OpenAccount
-from tests.support.records import COMMITTED_AT, change_set
+from framework.testing.records import COMMITTED_AT, change_set
 from tests.support.request_counter import RequestCounter
 from tests.support.retries import NO_WAIT
 

@@ -17,7 +17,7 @@ from example_app.money import Money
 from example_app.wiring import build_application, key_ring
 from framework.store import EventStore, StoredEvent
 from framework.store.items import event_item
-from tests.support.records import plant_item
+from framework.testing.records import plant_item
 
 
 def test_money_round_trips_in_events_and_commands(store: EventStore) -> None:

@@ -15,8 +15,8 @@ from framework.projections import CatchUpRunner, Envelope
 from framework.store import InMemoryPositionStore
 from framework.store.items import event_item
 from framework.store.keys import FEED_MARKERS_SINCE_KEY, feed_key
-from tests.support.bank import Account, AccountOpened, Deposit, Deposited, OpenAccount
-from tests.support.records import COMMITTED_AT, new_events, plant_event_item
+from framework.testing.bank import Account, AccountOpened, Deposit, Deposited, OpenAccount
+from framework.testing.records import COMMITTED_AT, new_events, plant_event_item
 from tests.support.request_counter import RequestCounter
 
 

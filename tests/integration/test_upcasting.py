@@ -28,7 +28,7 @@ from framework.projections import Envelope, ProjectionEngine, Projector
 from framework.projections.aws_lambda import load_upcasters, make_handler
 from framework.store import EventStore, InMemoryPositionStore, StoredEvent
 from framework.store.items import Item, event_item
-from tests.support.records import plant_item
+from framework.testing.records import plant_item
 
 
 # Version history of one event: v1 {"cents": 1250}; v2 {"amount": "12.50"};

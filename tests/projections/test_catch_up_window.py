@@ -11,8 +11,8 @@ import pytest
 from framework import DynamoDBEventStore, Projector, event_handler
 from framework.projections import CatchUpRunner, Envelope
 from framework.store import ChangeSet, DynamoDBPositionStore
-from tests.support.bank import Deposited
-from tests.support.records import change_set
+from framework.testing.bank import Deposited
+from framework.testing.records import change_set
 
 pytestmark = pytest.mark.dynamodb_local
 

@@ -7,12 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from framework import Application, InMemoryEventStore, Projector
+from framework import Application, InMemoryEventStore, Projector, event_handler
 from framework.errors import DefinitionError
-from framework.projections import ProjectionEngine
+from framework.projections import Envelope, ProjectionEngine
 from framework.store import InMemoryPositionStore, StoredEvent
 from framework.store.positions import ParkedEvent
-from tests.support.bank import Account, ClaimHandle, Deposit, OpenAccount, Withdraw
+from framework.testing.bank import Account, ClaimHandle, Deposit, Deposited, OpenAccount, Withdraw
 from tests.support.projectors import Balances
 
 
@@ -140,3 +140,31 @@ def test_projector_names_that_cannot_key_a_position_are_refused(name: str) -> No
 
         class Unkeyable(Projector, name=name):
             pass
+
+
+def test_a_handler_may_leave_out_the_envelope() -> None:
+    class Totals(Projector, name="totals-without-envelope"):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[Decimal] = []
+
+        @event_handler(Deposited)
+        def _deposited(self, event: Deposited) -> None:
+            self.seen.append(event.amount)
+
+    store = InMemoryEventStore()
+    app = Application(store=store, aggregates=[Account])
+    app.handle(OpenAccount(account_id="a", owner="Ann"))
+    app.handle(Deposit(account_id="a", amount=Decimal(3)))
+    projector = Totals()
+    ProjectionEngine(projector, store, InMemoryPositionStore()).catch_up_stream("Account", "a")
+    assert projector.seen == [Decimal(3)]
+
+
+def test_a_handler_of_another_shape_is_refused_at_class_definition() -> None:
+    with pytest.raises(DefinitionError, match=r"Odd\._deposited takes 4 positional parameters"):
+
+        class Odd(Projector, name="odd"):
+            @event_handler(Deposited)
+            def _deposited(self, event: Deposited, envelope: Envelope, extra: int) -> None:
+                pass

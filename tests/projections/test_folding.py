@@ -20,7 +20,7 @@ from framework import Application, DynamoDBEventStore, Projector, event_handler
 from framework.projections import CatchUpRunner, Envelope, read_models
 from framework.projections.folding import FoldedBatch, QueuedWrite, RowWrite, fold, row_key
 from framework.store import DynamoDBPositionStore
-from tests.support.bank import Account, Deposited, DepositMany, OpenAccount
+from framework.testing.bank import Account, Deposited, DepositMany, OpenAccount
 
 pytestmark = pytest.mark.dynamodb_local
 

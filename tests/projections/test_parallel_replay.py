@@ -16,7 +16,7 @@ from framework.projections import CatchUpRunner, Envelope
 from framework.projections.catch_up import ReplayProgress, _RichProgress
 from framework.store import DynamoDBPositionStore, InMemoryPositionStore
 from framework.store.keys import FEED_SHARDS, feed_checkpoint_key, feed_lane_checkpoint_key
-from tests.support.bank import Account, Deposited, DepositMany, OpenAccount
+from framework.testing.bank import Account, Deposited, DepositMany, OpenAccount
 from tests.support.request_counter import RequestCounter
 
 pytestmark = pytest.mark.dynamodb_local

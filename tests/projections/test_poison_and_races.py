@@ -17,7 +17,7 @@ from framework.projections import CatchUpRunner, Envelope, ProjectionEngine, rea
 from framework.store import DynamoDBPositionStore
 from framework.store.positions import StreamAdvance, TransactItem
 from framework.store.records import StoredEvent
-from tests.support.bank import Account, Deposit, Deposited, OpenAccount
+from framework.testing.bank import Account, Deposit, Deposited, OpenAccount
 from tests.support.projectors import TableBalances, create_read_table, read_table
 from tests.support.timing import far_future
 

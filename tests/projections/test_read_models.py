@@ -18,7 +18,7 @@ from framework import DynamoDBEventStore, Projector, event_handler
 from framework.errors import DefinitionError
 from framework.projections import CatchUpRunner, Envelope, read_models
 from framework.store import DynamoDBPositionStore
-from tests.support.bank import Deposited
+from framework.testing.bank import Deposited
 
 pytestmark = pytest.mark.dynamodb_local
 

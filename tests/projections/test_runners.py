@@ -24,7 +24,7 @@ from framework.projections import CatchUpRunner, StreamsPoller
 from framework.projections.aws_lambda import make_handler
 from framework.store import DynamoDBPositionStore, InMemoryPositionStore
 from framework.store.streams import EventStreamReader
-from tests.support.bank import Account, Deposit, OpenAccount, Transfer, Withdraw, transfer
+from framework.testing.bank import Account, Deposit, OpenAccount, Transfer, Withdraw, transfer
 from tests.support.projectors import Balances, TableBalances, create_read_table, read_table
 
 pytestmark = pytest.mark.dynamodb_local

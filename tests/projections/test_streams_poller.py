@@ -18,7 +18,7 @@ from framework.application import Backoff
 from framework.projections import StreamsPoller
 from framework.projections.engine import ApplyReport
 from framework.store import DynamoDBPositionStore
-from tests.support.bank import Account, Deposit, OpenAccount
+from framework.testing.bank import Account, Deposit, OpenAccount
 from tests.support.projectors import TableBalances, create_read_table, read_table
 from tests.support.timing import wait_until
 
@@ -85,7 +85,9 @@ def test_a_second_poller_stands_by_then_takes_over(
 ) -> None:
     table = create_read_table(local_store, "leased")
     positions = DynamoDBPositionStore(local_store)
-    lease = dt.timedelta(seconds=1)
+    # Long enough that a loaded machine never lets it lapse between renewals; the takeover below
+    # does not wait for it to expire: a stopping poller releases its lease.
+    lease = dt.timedelta(seconds=10)
     first = CountingPoller(local_store, positions, [TableBalances(table)], lease=lease)
     second = CountingPoller(local_store, positions, [TableBalances(table)], lease=lease)
     stop_first, stop_second = threading.Event(), threading.Event()

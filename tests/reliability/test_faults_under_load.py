@@ -33,8 +33,8 @@ from botocore.config import Config
 from framework import Application, ConcurrencyError, DomainError, DynamoDBEventStore, EveryNEvents
 from framework.errors import StoreUnavailable, Throttled, TransactionConflict
 from framework.logs import configure_logging
+from framework.testing.bank import Account, Deposit, OpenAccount, Transfer, transfer
 from tests.reliability.faulty_proxy import Faults, FaultyProxy
-from tests.support.bank import Account, Deposit, OpenAccount, Transfer, transfer
 
 pytestmark = [pytest.mark.dynamodb_local, pytest.mark.slow]
 

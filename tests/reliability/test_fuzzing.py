@@ -17,7 +17,7 @@ from framework.errors import (
     InvalidCommand,
     UniqueConstraintViolated,
 )
-from tests.support.bank import (
+from framework.testing.bank import (
     Account,
     ClaimHandle,
     Deposit,

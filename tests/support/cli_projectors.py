@@ -6,7 +6,7 @@ import os
 
 from framework import event_handler
 from framework.projections import Envelope
-from tests.support.bank import Withdrawn
+from framework.testing.bank import Withdrawn
 from tests.support.projectors import TableBalances
 
 

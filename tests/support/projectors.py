@@ -7,7 +7,7 @@ from typing import Any
 
 from framework import DynamoDBEventStore, Projector, event_handler
 from framework.projections import Envelope
-from tests.support.bank import AccountOpened, Deposited, Withdrawn
+from framework.testing.bank import AccountOpened, Deposited, Withdrawn
 
 
 class Balances(Projector, name="balances"):

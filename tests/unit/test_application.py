@@ -32,8 +32,7 @@ from framework.errors import (
     UnknownCommand,
 )
 from framework.store import ChangeSet
-from framework.unit_of_work import command_fingerprint
-from tests.support.bank import (
+from framework.testing.bank import (
     Account,
     Deposit,
     Deposited,
@@ -44,6 +43,7 @@ from tests.support.bank import (
     joint_withdraw,
     transfer,
 )
+from framework.unit_of_work import command_fingerprint
 from tests.support.retries import NO_WAIT
 from tests.support.stores import SpyStore
 

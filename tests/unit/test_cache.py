@@ -8,7 +8,7 @@ import pytest
 
 from framework import Application, DomainError
 from framework.application import AggregateCache
-from tests.support.bank import (
+from framework.testing.bank import (
     Account,
     Deposit,
     JointWithdraw,

@@ -34,7 +34,7 @@ from framework.mapping import EventMapper
 from framework.projections import Envelope
 
 if TYPE_CHECKING:  # never imported at run time: the handler check must compare by name
-    from tests.support.bank import Withdrawn
+    from framework.testing.bank import Withdrawn
 
 
 @frozen
@@ -305,7 +305,7 @@ def test_classes_local_to_a_function_are_resolved() -> None:
 
 
 def test_an_unresolvable_annotation_is_compared_by_name() -> None:
-    from tests.support import bank  # the class exists, but its name is not in this module
+    from framework.testing import bank  # the class exists, but its name is not in this module
 
     assert "Withdrawn" not in globals() and issubclass(bank.Withdrawn, Event)
     with pytest.raises(DefinitionError, match=r"@event_handler\(Paid\).*annotated Withdrawn"):

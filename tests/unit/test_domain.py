@@ -27,7 +27,7 @@ from framework.errors import (
     InvalidIdentifier,
     MissingEventHandler,
 )
-from tests.support.bank import Account, AccountOpened, Deposit, Deposited, OpenAccount
+from framework.testing.bank import Account, AccountOpened, Deposit, Deposited, OpenAccount
 
 
 @frozen

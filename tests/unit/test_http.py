@@ -22,7 +22,7 @@ from framework.http import (
     check_repeat,
 )
 from framework.store import InMemoryPositionStore
-from tests.support.bank import Account, Deposit, OpenAccount, Transfer, transfer
+from framework.testing.bank import Account, Deposit, OpenAccount, Transfer, transfer
 from tests.support.projectors import Balances
 
 

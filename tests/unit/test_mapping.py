@@ -26,7 +26,7 @@ from framework.mapping.formats import (
 )
 from framework.mapping.state import state_schema
 from framework.store.large_payloads import REFERENCE_TAG
-from tests.support.bank import Account, Address, Currency, Deposited
+from framework.testing.bank import Account, Address, Currency, Deposited
 
 
 @frozen
@@ -130,10 +130,10 @@ def test_a_schema_version_the_class_does_not_read_is_refused() -> None:
 
 def test_two_classes_with_one_name_are_refused() -> None:
     @frozen
-    class Deposited(Event):  # same name as tests.support.bank.Deposited
+    class Deposited(Event):  # same name as framework.testing.bank.Deposited
         amount: Decimal
 
-    from tests.support import bank
+    from framework.testing import bank
 
     with pytest.raises(DefinitionError, match="'Deposited' is used by both"):
         EventMapper([bank.Deposited, Deposited])

@@ -22,7 +22,7 @@ from example_app.read_models import (
 )
 from example_app.users import UserForgotten, UserRegistered
 from framework.testing import ProjectorScenario, ScenarioFailed
-from tests.support.bank import Deposited
+from framework.testing.bank import Deposited
 from tests.support.projectors import Balances
 
 

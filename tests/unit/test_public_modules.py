@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PUBLIC_MODULES = (
     "framework",
     "framework.application",
+    "framework.config",
     "framework.encryption",
     "framework.errors",
     "framework.http",
@@ -32,8 +33,11 @@ PUBLIC_MODULES = (
     "framework.projections.read_models",
     "framework.store",
     "framework.testing",
+    "framework.testing.bank",
+    "framework.testing.contracts",
     "framework.testing.dynamodb_local",
     "framework.testing.pytest_plugin",
+    "framework.testing.records",
 )
 """The modules users import from, each with its own ``__all__`` (docs/api.md lists them)."""
 

@@ -29,7 +29,7 @@ from framework.errors import DefinitionError
 from framework.mapping import SnapshotStateError
 from framework.mapping.state import state_schema
 from framework.store import InMemoryEventStore, Snapshot
-from tests.support.bank import Account, Deposit, DepositMany, OpenAccount
+from framework.testing.bank import Account, Deposit, DepositMany, OpenAccount
 from tests.support.stores import SpyStore
 
 

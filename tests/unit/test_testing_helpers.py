@@ -11,7 +11,7 @@ import pytest
 from framework import DomainError, InMemoryEventStore
 from framework.errors import AggregateNotFound
 from framework.testing import ScenarioFailed, scenario
-from tests.support.bank import (
+from framework.testing.bank import (
     Account,
     AccountOpened,
     Currency,

@@ -1,4 +1,10 @@
-"""A small bank domain used by the framework's own tests (the example app has its own)."""
+"""The small bank the shipped contracts run commands with; the framework's own tests use it too.
+
+It is a test fixture, not an example: ``example_app`` is the domain to copy from. It is shaped to
+reach every corner a store must handle: accounts with a unique handle (claims, and a claim handed
+from one account to another), transfers and a joint withdrawal over two aggregates (one changed,
+one only read), many events from one command, and enums, dates and nested values to encode.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,28 @@ from framework import (
     command_handler,
     event_handler,
 )
+
+__all__ = [
+    "Account",
+    "AccountOpened",
+    "Address",
+    "ClaimHandle",
+    "Currency",
+    "Deposit",
+    "DepositMany",
+    "Deposited",
+    "HandleClaimed",
+    "HandleReleased",
+    "JointWithdraw",
+    "MoveHandle",
+    "OpenAccount",
+    "Transfer",
+    "Withdraw",
+    "Withdrawn",
+    "joint_withdraw",
+    "move_handle",
+    "transfer",
+]
 
 
 class Currency(enum.Enum):

@@ -1,4 +1,8 @@
-"""Builders of store records for tests that talk to a store directly."""
+"""Builders of store records, and raw item access, for tests that talk to a store directly.
+
+The shipped event-store contract commits what these build; the framework's own tests use them
+too. Records are stamped ``COMMITTED_AT``, a minute before the test run.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,16 @@ from framework.store import (
     VersionCheck,
 )
 from framework.store.items import Item
+
+__all__ = [
+    "COMMITTED_AT",
+    "change_set",
+    "new_events",
+    "plant_event_item",
+    "plant_item",
+    "stored_item",
+    "stream_dump",
+]
 
 COMMITTED_AT = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).replace(microsecond=123456)
 """When the planted change sets were committed: a minute ago, never a fixed date. Command records
@@ -110,8 +124,31 @@ def plant_item(store: EventStore, table: str, item: Item) -> None:
         store.put_raw_item(table, item)
     elif isinstance(store, DynamoDBEventStore):
         store.client.put_item(TableName=table, Item=item)
-    else:  # pragma: no cover - a new backend must say how
-        raise TypeError(f"cannot plant items in {type(store).__name__}")
+    else:
+        raise TypeError(
+            f"cannot plant items in {type(store).__name__}: override the contract's plant_item"
+        )
+
+
+def stored_item(store: EventStore, table: str, key: str) -> Item | None:
+    """The item of ``table`` under partition key ``key``, as stored, bypassing the store's reads."""
+    from framework import DynamoDBEventStore, InMemoryEventStore
+
+    if isinstance(store, InMemoryEventStore):
+        if table != store.tables.aggregates:
+            raise ValueError(
+                f"the in-memory store reads raw items of {store.tables.aggregates} only"
+            )
+        return store.aggregate_item(key)
+    if isinstance(store, DynamoDBEventStore):
+        response = store.client.get_item(
+            TableName=table, Key={"pk": {"S": key}}, ConsistentRead=True
+        )
+        item: Item | None = response.get("Item")
+        return item
+    raise TypeError(
+        f"cannot read raw items of {type(store).__name__}: override the contract's stored_item"
+    )
 
 
 def plant_event_item(store: EventStore, item: Item) -> None:

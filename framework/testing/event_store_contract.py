@@ -1,6 +1,18 @@
-"""One contract for every event store: in-memory, moto and DynamoDB Local must answer alike.
+"""The event-store contract: what every ``EventStore`` must do, shipped with the framework.
 
-``EventStoreContract`` holds the tests; each ``Test...`` subclass only says how to get a store.
+Subclass ``EventStoreContract`` in a test module of your own and give it a ``store`` fixture that
+returns your store on empty tables; pytest then runs every test below against it::
+
+    from framework.testing.contracts import EventStoreContract
+
+    class TestMyStore(EventStoreContract):
+        @pytest.fixture
+        def store(self) -> EventStore:
+            return MyEventStore(...)
+
+The framework's in-memory store, moto and DynamoDB Local run it in ``tests/contract``. The tests
+commit change sets built by ``framework.testing.records`` and run the small bank of
+``framework.testing.bank`` through an ``Application`` on the store.
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ from framework.errors import (
 from framework.store import EventStore, UniqueClaim
 from framework.store.items import MAX_ITEM_BYTES, Item
 from framework.store.keys import max_id_bytes
-from tests.support.bank import (
+from framework.testing.bank import (
     Account,
     ClaimHandle,
     Deposit,
@@ -37,11 +49,30 @@ from tests.support.bank import (
     move_handle,
     transfer,
 )
-from tests.support.records import change_set, plant_event_item, plant_item, stream_dump
+from framework.testing.records import change_set, plant_item, stored_item, stream_dump
+
+__all__ = ["EventStoreContract"]
 
 
 class EventStoreContract:
-    """Behaviour every ``EventStore`` must show. Subclasses provide the ``store`` fixture."""
+    """Behaviour every ``EventStore`` must show. Subclasses provide the ``store`` fixture.
+
+    The store is given empty tables for every test. A few tests plant items as they would lie in
+    DynamoDB (corrupt, old or foreign data) and read the items a commit wrote:
+    ``plant_item`` and ``stored_item`` know the framework's stores, and a store of your own
+    overrides them.
+    """
+
+    def plant_item(self, store: EventStore, table: str, item: Item) -> None:
+        """Write ``item`` into ``table`` as is, bypassing every check of the store."""
+        plant_item(store, table, item)
+
+    def stored_item(self, store: EventStore, table: str, key: str) -> Item | None:
+        """The item of ``table`` under partition key ``key``, as stored (``None`` if absent)."""
+        return stored_item(store, table, key)
+
+    def _aggregate_item(self, store: EventStore, key: str) -> Item | None:
+        return self.stored_item(store, store.tables.aggregates, key)
 
     # -- appending and reading -----------------------------------------------------------
 
@@ -224,7 +255,7 @@ class EventStoreContract:
             UniqueClaim("email", "x@y", "Account#a2"),
         ]
         store.commit(change_set([("a1", 1, 1), ("a2", 1, 1)], claims=handover))
-        claim = _aggregate_item(store, "unique#email#x@y")
+        claim = self._aggregate_item(store, "unique#email#x@y")
         assert isinstance(claim, dict) and claim["owner"] == {"S": "Account#a2"}
         with pytest.raises(UniqueConstraintViolated):
             store.commit(
@@ -243,7 +274,7 @@ class EventStoreContract:
             store.commit(change_set([("a1", 0, 1), ("a2", 0, 1)], claims=handover))
         assert (raised.value.scope, raised.value.value) == ("email", "x@y")
         assert stream_dump(store, ["a1", "a2"]) == [[], None, [], None]
-        claim = _aggregate_item(store, "unique#email#x@y")
+        claim = self._aggregate_item(store, "unique#email#x@y")
         assert isinstance(claim, dict) and claim["owner"] == {"S": "Account#a3"}
 
     def test_a_free_value_can_be_handed_over(self, store: EventStore) -> None:
@@ -252,7 +283,7 @@ class EventStoreContract:
             UniqueClaim("email", "x@y", "Account#a2"),
         ]
         store.commit(change_set([("a1", 0, 1), ("a2", 0, 1)], claims=handover))
-        claim = _aggregate_item(store, "unique#email#x@y")
+        claim = self._aggregate_item(store, "unique#email#x@y")
         assert isinstance(claim, dict) and claim["owner"] == {"S": "Account#a2"}
 
     def test_claim_keys_are_unambiguous(self, store: EventStore) -> None:
@@ -269,8 +300,8 @@ class EventStoreContract:
             store.commit(
                 change_set([("a4", 0, 1)], claims=[UniqueClaim("email#work", "x", "Account#a4")])
             )
-        assert _aggregate_item(store, "unique#email#work#x") is not None  # unchanged layout
-        assert _aggregate_item(store, "unique#email%23work#x") is not None
+        assert self._aggregate_item(store, "unique#email#work#x") is not None  # unchanged layout
+        assert self._aggregate_item(store, "unique#email%23work#x") is not None
 
     def test_empty_scopes_and_values_are_refused_before_writing(self, store: EventStore) -> None:
         for scope, value in (("", "x"), ("email", "")):
@@ -286,13 +317,13 @@ class EventStoreContract:
         self, store: EventStore
     ) -> None:
         key_item: Item = {"pk": {"S": "key#a1"}, "wrapped": {"B": b"secret"}}
-        plant_item(store, store.tables.aggregates, key_item)
+        self.plant_item(store, store.tables.aggregates, key_item)
         store.commit(change_set([("a1", 0, 1)]))
         with pytest.raises(ConcurrencyError):
             store.commit(attrs.evolve(change_set([("a1", 0, 1)]), forget_keys=("a1",)))
-        assert _aggregate_item(store, "key#a1") == key_item  # refused: the key stays
+        assert self._aggregate_item(store, "key#a1") == key_item  # refused: the key stays
         store.commit(attrs.evolve(change_set([("a1", 1, 1)]), forget_keys=("a1",)))
-        tombstone = _aggregate_item(store, "key#a1")  # a tombstone: never a fresh key again
+        tombstone = self._aggregate_item(store, "key#a1")  # a tombstone: never a fresh key again
         assert isinstance(tombstone, dict) and "wrapped" not in tombstone
         assert "forgotten_at" in tombstone
 
@@ -459,8 +490,10 @@ class EventStoreContract:
 
     def test_a_malformed_stored_item_is_a_clear_error(self, store: EventStore) -> None:
         store.commit(change_set([("a1", 0, 1)]))
-        plant_event_item(
-            store, {"pk": {"S": "Account#a1"}, "sk": {"N": "2"}, "event_type": {"S": "Deposited"}}
+        self.plant_item(
+            store,
+            store.tables.events,
+            {"pk": {"S": "Account#a1"}, "sk": {"N": "2"}, "event_type": {"S": "Deposited"}},
         )
         with pytest.raises(CorruptEvent) as raised:
             store.load_events("Account", "a1")
@@ -534,8 +567,9 @@ class EventStoreContract:
             OpenAccount(account_id="a", owner="Ann")
         )
         event = store.load_events("Account", "a")[0]
-        plant_event_item(
+        self.plant_item(
             store,
+            store.tables.events,
             {
                 "pk": {"S": "Account#a"},
                 "sk": {"N": "2"},
@@ -562,34 +596,3 @@ def incompressible(size: int) -> bytes:
     unconstrained random bytes would start with the S3 reference tag once in 256 runs.
     """
     return b"{" + os.urandom(size - 1)
-
-
-def _aggregate_item(store: EventStore, key: str) -> object:
-    from framework import DynamoDBEventStore, InMemoryEventStore
-
-    if isinstance(store, InMemoryEventStore):
-        return store.aggregate_item(key)
-    assert isinstance(store, DynamoDBEventStore)
-    response = store.client.get_item(
-        TableName=store.tables.aggregates, Key={"pk": {"S": key}}, ConsistentRead=True
-    )
-    return response.get("Item")
-
-
-class TestInMemoryStore(EventStoreContract):
-    @pytest.fixture
-    def store(self, memory_store: EventStore) -> EventStore:
-        return memory_store
-
-
-class TestMotoStore(EventStoreContract):
-    @pytest.fixture
-    def store(self, moto_store: EventStore) -> EventStore:
-        return moto_store
-
-
-@pytest.mark.dynamodb_local
-class TestDynamoDBLocalStore(EventStoreContract):
-    @pytest.fixture
-    def store(self, local_store: EventStore) -> EventStore:
-        return local_store
