@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+import structlog
 from attrs import frozen
 from click.testing import CliRunner
 
@@ -59,6 +60,14 @@ class SeenSizes(Projector, name="seen-sizes"):
     @event_handler(Stored)
     def _stored(self, event: Stored, envelope: Envelope) -> None:
         SEEN.append(len(event.content))
+
+
+@pytest.fixture(autouse=True)
+def logging_restored() -> Iterator[None]:
+    """The CLI configures structlog for the process (a level filter): undo it for later tests."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
