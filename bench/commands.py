@@ -40,7 +40,7 @@ from bench.common import fresh_store, machine, markdown_table, median, start_dyn
 from framework import Application, DynamoDBEventStore, EveryNEvents, NoSnapshots
 from framework.application import AggregateCache
 from framework.logs import configure_logging
-from framework.serialization import encode_json
+from framework.mapping.formats import encode_json
 from framework.store import ChangeSet
 from framework.store.items import item_size, timestamp
 from framework.store.keys import feed_key

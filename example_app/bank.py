@@ -29,6 +29,7 @@ from framework import (
     subject_of,
     upcaster,
 )
+from framework.mapping import Upcaster
 
 # -- commands ------------------------------------------------------------------------------
 
@@ -261,3 +262,9 @@ def _amount_as_money(document: dict[str, Any]) -> dict[str, Any]:
     """Version 1 held ``{"amount": "12.50"}``; version 2 holds ``Money`` as
     ``{"amount": {"amount": "12.50"}}``."""
     return {**document, "amount": {"amount": document["amount"]}}
+
+
+UPCASTERS: list[Upcaster] = [_deposit_amount_as_money, _withdrawal_amount_as_money]
+"""Every upcaster of the bank's events: the application is given them, and so is every runner of
+the projectors that read these events (``--upcasters example_app.bank:UPCASTERS`` on the command
+line, ``UPCASTERS`` on Lambda), so that old events read the same way everywhere."""

@@ -198,6 +198,7 @@ def run_demo(out: TextIO) -> None:
             DynamoDBPositionStore(store),
             all_projectors(store),
             safety_window=dt.timedelta(0),
+            mapper=app.mapper,  # the projectors read old events as the application does
         )
         report = runner.run(until=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
         parked = f", {len(report.parked)} parked" if report.parked else ""

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import attrs
 
-from example_app.bank import Account, transfer_money
+from example_app.bank import UPCASTERS, Account, transfer_money
 from example_app.users import User
 from framework import Application, DynamoDBEventStore, EveryNEvents
 from framework.config import Settings
@@ -86,4 +86,5 @@ def build_application(store: EventStore, keys: KeyRing | None = None) -> Applica
         handlers=[transfer_money],
         snapshots={Account: EveryNEvents(SNAPSHOT_EVERY), User: EveryNEvents(SNAPSHOT_EVERY)},
         keys=keys or key_ring(store),
+        upcasters=UPCASTERS,
     )

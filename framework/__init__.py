@@ -9,6 +9,8 @@ Everything else lives in a public module with its own ``__all__``:
 - ``framework.errors``: every error the framework raises on purpose;
 - ``framework.store``: event stores, position stores, payload and key storage;
 - ``framework.projections`` (and ``framework.projections.read_models``): read models and runners;
+- ``framework.mapping``: the event mapper each application owns (``app.mapper``): stored type
+  names, upcasters, personal-field sealing, the payload format;
 - ``framework.encryption``: personal data, key rings and key wrappers;
 - ``framework.logs``: logging set-up;
 - ``framework.testing``: scenarios and the projector kit (the pytest plugin is opt-in:
@@ -30,8 +32,8 @@ from framework.domain import (
     subject_of,
 )
 from framework.errors import ConcurrencyError, DomainError
+from framework.mapping.upcasters import upcaster
 from framework.snapshots import EveryNEvents, NoSnapshots
-from framework.upcasting import upcaster
 
 if TYPE_CHECKING:
     from framework.application import Application

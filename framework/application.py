@@ -47,9 +47,11 @@ from framework.errors import (
     UnknownCommand,
 )
 from framework.logs import withhold
+from framework.mapping.mapper import EventMapper
+from framework.mapping.state import SnapshotStateError
+from framework.mapping.upcasters import Upcaster
 from framework.repository import ReloadPoint, Repository
 from framework.results import CommandResult
-from framework.serialization import EventRegistry, SnapshotStateError
 from framework.snapshots import EveryNEvents, NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.keys import check_aggregate_id
@@ -160,7 +162,10 @@ class Application:
     one transaction. ``snapshots`` maps aggregate classes to snapshot policies (default: none).
     ``cache`` (an ``AggregateCache``) lets aggregates this process committed skip the load.
     ``keys`` (a ``KeyRing``) encrypts fields declared personal (``personal=``); it is required
-    when any event has such fields.
+    when any event has such fields. ``upcasters`` are the functions marked ``@upcaster`` that
+    read events stored at older schema versions; they belong to this application's mapper
+    (``app.mapper``), which projection engines take to read events the same way. A missing link
+    in any event class's chain fails here, at start-up.
     """
 
     def __init__(
@@ -175,6 +180,7 @@ class Application:
         backoff: Backoff | None = None,
         cache: AggregateCache | None = None,
         keys: KeyRing | None = None,
+        upcasters: Iterable[Upcaster] = (),
     ) -> None:
         if max_attempts < 1:
             raise DefinitionError("max_attempts must be at least 1")
@@ -184,9 +190,9 @@ class Application:
         self.max_attempts = max_attempts
         self.backoff = backoff or Backoff()
         self.cache = cache
-        self.registry = EventRegistry(event_types, keys=keys)
+        self.mapper = EventMapper(event_types, upcasters=upcasters, keys=keys)
         self.repository = Repository(
-            store, self.registry, snapshot_policies=self.snapshot_policies, cache=cache
+            store, self.mapper, snapshot_policies=self.snapshot_policies, cache=cache
         )
         self._routes: dict[type[Command], _Route] = {}
         self._aggregates_by_type: dict[str, type[Aggregate]] = {}
@@ -194,7 +200,7 @@ class Application:
             self._register_aggregate(aggregate_class)
         for function in handlers:
             self._register_function(function)
-        if keys is None and self.registry.has_personal_data(self.registry.classes()):
+        if keys is None and self.mapper.has_personal_data():
             raise DefinitionError(
                 "some events have personal fields: give the Application a KeyRing "
                 "(keys=KeyRing(...)) so that they are stored encrypted"
@@ -222,7 +228,7 @@ class Application:
             )
         self._aggregates_by_type[name] = aggregate_class
         for event_class in aggregate_class.handled_event_types():
-            self.registry.register(event_class)
+            self.mapper.register(event_class)
         for command_type, spec in aggregate_class.handled_command_types().items():
             route = _Route(aggregate_class, None, spec.creates, command_target_field(command_type))
             self._add_route(command_type, route, aggregate_class.__qualname__)
@@ -373,7 +379,7 @@ class Application:
         """
         return UnitOfWork(
             self.store,
-            self.registry,
+            self.mapper,
             command=command,
             snapshot_policies=self.snapshot_policies,
             cache=self.cache,

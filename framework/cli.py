@@ -26,12 +26,14 @@ from rich.table import Table
 from framework.config import CONFIG_FILE_ENV, Settings
 from framework.errors import FrameworkError
 from framework.logs import configure_logging
+from framework.mapping.formats import decode_json
+from framework.mapping.upcasters import Upcaster
 from framework.projections import read_models
+from framework.projections.aws_lambda import load_upcasters
 from framework.projections.catch_up import DEFAULT_SAFETY_WINDOW, DEFAULT_WORKERS, CatchUpRunner
 from framework.projections.engine import ProjectionEngine
 from framework.projections.projector import Projector
 from framework.projections.streams_poller import StreamsPoller
-from framework.serialization import decode_json
 from framework.store.dynamodb import DynamoDBEventStore
 from framework.store.dynamodb_positions import DynamoDBPositionStore
 from framework.store.keys import split_stream, stream_key
@@ -102,6 +104,25 @@ def main(prefix: str | None, endpoint: str | None, config_file: str | None, verb
         os.environ["DYNAMO_TABLE_PREFIX"] = prefix
     if endpoint:
         os.environ["DYNAMO_ENDPOINT"] = endpoint
+
+
+_UPCASTERS_OPTION = click.option(
+    "--upcasters",
+    "upcaster_specs",
+    metavar="MODULE:NAME[,MODULE:NAME]",
+    envvar="UPCASTERS",
+    default="",
+    help="the application's upcasters (an @upcaster function or a list of them), so that old "
+    "events read as the application reads them (default: $UPCASTERS)",
+)
+
+
+def _upcasters(specs: str) -> list[Upcaster]:
+    """The upcasters ``--upcasters`` (or ``UPCASTERS``) names."""
+    try:
+        return load_upcasters(specs)
+    except (ImportError, ValueError) as error:
+        raise click.BadParameter(f"cannot import {specs!r}: {error}") from None
 
 
 # -- tables --------------------------------------------------------------------------------
@@ -283,8 +304,9 @@ def _lag(store: DynamoDBEventStore, projector: Projector, known: dict[str, int])
     show_default=True,
     help="feed shards replayed side by side",
 )
+@_UPCASTERS_OPTION
 def projections_replay(
-    projector_spec: str, rebuild: bool, safety_window: float, workers: int
+    projector_spec: str, rebuild: bool, safety_window: float, workers: int, upcaster_specs: str
 ) -> None:
     """Bring a projector up to date over the feed index (or rebuild it from scratch).
 
@@ -300,6 +322,7 @@ def projections_replay(
         safety_window=dt.timedelta(seconds=safety_window),
         progress=sys.stderr.isatty(),
         workers=workers,
+        upcasters=_upcasters(upcaster_specs),
         **_engine_options(store),
     )
     report = runner.rebuild() if rebuild else runner.run()
@@ -329,7 +352,10 @@ def _exit_if_parked(parked: list[str]) -> None:
 @click.option(
     "--interval", type=float, default=1.0, show_default=True, help="seconds between idle polls"
 )
-def projections_follow(projector_specs: Sequence[str], interval: float) -> None:
+@_UPCASTERS_OPTION
+def projections_follow(
+    projector_specs: Sequence[str], interval: float, upcaster_specs: str
+) -> None:
     """Follow the events table's stream and apply new events live, until interrupted.
 
     A second `follow` of the same projectors stands by and takes over when this one stops.
@@ -337,7 +363,11 @@ def projections_follow(projector_specs: Sequence[str], interval: float) -> None:
     store = _store()
     projectors = [_load_projector(spec) for spec in projector_specs]
     poller = StreamsPoller(
-        store, DynamoDBPositionStore(store), projectors, **_engine_options(store)
+        store,
+        DynamoDBPositionStore(store),
+        projectors,
+        upcasters=_upcasters(upcaster_specs),
+        **_engine_options(store),
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -351,22 +381,25 @@ def projections_follow(projector_specs: Sequence[str], interval: float) -> None:
 @projections.command("retry")
 @click.argument("projector_spec", metavar="MODULE:PROJECTOR")
 @click.argument("stream")
-def projections_retry(projector_spec: str, stream: str) -> None:
+@_UPCASTERS_OPTION
+def projections_retry(projector_spec: str, stream: str, upcaster_specs: str) -> None:
     """Retry the parked event of STREAM (Type#id) and apply what waited behind it."""
-    _release(projector_spec, stream, skip=False)
+    _release(projector_spec, stream, upcaster_specs, skip=False)
 
 
 @projections.command("skip")
 @click.argument("projector_spec", metavar="MODULE:PROJECTOR")
 @click.argument("stream")
-def projections_skip(projector_spec: str, stream: str) -> None:
+@_UPCASTERS_OPTION
+def projections_skip(projector_spec: str, stream: str, upcaster_specs: str) -> None:
     """Step over the parked event of STREAM for good, then apply what waited behind it."""
-    _release(projector_spec, stream, skip=True)
+    _release(projector_spec, stream, upcaster_specs, skip=True)
 
 
-def _release(projector_spec: str, stream: str, *, skip: bool) -> None:
+def _release(projector_spec: str, stream: str, upcaster_specs: str, *, skip: bool) -> None:
     store = _store()
     projector = _load_projector(projector_spec)
+    upcasters = _upcasters(upcaster_specs)
     positions = DynamoDBPositionStore(store)
     name = projector.projector_name()
     position = positions.get(name, stream)
@@ -377,7 +410,9 @@ def _release(projector_spec: str, stream: str, *, skip: bool) -> None:
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     positions.release(name, stream, skip=skip)
-    engine = ProjectionEngine(projector, store, positions, **_engine_options(store))
+    engine = ProjectionEngine(
+        projector, store, positions, upcasters=upcasters, **_engine_options(store)
+    )
     report = engine.catch_up_stream(aggregate_type, aggregate_id)
     verb = "skipped" if skip else "retried"
     outcome = f"parked again at {report.parked[0]}" if report.parked else "caught up"

@@ -141,6 +141,8 @@ class StreamProjection:
 
     ``projectors`` is called once per thread: a ``Projector`` queues its writes on the instance
     between a handler call and the commit, so two request threads must never share one.
+    ``engine_options`` go to each ``ProjectionEngine``: the application's ``mapper=app.mapper``
+    (or its ``upcasters=[...]``), so that the projectors read old events as the application does.
     """
 
     def __init__(
@@ -150,10 +152,12 @@ class StreamProjection:
         projectors: Callable[[], Iterable[Projector]],
         *,
         max_rounds: int = MAX_PROJECTION_ROUNDS,
+        **engine_options: Any,
     ) -> None:
         self.store = store
         self.positions = positions
         self.projectors = projectors
+        self.engine_options = engine_options
         self.max_rounds = max_rounds
         self._local = threading.local()
 
@@ -161,7 +165,7 @@ class StreamProjection:
         engines: list[ProjectionEngine] | None = getattr(self._local, "engines", None)
         if engines is None:
             engines = [
-                ProjectionEngine(projector, self.store, self.positions)
+                ProjectionEngine(projector, self.store, self.positions, **self.engine_options)
                 for projector in self.projectors()
             ]
             self._local.engines = engines
@@ -207,6 +211,7 @@ class ReadYourWrites:
     lifespan); tests call ``step`` directly. ``safety_window`` (default: the runner's) is how
     far short of now the feed run stops, for commits still in flight. ``lock``, when given, is
     held around the background work, for stores that must not be used by two threads at once.
+    ``engine_options`` go to the engines of both (``mapper=app.mapper`` or ``upcasters=[...]``).
     """
 
     def __init__(
@@ -220,9 +225,10 @@ class ReadYourWrites:
         feed_interval: float = FEED_INTERVAL_SECONDS,
         safety_window: dt.timedelta | None = None,
         max_pending: int = MAX_PENDING_STREAMS,
+        **engine_options: Any,
     ) -> None:
         self.store = store
-        self.updater = StreamProjection(store, positions, projectors)
+        self.updater = StreamProjection(store, positions, projectors, **engine_options)
         # Imported here: the runner reads DynamoDB's feed through boto3, and this module must
         # not load it for an application that only binds idempotency keys.
         from framework.projections.catch_up import DEFAULT_SAFETY_WINDOW, CatchUpRunner
@@ -232,6 +238,7 @@ class ReadYourWrites:
             positions,
             projectors(),
             safety_window=DEFAULT_SAFETY_WINDOW if safety_window is None else safety_window,
+            **engine_options,
         )
         self.lock: contextlib.AbstractContextManager[Any] = lock or contextlib.nullcontext()
         self.retry_interval = retry_interval

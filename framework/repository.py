@@ -22,9 +22,8 @@ import structlog
 
 from framework.cache import AggregateCache
 from framework.domain import Aggregate
-from framework.encryption import KeyRing
 from framework.errors import CorruptEvent
-from framework.serialization import EventRegistry, decode_state, state_schema
+from framework.mapping.mapper import EventMapper
 from framework.snapshots import NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.keys import stream_key
@@ -58,13 +57,13 @@ class Repository:
     def __init__(
         self,
         store: EventStore,
-        registry: EventRegistry,
+        mapper: EventMapper,
         *,
         snapshot_policies: Mapping[type[Aggregate], SnapshotPolicy] | None = None,
         cache: AggregateCache | None = None,
     ) -> None:
         self.store = store
-        self.registry = registry
+        self.mapper = mapper
         self.cache = cache
         self._policies = snapshot_policies or {}
 
@@ -114,7 +113,7 @@ class Repository:
         if self.keeps_snapshots(aggregate_class):
             snapshot = self.store.load_snapshot(aggregate_type, aggregate_id)
             if snapshot is not None:
-                aggregate = _restore(aggregate_class, snapshot, self.registry.keys)
+                aggregate = _restore(aggregate_class, snapshot, self.mapper)
                 if aggregate is None:
                     snapshot = None  # ignored: the stream is replayed from its start
         start = aggregate.version if aggregate is not None else 0
@@ -137,7 +136,7 @@ class Repository:
             if aggregate is None:  # evicted meanwhile: nothing to rebuild from
                 return self._load_stored(aggregate_class, aggregate_id)
         elif since.snapshot is not None:
-            aggregate = _restore(aggregate_class, since.snapshot, self.registry.keys)
+            aggregate = _restore(aggregate_class, since.snapshot, self.mapper)
             if aggregate is None:
                 return self._load_stored(aggregate_class, aggregate_id)
         if aggregate is None and since.records:
@@ -165,6 +164,7 @@ class Repository:
     def _apply(self, aggregate: Aggregate, records: Iterable[StoredEvent]) -> None:
         """Decode ``records`` and apply them in order, refusing a gap in the stream."""
         stream = stream_key(aggregate.aggregate_type(), aggregate.id)
+        decode = self.mapper.decode
         for record in records:
             if record.version != aggregate.version + 1:
                 raise CorruptEvent(
@@ -173,7 +173,7 @@ class Repository:
                     f"expected version {aggregate.version + 1} (gap in stream)",
                 )
             aggregate.apply_history(
-                self.registry.decode(
+                decode(
                     record.event_type,
                     record.schema,
                     record.payload,
@@ -188,8 +188,8 @@ class Repository:
         return policy is not None and not isinstance(policy, NoSnapshots)
 
 
-def _restore(aggregate_class: type[A], snapshot: Snapshot, keys: KeyRing | None) -> A | None:
-    expected = state_schema(aggregate_class)
+def _restore(aggregate_class: type[A], snapshot: Snapshot, mapper: EventMapper) -> A | None:
+    expected = mapper.state_schema(aggregate_class)
     if snapshot.schema != expected:
         log.info(
             "snapshot.ignored_schema_changed",
@@ -200,7 +200,7 @@ def _restore(aggregate_class: type[A], snapshot: Snapshot, keys: KeyRing | None)
         )
         return None
     try:
-        state = decode_state(aggregate_class, snapshot.state, keys)
+        state = mapper.decode_state(aggregate_class, snapshot.state)
     except Exception as error:  # any failure (JSON, cattrs' exception groups) means: replay
         log.warning(
             "snapshot.ignored_undecodable",

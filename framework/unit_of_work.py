@@ -26,14 +26,10 @@ from framework.errors import (
     AggregateNotFound,
     SubjectForgotten,
 )
+from framework.mapping.converter import converter
+from framework.mapping.mapper import EventMapper
 from framework.repository import ReloadPoint, Repository
 from framework.results import CommandResult
-from framework.serialization import (
-    EventRegistry,
-    converter,
-    encode_state,
-    state_schema,
-)
 from framework.snapshots import NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.keys import check_aggregate_id, stream_key
@@ -113,7 +109,7 @@ class UnitOfWork:
     def __init__(
         self,
         store: EventStore,
-        registry: EventRegistry,
+        mapper: EventMapper,
         *,
         command: Command,
         snapshot_policies: Mapping[type[Aggregate], SnapshotPolicy] | None = None,
@@ -123,12 +119,12 @@ class UnitOfWork:
         reload_points: Mapping[tuple[type[Aggregate], str], ReloadPoint] | None = None,
     ) -> None:
         self.store = store
-        self.registry = registry
+        self.mapper = mapper
         self.command = command
         self.cache = cache
         self._policies = snapshot_policies or {}
         self.repository = repository or Repository(
-            store, registry, snapshot_policies=self._policies, cache=cache
+            store, mapper, snapshot_policies=self._policies, cache=cache
         )
         self._clock = clock
         self._tracked: dict[tuple[type[Aggregate], str], _Tracked] = {}
@@ -269,9 +265,9 @@ class UnitOfWork:
 
     def _subjects_to_forget(self, changes: list[AggregateChange]) -> tuple[Subject, ...]:
         """Aggregates whose new events include one declared ``forgets_subject``."""
-        if self.registry.keys is None:
+        if self.mapper.keys is None:
             return ()
-        forgetting = {event_type_name(c) for c in self.registry.classes() if c.__forgets_subject__}
+        forgetting = {event_type_name(c) for c in self.mapper.classes() if c.__forgets_subject__}
         return tuple(
             (change.aggregate_type, change.aggregate_id)
             for change in changes
@@ -285,7 +281,7 @@ class UnitOfWork:
         was built from the subject's personal data is evicted, so that no later command of this
         process can snapshot that state again.
         """
-        keys = self.registry.keys
+        keys = self.mapper.keys
         if keys is None:
             return
         for subject in subjects:
@@ -314,7 +310,7 @@ class UnitOfWork:
         aggregate_type = aggregate.aggregate_type()
         stored = []
         for offset, event in enumerate(events, start=1):
-            encoded = self.registry.encode(event, (aggregate_type, aggregate.id))
+            encoded = self.mapper.encode(event, (aggregate_type, aggregate.id))
             stored.append(
                 StoredEvent(
                     aggregate_type=aggregate_type,
@@ -343,7 +339,7 @@ class UnitOfWork:
         if not self._policy(type(aggregate))(aggregate, tracked.loaded_version):
             return None
         try:
-            state = encode_state(aggregate, self.registry.keys)
+            state = self.mapper.encode_state(aggregate)
         except SubjectForgotten as forgotten:
             # The state holds personal data of a subject forgotten since it was loaded (another
             # process's forget, say): it must not be stored again. Replays read it erased.
@@ -370,6 +366,6 @@ class UnitOfWork:
             aggregate_id=aggregate.id,
             version=aggregate.version,
             state=state,
-            schema=state_schema(type(aggregate)),
+            schema=self.mapper.state_schema(type(aggregate)),
             created_at=now,
         )

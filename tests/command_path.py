@@ -28,12 +28,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("repository", ("framework.repository", "framework.cache")),
     (
         "mapping",
-        (
-            "framework.serialization",
-            "framework.upcasting",
-            "framework.mapping",
-            "framework.snapshots",
-        ),
+        ("framework.mapping", "framework.snapshots"),
     ),
     ("domain", ("framework.domain", "framework.testing.bank")),
     ("store", ("framework.store",)),

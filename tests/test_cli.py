@@ -221,6 +221,11 @@ def test_read_model_tables_and_a_true_rebuild(dynamodb_local_endpoint: str, pref
     for _ in range(3):
         app.handle(DepositMoney(account_id="a", amount=Decimal("1.10")))
     time.sleep(0.2)  # past the feed's commit times, with a zero safety window
+    # The balances read MoneyDeposited, at schema version 2: without the application's upcasters
+    # the replay is refused before it applies anything, in one line.
+    refused = cli(dynamodb_local_endpoint, prefix, "projections", "replay", BALANCES)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "add @upcaster('MoneyDeposited', from_version=1)" in refused.stderr
     for args in ([], ["--rebuild"], ["--rebuild"]):
         replayed = cli(
             dynamodb_local_endpoint,
@@ -230,6 +235,8 @@ def test_read_model_tables_and_a_true_rebuild(dynamodb_local_endpoint: str, pref
             BALANCES,
             "--safety-window",
             "0",
+            "--upcasters",
+            "example_app.bank:UPCASTERS",
             *args,
         )
         assert replayed.returncode == 0, replayed.stderr

@@ -13,7 +13,8 @@ import pytest
 from cfnlint.api import lint
 from cfnlint.decode import decode
 
-from framework.projections.aws_lambda import handler, load_projectors
+from framework.projections.aws_lambda import handler, load_projectors, load_upcasters, make_handler
+from framework.store import InMemoryEventStore, InMemoryPositionStore
 from framework.store.tables import (
     COMMAND_TTL_ATTRIBUTE,
     FEED_INDEX,
@@ -131,9 +132,18 @@ def test_the_function_runs_the_framework_handler(template: dict[str, Any]) -> No
     assert function["Environment"]["Variables"] == {
         "DYNAMO_TABLE_PREFIX": {"Ref": "TablePrefix"},
         "PROJECTORS": {"Ref": "Projectors"},
+        "UPCASTERS": {"Ref": "Upcasters"},
     }
     default_projectors = template["Parameters"]["Projectors"]["Default"]
-    assert load_projectors(default_projectors)
+    default_upcasters = template["Parameters"]["Upcasters"]["Default"]
+    # The defaults start: the projectors' event classes can read every older version.
+    store = InMemoryEventStore()
+    make_handler(
+        load_projectors(default_projectors),
+        store,
+        InMemoryPositionStore(),
+        upcasters=load_upcasters(default_upcasters),
+    )
 
 
 def test_the_stream_mapping_never_blocks_a_shard_forever(template: dict[str, Any]) -> None:

@@ -9,8 +9,11 @@ streams in the batch still count as done. A handler that keeps failing on one ev
 the shard: the event is parked after bounded retries and reported by ``python -m framework``.
 
 ``handler`` is ready for ``Handler: framework.projections.aws_lambda.handler``: it reads
-``PROJECTORS`` (comma-separated ``module:Class``) and the store settings from the environment, on
-its first invocation.
+``PROJECTORS`` (comma-separated ``module:Class``), ``UPCASTERS`` (comma-separated ``module:name``,
+each an ``@upcaster`` function or a list of them: the ones the application is given, so that the
+projectors read old events as it does) and the store settings from the environment, on its first
+invocation. A projector's event class whose upcaster chain has a missing link fails then, not at
+the first old event.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import structlog
 
 from framework.config import Settings
 from framework.errors import DefinitionError
+from framework.mapping.upcasters import Upcaster, upcaster_step
 from framework.projections.engine import ProjectionEngine, group_by_stream
 from framework.projections.projector import Projector
 from framework.store.base import EventStore
@@ -34,7 +38,7 @@ from framework.store.positions import PositionStore
 from framework.store.records import StoredEvent
 from framework.store.streams import record_to_event
 
-__all__ = ["handler", "load_projectors", "make_handler"]
+__all__ = ["handler", "load_projectors", "load_upcasters", "make_handler"]
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +51,11 @@ def make_handler(
     positions: PositionStore,
     **engine_options: Any,
 ) -> LambdaHandler:
-    """A Lambda handler applying DynamoDB Streams batches to ``projectors``."""
+    """A Lambda handler applying DynamoDB Streams batches to ``projectors``.
+
+    ``engine_options`` go to each ``ProjectionEngine``: ``mapper=app.mapper`` or the
+    application's ``upcasters=[...]``, so that old events read as the application reads them.
+    """
     engines = [ProjectionEngine(p, store, positions, **engine_options) for p in projectors]
 
     def handle_batch(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -99,6 +107,28 @@ def load_projectors(spec: str) -> list[Projector]:
     return projectors
 
 
+def load_upcasters(spec: str) -> list[Upcaster]:
+    """The upcasters named by ``module:name,module:name``: each an ``@upcaster`` function or an
+    iterable of them (an application's list, say). An empty ``spec`` names none."""
+    found: list[Upcaster] = []
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        module_name, _, attribute = entry.partition(":")
+        value = (
+            getattr(importlib.import_module(module_name), attribute, None) if attribute else None
+        )
+        functions = [value] if callable(value) else list(value or ())
+        for function in functions:
+            if not callable(function) or upcaster_step(function) is None:
+                raise DefinitionError(
+                    f"{entry!r} names something that is not an @upcaster function "
+                    "(expected module:function or module:list_of_upcasters)"
+                )
+            found.append(function)
+        if not functions:
+            raise DefinitionError(f"{entry!r} names no upcaster")
+    return found
+
+
 _handler: LambdaHandler | None = None
 
 
@@ -110,7 +140,10 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         settings = Settings.load(default_backend="dynamo")
         store = DynamoDBEventStore.from_settings(settings)
         projectors = load_projectors(os.environ.get("PROJECTORS", ""))
+        upcasters = load_upcasters(os.environ.get("UPCASTERS", ""))
         keys = key_ring_for(settings, store)
-        options = {} if keys is None else {"keys": keys}
+        options: dict[str, Any] = {"upcasters": upcasters}
+        if keys is not None:
+            options["keys"] = keys
         _handler = make_handler(projectors, store, DynamoDBPositionStore(store), **options)
     return _handler(event, context)

@@ -35,10 +35,11 @@ import attrs
 import structlog
 
 from framework.encryption import KeyRing
-from framework.errors import CorruptEvent
+from framework.errors import CorruptEvent, DefinitionError
+from framework.mapping.mapper import EventMapper
+from framework.mapping.upcasters import Upcaster
 from framework.projections.folding import FoldedBatch, QueuedWrite, RowWrite
 from framework.projections.projector import Envelope, Projector
-from framework.serialization import EventRegistry
 from framework.store.base import EventStore
 from framework.store.items import MAX_TRANSACTION_ITEMS
 from framework.store.keys import stream_key
@@ -82,7 +83,13 @@ class ApplyReport:
 
 
 class ProjectionEngine:
-    """Exactly-once, in-order application of events to one projector."""
+    """Exactly-once, in-order application of events to one projector.
+
+    It reads events the way the application writes them: give it the application's mapper
+    (``mapper=app.mapper``), or, where there is no application (a runner of its own, the CLI, the
+    Lambda handler), the same ``upcasters``. A projector's event class at a schema version whose
+    upcaster chain has a missing link fails here, when the engine is built.
+    """
 
     def __init__(
         self,
@@ -93,6 +100,8 @@ class ProjectionEngine:
         max_attempts: int = 3,
         retry_delay: float = 0.05,
         keys: KeyRing | None = None,
+        mapper: EventMapper | None = None,
+        upcasters: Iterable[Upcaster] = (),
     ) -> None:
         self.projector = projector
         self.name = projector.projector_name()
@@ -100,7 +109,7 @@ class ProjectionEngine:
         self.positions = positions
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
-        self.registry = EventRegistry(projector.event_classes(), keys=keys or projector.key_ring)
+        self.mapper = _reading_mapper(projector, mapper, tuple(upcasters), keys)
         # Parallel replay applies several shards with one engine: the projector's handlers
         # and its queue of writes are used by one thread at a time (the requests are not).
         self._handler_lock = threading.Lock()
@@ -436,7 +445,7 @@ class ProjectionEngine:
             try:
                 with self._handler_lock:
                     try:
-                        event = self.registry.decode(
+                        event = self.mapper.decode(
                             record.event_type,
                             record.schema,
                             record.payload,
@@ -566,6 +575,28 @@ class _HandlerFailed(Exception):
         super().__init__(str(error))
         self.error = error
         self.attempts = attempts
+
+
+def _reading_mapper(
+    projector: Projector,
+    mapper: EventMapper | None,
+    upcasters: tuple[Upcaster, ...],
+    keys: KeyRing | None,
+) -> EventMapper:
+    """The mapper an engine reads ``projector``'s events with: the one given, or one of its own.
+
+    Keys: those given, else the mapper's (the application's), else the projector's ``key_ring``.
+    """
+    if mapper is not None and upcasters:
+        raise DefinitionError(
+            "give a projection engine either the application's mapper or upcasters, not both: "
+            "the mapper already owns the application's upcasters"
+        )
+    if mapper is None:
+        mapper = EventMapper(upcasters=upcasters)
+    return mapper.extended(
+        projector.event_classes(), keys=keys or mapper.keys or projector.key_ring
+    )
 
 
 def group_by_stream(records: Iterable[StoredEvent]) -> dict[str, list[StoredEvent]]:

@@ -1,6 +1,6 @@
 """Events too large for a DynamoDB item: their payload goes to S3, the item keeps a claim check.
 
-Payloads are compressed first (see ``serialization.encode_json``); one still larger than
+Payloads are compressed first (by the mapper, ``framework.mapping.formats``); one still larger than
 ``OFFLOAD_THRESHOLD`` is uploaded before the transaction, and the event item stores a small
 reference instead: bucket, key, size and SHA-256. Reading resolves the reference transparently and
 verifies the checksum; a missing object or a checksum mismatch is a ``CorruptEvent`` naming the

@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from framework.application import Application
 from framework.domain import Aggregate, Command, Event, command_target_field
 from framework.encryption import KeyRing, LocalKeyWrapper
+from framework.mapping.mapper import EventMapper
+from framework.mapping.upcasters import Upcaster
 from framework.results import CommandResult
-from framework.serialization import EventRegistry
 from framework.snapshots import SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.memory import InMemoryEventStore
@@ -64,6 +65,7 @@ class Scenario:
         *aggregates: type[Aggregate],
         handlers: Iterable[Callable[..., Any]] = (),
         snapshots: dict[type[Aggregate], SnapshotPolicy] | None = None,
+        upcasters: Iterable[Upcaster] = (),
     ) -> None:
         self.store = InMemoryEventStore()
         # A throw-away key ring, so that aggregates with personal fields work in scenarios.
@@ -74,6 +76,7 @@ class Scenario:
             handlers=handlers,
             snapshots=snapshots,
             keys=self.keys,
+            upcasters=upcasters,
         )
         self._aggregates = aggregates
         self._history: list[tuple[type[Aggregate] | None, str | None, tuple[Event, ...]]] = []
@@ -125,7 +128,7 @@ class Scenario:
         if not events:
             return
         aggregate_type = aggregate_class.aggregate_type()
-        _append_given(self.store, self.app.registry, aggregate_type, aggregate_id, events)
+        _append_given(self.store, self.app.mapper, aggregate_type, aggregate_id, events)
 
     # -- then --------------------------------------------------------------------------------
 
@@ -184,9 +187,14 @@ def scenario(
     *aggregates: type[Aggregate],
     handlers: Iterable[Callable[..., Any]] = (),
     snapshots: dict[type[Aggregate], SnapshotPolicy] | None = None,
+    upcasters: Iterable[Upcaster] = (),
 ) -> Scenario:
-    """Start a given/when/then scenario for ``aggregates`` (and function ``handlers``)."""
-    return Scenario(*aggregates, handlers=handlers, snapshots=snapshots)
+    """Start a given/when/then scenario for ``aggregates`` (and function ``handlers``).
+
+    ``upcasters`` are the application's: its start-up check wants every event class's chain
+    complete, as in production.
+    """
+    return Scenario(*aggregates, handlers=handlers, snapshots=snapshots, upcasters=upcasters)
 
 
 M = TypeVar("M", bound="Model")
@@ -205,16 +213,19 @@ class ProjectorScenario:
     the transaction of read-model writes and position); a projector with ``read_models`` writes
     them into moto's in-process DynamoDB (the ``embedded`` extra), one without keeps its own
     state and runs on the in-memory stores. Personal fields are sealed and read with a
-    throw-away key ring. Use it as a context manager, or call ``close()``.
+    throw-away key ring. ``upcasters`` are the ones the application and the projector's
+    runners are given. Use it as a context manager, or call ``close()``.
     """
 
-    def __init__(self, projector: Projector) -> None:
+    def __init__(self, projector: Projector, *, upcasters: Iterable[Upcaster] = ()) -> None:
         from framework.projections import read_models
         from framework.projections.engine import ProjectionEngine
 
         self.projector = projector
         self._closing = ExitStack()
         self.keys = KeyRing(LocalKeyWrapper(os.urandom(32)))
+        # Built first: a missing upcaster fails before any in-process table is made.
+        mapper = EventMapper(projector.event_classes(), upcasters=upcasters, keys=self.keys)
         self.store: EventStore
         self.positions: PositionStore
         if projector.read_models:
@@ -226,9 +237,12 @@ class ProjectorScenario:
             self.store, self.positions = dynamodb, DynamoDBPositionStore(dynamodb)
         else:
             self.store, self.positions = InMemoryEventStore(), InMemoryPositionStore()
-        self.registry = EventRegistry(projector.event_classes(), keys=self.keys)
         self.engine = ProjectionEngine(
-            projector, self.store, self.positions, keys=self.keys, retry_delay=0
+            projector,
+            self.store,
+            self.positions,
+            mapper=mapper,
+            retry_delay=0,
         )
 
     def __enter__(self) -> ProjectorScenario:
@@ -246,7 +260,9 @@ class ProjectorScenario:
     ) -> ProjectorScenario:
         """Append ``events`` to a stream and deliver them to the projector."""
         aggregate_type = aggregate if isinstance(aggregate, str) else aggregate.aggregate_type()
-        records = _append_given(self.store, self.registry, aggregate_type, aggregate_id, events)
+        records = _append_given(
+            self.store, self.engine.mapper, aggregate_type, aggregate_id, events
+        )
         self.last_report = self.engine.apply(records)
         return self
 
@@ -284,7 +300,7 @@ class ProjectorScenario:
 
 def _append_given(
     store: EventStore,
-    registry: EventRegistry,
+    mapper: EventMapper,
     aggregate_type: str,
     aggregate_id: str,
     events: Sequence[Event],
@@ -295,8 +311,8 @@ def _append_given(
     now = dt.datetime.now(dt.UTC)
     records = []
     for offset, event in enumerate(events, start=1):
-        registry.register(type(event))
-        encoded = registry.encode(event, (aggregate_type, aggregate_id))
+        mapper.register(type(event))
+        encoded = mapper.encode(event, (aggregate_type, aggregate_id))
         records.append(
             StoredEvent(
                 aggregate_type=aggregate_type,

@@ -25,8 +25,8 @@ from framework.encryption import (
     LocalKeyWrapper,
 )
 from framework.errors import DefinitionError, SubjectForgotten
+from framework.mapping import EventMapper
 from framework.projections import CatchUpRunner, Envelope
-from framework.serialization import EventRegistry, decode_state
 from framework.store import EventStore, InMemoryPositionStore
 from framework.store.dynamodb_keys import DynamoDBKeyStorage
 
@@ -79,9 +79,9 @@ def test_forgetting_erases_one_user_everywhere_and_only_them(store: EventStore) 
     fresh = build_application(store, keys)
     grace = fresh.get(User, "grace")
     assert (grace.name, grace.email, grace.forgotten) == (None, None, True)
-    registry = EventRegistry([UserRegistered], keys=keys)
+    mapper = EventMapper([UserRegistered], keys=keys)
     first = store.load_events("User", "grace")[0]
-    event = registry.decode(
+    event = mapper.decode(
         first.event_type, first.schema, first.payload, stream=first.stream, version=1
     )
     assert event == UserRegistered(name=ERASED, email=ERASED)
@@ -89,7 +89,7 @@ def test_forgetting_erases_one_user_everywhere_and_only_them(store: EventStore) 
     old_snapshot = store.load_snapshot("User", "grace")
     assert old_snapshot is not None and old_snapshot.version < grace.version
     with pytest.raises(ValueError, match="sealed with a key that is gone"):
-        decode_state(User, old_snapshot.state, keys)
+        mapper.decode_state(User, old_snapshot.state)
     # Replays into read models show erased data for her, intact data for everyone else.
     names = Names(keys)
     CatchUpRunner(store, InMemoryPositionStore(), [names], safety_window=_zero()).run()

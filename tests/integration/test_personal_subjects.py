@@ -35,8 +35,8 @@ from framework.encryption import (
     WrappedKeyStorage,
 )
 from framework.errors import InvalidIdentifier, SubjectForgotten
+from framework.mapping import EventMapper
 from framework.projections import CatchUpRunner, Envelope
-from framework.serialization import decode_state
 from framework.store import EventStore, InMemoryPositionStore
 from framework.store.dynamodb_keys import DynamoDBKeyStorage
 
@@ -290,7 +290,7 @@ def test_a_field_belongs_to_the_subject_it_declares(store: EventStore) -> None:
     assert (order.customer_name, order.total) == (ERASED, Decimal(8))
     assert fresh.get(Order, "o2").customer_name == "Viktor"
     with pytest.raises(ValueError, match="key that is gone"):
-        decode_state(Order, snapshot.state, keys_for(store))
+        EventMapper(keys=keys_for(store)).decode_state(Order, snapshot.state)
     assert replayed(store, keys_for(store)).orders == {"o1": ERASED, "o2": "Viktor"}
 
 

@@ -11,7 +11,7 @@ from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from example_app.bank import DepositMoney, OpenAccount, WithdrawMoney
+from example_app.bank import UPCASTERS, DepositMoney, OpenAccount, WithdrawMoney
 from example_app.read_models import AccountBalance, AccountBalances, AccountStatements
 from example_app.wiring import build_application
 from framework import DynamoDBEventStore, Projector, event_handler
@@ -64,6 +64,7 @@ def test_a_rebuild_never_applies_an_event_twice(
         DynamoDBPositionStore(local_store),
         [projector],
         safety_window=dt.timedelta(0),  # the history was written a moment ago
+        upcasters=UPCASTERS,  # the application's: old amounts read as it reads them
     )
     runner.run()
     expected = {"a": (history["a"], 5), "b": (history["b"], 4)}

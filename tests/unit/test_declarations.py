@@ -30,8 +30,8 @@ from framework import (
 )
 from framework.domain import command_target_field, personal_fields, personal_specs
 from framework.errors import DefinitionError
+from framework.mapping import EventMapper
 from framework.projections import Envelope
-from framework.serialization import EventRegistry
 
 if TYPE_CHECKING:  # never imported at run time: the handler check must compare by name
     from framework.testing.bank import Withdrawn
@@ -234,7 +234,7 @@ def test_a_personal_annotation_unresolvable_at_definition_is_checked_at_registra
         pass
 
     with pytest.raises(DefinitionError, match="annotation 'Code' cannot be resolved"):
-        EventRegistry([Later])
+        EventMapper([Later])
 
 
 # -- handlers' message parameters -----------------------------------------------------------

@@ -6,7 +6,13 @@ from decimal import Decimal
 
 import pytest
 
-from example_app.bank import AccountClosed, AccountOpened, MoneyDeposited, MoneyWithdrawn
+from example_app.bank import (
+    UPCASTERS,
+    AccountClosed,
+    AccountOpened,
+    MoneyDeposited,
+    MoneyWithdrawn,
+)
 from example_app.read_models import (
     ERASED,
     AccountBalance,
@@ -21,7 +27,7 @@ from tests.support.projectors import Balances
 
 
 def test_a_read_model_projector_in_memory() -> None:
-    with ProjectorScenario(AccountBalances()) as scenario:
+    with ProjectorScenario(AccountBalances(), upcasters=UPCASTERS) as scenario:
         scenario.given(
             "Account",
             "a",

@@ -27,6 +27,7 @@ PUBLIC_MODULES = (
     "framework.errors",
     "framework.http",
     "framework.logs",
+    "framework.mapping",
     "framework.projections",
     "framework.projections.aws_lambda",
     "framework.projections.read_models",
@@ -208,11 +209,11 @@ def test_a_scenario_test_of_a_domain_loads_no_aws_sdk() -> None:
         import json, sys
         from decimal import Decimal
 
-        from example_app.bank import (Account, AccountOpened, MoneyDeposited, MoneyWithdrawn,
-                                      WithdrawMoney)
+        from example_app.bank import (UPCASTERS, Account, AccountOpened, MoneyDeposited,
+                                      MoneyWithdrawn, WithdrawMoney)
         from framework.testing import scenario
 
-        scenario(Account).given(
+        scenario(Account, upcasters=UPCASTERS).given(
             AccountOpened(owner="Ann"), MoneyDeposited(amount=Decimal(10))
         ).when(WithdrawMoney(account_id="a-1", amount=Decimal(4))).then(
             MoneyWithdrawn(amount=Decimal(4))

@@ -26,7 +26,8 @@ from framework import (
 )
 from framework.domain import unsnapshottable_state
 from framework.errors import DefinitionError
-from framework.serialization import SnapshotStateError, state_schema
+from framework.mapping import SnapshotStateError
+from framework.mapping.state import state_schema
 from framework.store import InMemoryEventStore, Snapshot
 from framework.testing.bank import Account, Deposit, DepositMany, OpenAccount
 from tests.support.stores import SpyStore

@@ -1,11 +1,14 @@
-"""Event and state serialization: exact round trips, compression and clear failures."""
+"""The event mapper: exact round trips, compression, format tags and clear failures."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from attrs import frozen
@@ -14,13 +17,15 @@ from hypothesis import strategies as st
 
 from framework import Event
 from framework.errors import CorruptEvent, DefinitionError, UnknownEventType
-from framework.serialization import (
+from framework.mapping import EventMapper
+from framework.mapping.formats import (
     COMPRESSION_THRESHOLD,
-    EventRegistry,
+    MAPPING_TAGS,
     decode_json,
     encode_json,
-    state_schema,
 )
+from framework.mapping.state import state_schema
+from framework.store.large_payloads import REFERENCE_TAG
 from framework.testing.bank import Account, Address, Currency, Deposited
 
 
@@ -62,9 +67,9 @@ everything = st.builds(
 
 @given(everything)
 def test_every_supported_type_round_trips_exactly(event: Everything) -> None:
-    registry = EventRegistry([Everything])
-    encoded = registry.encode(event)
-    decoded = registry.decode(
+    mapper = EventMapper([Everything])
+    encoded = mapper.encode(event)
+    decoded = mapper.decode(
         encoded.event_type, encoded.schema, encoded.payload, stream="s", version=1
     )
     assert decoded == event
@@ -90,7 +95,14 @@ def test_encoding_is_never_larger_than_plain_json(document: dict[str, object]) -
     assert decode_json(encoded) == document
 
 
-@pytest.mark.parametrize("payload", [b"", b"\x00abc", b"z-not-zlib", b"{not json"])
+def test_the_stores_claim_check_tag_is_not_a_mapping_format() -> None:
+    """The store resolves its S3 references before the mapper reads a payload; the tags must
+    never be confused (the store may not import the mapping, so they are kept apart here)."""
+    assert REFERENCE_TAG not in MAPPING_TAGS
+    assert encode_json({"x": "y" * 5000})[0] in MAPPING_TAGS
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x00abc", b"z-not-zlib", b"{not json", b'{"a":1} x'])
 def test_undecodable_payloads_raise(payload: bytes) -> None:
     with pytest.raises(ValueError):
         decode_json(payload)
@@ -98,22 +110,22 @@ def test_undecodable_payloads_raise(payload: bytes) -> None:
 
 def test_unknown_event_type_is_named_with_its_stream() -> None:
     with pytest.raises(UnknownEventType) as raised:
-        EventRegistry([Deposited]).decode("Gone", 1, b"{}", stream="Account#a", version=4)
+        EventMapper([Deposited]).decode("Gone", 1, b"{}", stream="Account#a", version=4)
     assert "'Gone' at version 4 of stream 'Account#a'" in str(raised.value)
 
 
 def test_payload_that_does_not_fit_the_class_is_corrupt() -> None:
-    registry = EventRegistry([Deposited])
+    mapper = EventMapper([Deposited])
     with pytest.raises(CorruptEvent, match="version 2 of stream 'Account#a'"):
-        registry.decode("Deposited", 1, b'{"amount":"lots"}', stream="Account#a", version=2)
+        mapper.decode("Deposited", 1, b'{"amount":"lots"}', stream="Account#a", version=2)
     with pytest.raises(CorruptEvent):
-        registry.decode("Deposited", 1, b'{"other":1}', stream="Account#a", version=2)
+        mapper.decode("Deposited", 1, b'{"other":1}', stream="Account#a", version=2)
 
 
 def test_a_schema_version_the_class_does_not_read_is_refused() -> None:
-    registry = EventRegistry([Deposited])
+    mapper = EventMapper([Deposited])
     with pytest.raises(CorruptEvent, match="schema version 2, newer than the version 1"):
-        registry.decode("Deposited", 2, b'{"amount":"1"}', stream="Account#a", version=2)
+        mapper.decode("Deposited", 2, b'{"amount":"1"}', stream="Account#a", version=2)
 
 
 def test_two_classes_with_one_name_are_refused() -> None:
@@ -124,7 +136,7 @@ def test_two_classes_with_one_name_are_refused() -> None:
     from framework.testing import bank
 
     with pytest.raises(DefinitionError, match="'Deposited' is used by both"):
-        EventRegistry([bank.Deposited, Deposited])
+        EventMapper([bank.Deposited, Deposited])
 
 
 def test_renamed_class_keeps_reading_its_stored_name() -> None:
@@ -132,8 +144,8 @@ def test_renamed_class_keeps_reading_its_stored_name() -> None:
     class CashDeposited(Event, name="Deposited"):
         amount: Decimal
 
-    stored = EventRegistry([Deposited]).encode(Deposited(amount=Decimal("2.50")))
-    decoded = EventRegistry([CashDeposited]).decode(
+    stored = EventMapper([Deposited]).encode(Deposited(amount=Decimal("2.50")))
+    decoded = EventMapper([CashDeposited]).decode(
         stored.event_type, stored.schema, stored.payload, stream="s", version=1
     )
     assert decoded == CashDeposited(amount=Decimal("2.50"))
@@ -149,3 +161,53 @@ def test_state_schema_changes_with_the_declared_state() -> None:
     assert state_schema(Account) == state_schema(Account)
     assert state_schema(Account2) != state_schema(Account)
     assert state_schema(Account3) != state_schema(Account)
+
+
+def test_the_state_schema_is_computed_once_per_class() -> None:
+    mapper = EventMapper()
+    assert mapper.state_schema(Account) == state_schema(Account)
+    assert mapper.state_schema(Account) is mapper.state_schema(Account)
+
+
+def test_a_mapper_extended_for_a_projector_keeps_its_classes_upcasters_and_keys() -> None:
+    @frozen
+    class Renamed(Event, name="Deposited"):
+        amount: Decimal
+
+    base = EventMapper([Deposited])
+    extended = base.extended([Everything])
+    assert set(extended.classes()) == {Deposited, Everything}
+    assert base.classes() == [Deposited]
+    # A projector reading a stored type into a class of its own gets that class.
+    stored = base.encode(Deposited(amount=Decimal(1)))
+    own = base.extended([Renamed])
+    assert own.decode("Deposited", 1, stored.payload, stream="s", version=1) == Renamed(
+        amount=Decimal(1)
+    )
+    with pytest.raises(DefinitionError, match="'Deposited' is used by both"):
+        base.extended([Renamed, Deposited])
+
+
+@pytest.mark.parametrize("payload", [b'{"a": 1}', b'{"a":1} \n', b'{ "a" : 1 }'])
+def test_payloads_written_by_hand_read_as_json_loads_reads_them(payload: bytes) -> None:
+    assert decode_json(payload) == json.loads(payload) == {"a": 1}
+
+
+def test_the_root_and_the_mapping_module_import_neither_cattrs_nor_the_mapper() -> None:
+    """``framework.upcaster`` and ``framework.mapping`` are for domain modules: the mapper and
+    cattrs load when an application (or ``EventMapper``) is first used."""
+    code = (
+        "import json, sys, framework, framework.mapping\n"
+        "assert framework.upcaster is framework.mapping.upcaster\n"
+        "heavy = ('cattrs', 'framework.mapping.mapper', 'boto3', 'botocore', 'cryptography')\n"
+        "print(json.dumps([name for name in heavy if name in sys.modules]))\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(finished.stdout) == []
