@@ -142,6 +142,8 @@ class ProjectionEngine:
         stream, which finds the lost race or the refused write. Returns the streams whose
         advance another runner beat.
         """
+        if deferred:
+            self.projector.before_advance()
         plain = [(stream, move) for stream, move in deferred.items() if not move.writes]
         lost: set[str] = set()
         if plain:
@@ -324,6 +326,7 @@ class ProjectionEngine:
         the first whose own writes are refused is parked; the version returned is then the last
         one committed before it.
         """
+        self.projector.before_advance()
         try:
             self.positions.advance(self.name, stream, move.expected, move.version, move.writes)
         except PositionConflict:
@@ -416,6 +419,7 @@ class ProjectionEngine:
             attempts=attempts,
             parked_at=dt.datetime.now(dt.UTC),
         )
+        self.projector.before_advance()
         try:
             self.positions.park(self.name, stream, version, parked)
         except PositionConflict:

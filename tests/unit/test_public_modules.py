@@ -28,6 +28,8 @@ PUBLIC_MODULES = (
     "framework.logs",
     "framework.projections",
     "framework.projections.aws_lambda",
+    "framework.projections.eventbridge",
+    "framework.projections.publisher",
     "framework.projections.read_models",
     "framework.store",
     "framework.testing",
