@@ -27,6 +27,7 @@ from framework.projections import read_models
 from framework.projections.catch_up import DEFAULT_SAFETY_WINDOW, DEFAULT_WORKERS, CatchUpRunner
 from framework.projections.engine import ProjectionEngine
 from framework.projections.projector import Projector
+from framework.projections.publisher import EventBridgePublisher
 from framework.projections.streams_poller import StreamsPoller
 from framework.serialization import decode_json
 from framework.store.dynamodb import DynamoDBEventStore
@@ -359,6 +360,108 @@ def _release(projector_spec: str, stream: str, *, skip: bool) -> None:
         f"{name} {verb} {stream}@{position.parked.version}: {report.applied} applied, {outcome}"
     )
     _exit_if_parked(report.parked)
+
+
+# -- publishing to EventBridge ---------------------------------------------------------------
+
+
+def _load_publisher(spec: str) -> EventBridgePublisher:
+    """Import ``module:Class``, an ``EventBridgePublisher``, and build it from the environment."""
+    projector = _load_projector(spec)
+    if not isinstance(projector, EventBridgePublisher):
+        raise click.BadParameter(f"{spec!r} is not an EventBridgePublisher subclass")
+    return projector
+
+
+def _moment(value: str | None) -> dt.datetime | None:
+    """An ISO 8601 time from the command line (UTC when it names no zone)."""
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time (2026-01-31T12:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+@main.group()
+def publish() -> None:
+    """Replay the feed to an EventBridge bus; list and re-send the publisher's dead letters."""
+
+
+@publish.command("replay")
+@click.argument("publisher_spec", metavar="MODULE:PUBLISHER")
+@click.option("--since", default=None, help="from this time (ISO 8601; default: the start)")
+@click.option("--until", default=None, help="up to this time, excluded (default: now)")
+@click.option("--stream", default=None, metavar="TYPE#ID", help="only this stream")
+def publish_replay(
+    publisher_spec: str, since: str | None, until: str | None, stream: str | None
+) -> None:
+    """Send a range of the feed to the bus again, with the same event ids.
+
+    Positions are neither read nor moved: the publisher's live runners are not disturbed.
+    """
+    store = _store()
+    publisher = _load_publisher(publisher_spec)
+    which = None
+    if stream is not None:
+        try:
+            which = split_stream(stream)
+        except ValueError:
+            raise click.BadParameter(f"{stream!r} is not TYPE#ID") from None
+    report = publisher.republish(store, since=_moment(since), until=_moment(until), stream=which)
+    console.print(
+        f"{publisher.projector_name()}: {report.published} published, "
+        f"{report.dead_lettered} dead-lettered, {report.requests} requests"
+    )
+
+
+@publish.group("dlq")
+def publish_dlq() -> None:
+    """The publisher's dead-letter queue (``PUBLISH_DLQ_URL``)."""
+
+
+@publish_dlq.command("list")
+@click.argument("publisher_spec", metavar="MODULE:PUBLISHER")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON document per line")
+def publish_dlq_list(publisher_spec: str, limit: int, as_json: bool) -> None:
+    """Show the dead-lettered entries (left in the queue): what, where and why."""
+    publisher = _load_publisher(publisher_spec)
+    letters = publisher.dead_letter_list(limit)
+    if as_json:
+        for letter in letters:
+            click.echo(json.dumps(letter, sort_keys=True))
+        return
+    table = Table("stream", "version", "event", "error", "attempts", "dead-lettered at")
+    for letter in letters:
+        table.add_row(
+            str(letter.get("stream")),
+            str(letter.get("version")),
+            str(letter.get("eventType")),
+            f"{letter.get('errorCode')}: {letter.get('errorMessage')}",
+            str(letter.get("attempts")),
+            str(letter.get("deadLetteredAt")),
+        )
+    console.print(table)
+    console.print(f"{len(letters)} dead-lettered entries")
+
+
+@publish_dlq.command("resend")
+@click.argument("publisher_spec", metavar="MODULE:PUBLISHER")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+def publish_dlq_resend(publisher_spec: str, limit: int) -> None:
+    """Publish the dead-lettered events again, built anew from the store, and delete them.
+
+    An entry refused again goes back to the queue with its new attempts.
+    """
+    store = _store()
+    publisher = _load_publisher(publisher_spec)
+    report = publisher.resend_dead_letters(store, limit)
+    console.print(
+        f"{publisher.projector_name()}: {report.published} re-sent, "
+        f"{report.dead_lettered} dead-lettered again"
+    )
 
 
 # -- IAM -----------------------------------------------------------------------------------

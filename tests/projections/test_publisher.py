@@ -384,3 +384,60 @@ def test_a_request_stays_under_256_kb() -> None:
     quiet = BankEvents(bus=refused, dead_letters=dlq, sleep=lambda _: None)
     assert quiet.send(entries(streams=3, each=2)).dead_lettered == 6
     assert len(dlq.messages) == 6
+
+
+def test_the_command_line_replays_lists_and_resends(
+    moto_store: DynamoDBEventStore,
+    aws: Aws,
+    bank: Application,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from framework.cli import main
+
+    for name, value in {
+        "DYNAMO_TABLE_PREFIX": moto_store.tables.prefix,
+        "AWS_REGION": "us-east-1",
+        "EVENT_BUS_NAME": "bank-bus",
+        "PUBLISH_DLQ_URL": aws.dlq,
+    }.items():
+        monkeypatch.setenv(name, value)
+    cli = CliRunner()
+    spec = "example_app.publishing:BankEvents"
+
+    one = cli.invoke(main, ["publish", "replay", spec, "--stream", "Account#a1"])
+    assert one.exit_code == 0, one.output
+    assert "5 published" in one.output
+    assert [b["detail"]["version"] for b in aws.received()] == [1, 2, 3, 4, 5]
+    later = dt.datetime.now(dt.UTC).isoformat()
+    assert "0 published" in cli.invoke(main, ["publish", "replay", spec, "--since", later]).output
+    everything = cli.invoke(main, ["publish", "replay", spec])
+    assert everything.exit_code == 0, everything.output
+    assert per_stream(aws.received()) == committed(moto_store)
+
+    failing = BankEvents(
+        bus=refusing(aws, lambda d: d["aggregateId"] == "a2"),
+        dead_letters=aws.dead_letters(),
+        sleep=lambda _: None,
+    )
+    catch_up(moto_store, failing).run(until=far_future())
+    aws.received()
+    listed = cli.invoke(main, ["publish", "dlq", "list", spec, "--json"])
+    assert listed.exit_code == 0, listed.output
+    letters = [json.loads(line) for line in listed.output.splitlines()]
+    assert sorted((m["stream"], m["version"]) for m in letters) == [
+        ("Account#a2", 1),
+        ("Account#a2", 2),
+        ("Account#a2", 3),
+    ]
+    table = cli.invoke(main, ["publish", "dlq", "list", spec])
+    assert table.exit_code == 0 and "3 dead-lettered entries" in table.output
+    assert all(m["errorCode"] == "InternalFailure" for m in letters)
+    resent = cli.invoke(main, ["publish", "dlq", "resend", spec])
+    assert resent.exit_code == 0, resent.output
+    assert "3 re-sent" in resent.output
+    assert sorted(b["detail"]["version"] for b in aws.received()) == [1, 2, 3]
+    assert "0 dead-lettered entries" in cli.invoke(main, ["publish", "dlq", "list", spec]).output
+    wrong = cli.invoke(main, ["publish", "replay", "example_app.read_models:AccountBalances"])
+    assert wrong.exit_code == 2 and "not an EventBridgePublisher" in wrong.output
