@@ -441,3 +441,71 @@ def test_the_command_line_replays_lists_and_resends(
     assert "0 dead-lettered entries" in cli.invoke(main, ["publish", "dlq", "list", spec]).output
     wrong = cli.invoke(main, ["publish", "replay", "example_app.read_models:AccountBalances"])
     assert wrong.exit_code == 2 and "not an EventBridgePublisher" in wrong.output
+
+
+def test_the_lambda_handler_and_the_streams_poller_publish_the_same(
+    moto_store: DynamoDBEventStore,
+    aws: Aws,
+    bank: Application,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lambda batches built from the table's own stream (moto's), redelivered and reordered,
+    through the handler configured from the environment as on AWS; then the poller."""
+    import random
+
+    from framework.projections import StreamsPoller, aws_lambda
+    from tests.projections.test_runners import batches, lambda_records
+
+    for name, value in {
+        "DYNAMO_TABLE_PREFIX": moto_store.tables.prefix,
+        "AWS_REGION": "us-east-1",
+        "EVENT_BUS_NAME": "bank-bus",
+        "PUBLISH_DLQ_URL": aws.dlq,
+        "PROJECTORS": "example_app.publishing:BankEvents",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(aws_lambda, "_handler", None)
+    records = lambda_records(moto_store)
+    assert len(records) == sum(map(len, committed(moto_store).values()))
+    rng = random.Random(5)
+    deliveries = list(batches(records, 4))
+    deliveries.insert(2, deliveries[0])  # a batch delivered twice
+    for batch in deliveries:
+        shuffled = rng.sample(batch, len(batch))
+        assert aws_lambda.handler({"Records": shuffled}, None) == {"batchItemFailures": []}
+    bodies = aws.received()
+    assert per_stream(bodies) == committed(moto_store)
+    assert not any(secret in json.dumps(bodies) for secret in SECRETS)
+
+    class Polled(BankEvents, name="polled-bank-events"):
+        pass
+
+    poller = StreamsPoller(moto_store, DynamoDBPositionStore(moto_store), [Polled(bus=aws.bus())])
+    while poller.poll_once().applied:
+        pass
+    polled = aws.received()
+    assert per_stream(polled) == committed(moto_store)
+    assert {b["detail"]["eventId"] for b in polled} == {b["detail"]["eventId"] for b in bodies}
+
+
+def test_a_lambda_batch_whose_bus_is_down_is_reported_for_retry(
+    moto_store: DynamoDBEventStore, aws: Aws, bank: Application
+) -> None:
+    from framework.projections.aws_lambda import make_handler
+    from tests.projections.test_runners import lambda_records
+
+    down = InMemoryEventBus()
+
+    def unreachable(entries: Any) -> Any:
+        raise BusUnavailable("no route to EventBridge")
+
+    down.put_events = unreachable  # type: ignore[method-assign]
+    positions = DynamoDBPositionStore(moto_store)
+    publisher = BankEvents(bus=down, dead_letters=aws.dead_letters(), sleep=lambda _: None)
+    records = lambda_records(moto_store)
+    answer = make_handler([publisher], moto_store, positions)({"Records": records}, None)
+    assert len(answer["batchItemFailures"]) == len(records)  # every stream, to be retried
+    healthy = BankEvents(bus=aws.bus(), dead_letters=aws.dead_letters())
+    again = make_handler([healthy], moto_store, positions)({"Records": records}, None)
+    assert again == {"batchItemFailures": []}
+    assert per_stream(aws.received()) == committed(moto_store)
