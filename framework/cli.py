@@ -473,8 +473,15 @@ def iam_policy_document(
     account: str,
     bucket: str | None = None,
     kms_key: str | None = None,
+    event_bus: str | None = None,
+    publish_dlq: str | None = None,
 ) -> dict[str, Any]:
-    """The least-privilege policy of an application using the tables of ``prefix``."""
+    """The least-privilege policy of an application using the tables of ``prefix``.
+
+    With ``event_bus`` and ``publish_dlq`` (names), the EventBridge publisher's: ``PutEvents``
+    on the bus, and on its dead-letter queue what dead-lettering, ``publish dlq list`` and
+    ``resend`` use.
+    """
     table = f"arn:aws:dynamodb:{region}:{account}:table/{prefix}"
     document: dict[str, Any] = {
         "Version": "2012-10-17",
@@ -542,6 +549,39 @@ def iam_policy_document(
                 "Resource": [key_arn],
             }
         )
+    if event_bus:
+        bus_arn = (
+            event_bus
+            if event_bus.startswith("arn:")
+            else f"arn:aws:events:{region}:{account}:event-bus/{event_bus}"
+        )
+        document["Statement"].append(
+            {
+                "Sid": "PublishToTheBus",
+                "Effect": "Allow",
+                "Action": ["events:PutEvents"],
+                "Resource": [bus_arn],
+            }
+        )
+    if publish_dlq:
+        queue_arn = (
+            publish_dlq
+            if publish_dlq.startswith("arn:")
+            else f"arn:aws:sqs:{region}:{account}:{publish_dlq}"
+        )
+        document["Statement"].append(
+            {
+                "Sid": "PublisherDeadLetters",
+                "Effect": "Allow",
+                "Action": [
+                    "sqs:SendMessage",
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                ],
+                "Resource": [queue_arn],
+            }
+        )
     return document
 
 
@@ -550,7 +590,16 @@ def iam_policy_document(
 @click.option("--region", default=None, help="AWS region (default: the configured one)")
 @click.option("--bucket", default=None, help="S3 bucket of offloaded large payloads, if any")
 @click.option("--kms-key", default=None, help="KMS key (id or ARN) wrapping personal-data keys")
-def iam_policy(account: str, region: str | None, bucket: str | None, kms_key: str | None) -> None:
+@click.option("--event-bus", default=None, help="EventBridge bus (name or ARN) published to")
+@click.option("--publish-dlq", default=None, help="the publisher's dead-letter queue (name or ARN)")
+def iam_policy(
+    account: str,
+    region: str | None,
+    bucket: str | None,
+    kms_key: str | None,
+    event_bus: str | None,
+    publish_dlq: str | None,
+) -> None:
     """Print the least-privilege IAM policy for the configured tables, as JSON.
 
     TransactWriteItems has no IAM action of its own: each item is authorised by PutItem,
@@ -559,7 +608,13 @@ def iam_policy(account: str, region: str | None, bucket: str | None, kms_key: st
     """
     store = _store()
     document = iam_policy_document(
-        store.tables.prefix, region or store.region_name, account, bucket, kms_key
+        store.tables.prefix,
+        region or store.region_name,
+        account,
+        bucket,
+        kms_key,
+        event_bus,
+        publish_dlq,
     )
     click.echo(json.dumps(document, indent=2))
 

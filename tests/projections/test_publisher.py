@@ -509,3 +509,22 @@ def test_a_lambda_batch_whose_bus_is_down_is_reported_for_retry(
     again = make_handler([healthy], moto_store, positions)({"Records": records}, None)
     assert again == {"batchItemFailures": []}
     assert per_stream(aws.received()) == committed(moto_store)
+
+
+def test_the_iam_policy_covers_the_bus_and_the_dead_letter_queue() -> None:
+    from framework.cli import iam_policy_document
+
+    document = iam_policy_document(
+        "bank", "eu-west-1", "123456789012", event_bus="bank-events", publish_dlq="bank-dlq"
+    )
+    statements = {s["Sid"]: s for s in document["Statement"]}
+    assert statements["PublishToTheBus"]["Action"] == ["events:PutEvents"]
+    assert statements["PublishToTheBus"]["Resource"] == [
+        "arn:aws:events:eu-west-1:123456789012:event-bus/bank-events"
+    ]
+    assert statements["PublisherDeadLetters"]["Resource"] == [
+        "arn:aws:sqs:eu-west-1:123456789012:bank-dlq"
+    ]
+    assert "PublishToTheBus" not in {
+        s["Sid"] for s in iam_policy_document("bank", "eu-west-1", "1")["Statement"]
+    }
