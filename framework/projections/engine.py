@@ -21,6 +21,10 @@ events out of order, events of many streams interleaved, gaps. Per stream the en
    its own stream, never the others;
 6. when another runner moved the position first (a lost race), reads where it got to and goes on
    with what is left of the delivery, so nothing delivered is dropped.
+
+Before any position moves (an advance, a pack of them, a park) the engine calls the projector's
+``before_advance``: a projector whose effects leave DynamoDB (the EventBridge publisher) completes
+them there, so a position never passes an event whose effect is not done.
 """
 
 from __future__ import annotations

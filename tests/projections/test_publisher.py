@@ -528,3 +528,52 @@ def test_the_iam_policy_covers_the_bus_and_the_dead_letter_queue() -> None:
     assert "PublishToTheBus" not in {
         s["Sid"] for s in iam_policy_document("bank", "eu-west-1", "1")["Statement"]
     }
+
+
+def test_an_oversized_entry_without_a_claim_check_parks_its_event_only() -> None:
+    """Refused clearly: the engine parks the event with the reason, its stream waits there,
+    the other streams are published, and nothing after it in its stream is sent."""
+    from framework import Aggregate, InMemoryEventStore, command_handler, event_handler
+    from framework.domain import Command
+
+    @attrs.frozen
+    class Write(Command, target="doc_id"):
+        doc_id: str
+        text: str
+
+    @attrs.frozen
+    class Written(Event):
+        text: str
+
+    class Doc(Aggregate):
+        @command_handler(Write, creates=None)
+        def write(self, command: Write) -> None:
+            self.emit(Written(text=command.text))
+
+        @event_handler(Written)
+        def _written(self, event: Written) -> None:
+            pass
+
+    class DocEvents(EventBridgePublisher, name="doc-events"):
+        source = "docs"
+        aggregates = (Doc,)
+
+    store = InMemoryEventStore()
+    app = Application(store=store, aggregates=[Doc])
+    app.handle(Write(doc_id="big", text="small"))
+    app.handle(Write(doc_id="big", text="x" * (300 * 1024)))  # compresses: storable
+    app.handle(Write(doc_id="big", text="after"))
+    app.handle(Write(doc_id="other", text="fine"))
+    bus = InMemoryEventBus()
+    positions = InMemoryPositionStore()
+    publisher = DocEvents(bus=bus, dead_letters=InMemoryDeadLetterQueue())
+    runner = CatchUpRunner(store, positions, [publisher], safety_window=dt.timedelta(0))
+    report = runner.run()
+    assert report.parked == ["doc-events:Doc#big@2"]
+    assert sorted((d["aggregateId"], d["version"]) for d in bus.details()) == [
+        ("big", 1),
+        ("other", 1),
+    ]
+    position = positions.get("doc-events", "Doc#big")
+    assert position.version == 1 and position.parked is not None
+    assert "EntryTooLarge" in position.parked.error and "PutEvents" in position.parked.error
