@@ -577,3 +577,12 @@ def test_an_oversized_entry_without_a_claim_check_parks_its_event_only() -> None
     position = positions.get("doc-events", "Doc#big")
     assert position.version == 1 and position.parked is not None
     assert "EntryTooLarge" in position.parked.error and "PutEvents" in position.parked.error
+
+
+def test_an_entry_too_large_for_any_request_is_sent_alone_and_judged_by_the_bus() -> None:
+    """``send`` takes entries built elsewhere: one over 256 KB must not wait forever for a
+    request with room for it."""
+    ((oversized, _),) = entries(streams=1, each=1, size=300 * 1024)
+    publisher = BankEvents(bus=InMemoryEventBus(), dead_letters=InMemoryDeadLetterQueue())
+    with pytest.raises(ValueError, match="over 256 KB"):
+        publisher.send([(oversized, "E")])
