@@ -33,6 +33,7 @@ from framework.projections.aws_lambda import load_upcasters
 from framework.projections.catch_up import DEFAULT_SAFETY_WINDOW, DEFAULT_WORKERS, CatchUpRunner
 from framework.projections.engine import ProjectionEngine
 from framework.projections.projector import Projector
+from framework.projections.publisher import EventBridgePublisher
 from framework.projections.streams_poller import StreamsPoller
 from framework.store.dynamodb import DynamoDBEventStore
 from framework.store.dynamodb_positions import DynamoDBPositionStore
@@ -422,6 +423,120 @@ def _release(projector_spec: str, stream: str, upcaster_specs: str, *, skip: boo
     _exit_if_parked(report.parked)
 
 
+# -- publishing to EventBridge ---------------------------------------------------------------
+
+
+def _load_publisher(spec: str) -> EventBridgePublisher:
+    """Import ``module:Class``, an ``EventBridgePublisher``, and build it from the environment."""
+    projector = _load_projector(spec)
+    if not isinstance(projector, EventBridgePublisher):
+        raise click.BadParameter(f"{spec!r} is not an EventBridgePublisher subclass")
+    return projector
+
+
+def _moment(value: str | None) -> dt.datetime | None:
+    """An ISO 8601 time from the command line (UTC when it names no zone)."""
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time (2026-01-31T12:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+@main.group()
+def publish() -> None:
+    """Replay the feed to an EventBridge bus; list and re-send the publisher's dead letters."""
+
+
+@publish.command("replay")
+@click.argument("publisher_spec", metavar="MODULE:PUBLISHER")
+@click.option("--since", default=None, help="from this time (ISO 8601; default: the start)")
+@click.option("--until", default=None, help="up to this time, excluded (default: now)")
+@click.option("--stream", default=None, metavar="TYPE#ID", help="only this stream")
+@_UPCASTERS_OPTION
+def publish_replay(
+    publisher_spec: str,
+    since: str | None,
+    until: str | None,
+    stream: str | None,
+    upcaster_specs: str,
+) -> None:
+    """Send a range of the feed to the bus again, with the same event ids.
+
+    Positions are neither read nor moved: the publisher's live runners are not disturbed.
+    """
+    store = _store()
+    publisher = _load_publisher(publisher_spec)
+    which = None
+    if stream is not None:
+        try:
+            which = split_stream(stream)
+        except ValueError:
+            raise click.BadParameter(f"{stream!r} is not TYPE#ID") from None
+    report = publisher.republish(
+        store,
+        since=_moment(since),
+        until=_moment(until),
+        stream=which,
+        upcasters=_upcasters(upcaster_specs),
+    )
+    console.print(
+        f"{publisher.projector_name()}: {report.published} published, "
+        f"{report.dead_lettered} dead-lettered, {report.requests} requests"
+    )
+
+
+@publish.group("dlq")
+def publish_dlq() -> None:
+    """The publisher's dead-letter queue (``PUBLISH_DLQ_URL``)."""
+
+
+@publish_dlq.command("list")
+@click.argument("publisher_spec", metavar="MODULE:PUBLISHER")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON document per line")
+def publish_dlq_list(publisher_spec: str, limit: int, as_json: bool) -> None:
+    """Show the dead-lettered entries (left in the queue): what, where and why."""
+    publisher = _load_publisher(publisher_spec)
+    letters = publisher.dead_letter_list(limit)
+    if as_json:
+        for letter in letters:
+            click.echo(json.dumps(letter, sort_keys=True))
+        return
+    table = Table("stream", "version", "event", "error", "attempts", "dead-lettered at")
+    for letter in letters:
+        table.add_row(
+            str(letter.get("stream")),
+            str(letter.get("version")),
+            str(letter.get("eventType")),
+            f"{letter.get('errorCode')}: {letter.get('errorMessage')}",
+            str(letter.get("attempts")),
+            str(letter.get("deadLetteredAt")),
+        )
+    console.print(table)
+    console.print(f"{len(letters)} dead-lettered entries")
+
+
+@publish_dlq.command("resend")
+@click.argument("publisher_spec", metavar="MODULE:PUBLISHER")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@_UPCASTERS_OPTION
+def publish_dlq_resend(publisher_spec: str, limit: int, upcaster_specs: str) -> None:
+    """Publish the dead-lettered events again, built anew from the store, and delete them.
+
+    An entry refused again goes back to the queue with its new attempts.
+    """
+    store = _store()
+    publisher = _load_publisher(publisher_spec)
+    report = publisher.resend_dead_letters(store, limit, _upcasters(upcaster_specs))
+    console.print(
+        f"{publisher.projector_name()}: {report.published} re-sent, "
+        f"{report.dead_lettered} dead-lettered again"
+    )
+
+
 # -- IAM -----------------------------------------------------------------------------------
 
 
@@ -431,8 +546,15 @@ def iam_policy_document(
     account: str,
     bucket: str | None = None,
     kms_key: str | None = None,
+    event_bus: str | None = None,
+    publish_dlq: str | None = None,
 ) -> dict[str, Any]:
-    """The least-privilege policy of an application using the tables of ``prefix``."""
+    """The least-privilege policy of an application using the tables of ``prefix``.
+
+    With ``event_bus`` and ``publish_dlq`` (names), the EventBridge publisher's: ``PutEvents``
+    on the bus, and on its dead-letter queue what dead-lettering, ``publish dlq list`` and
+    ``resend`` use.
+    """
     table = f"arn:aws:dynamodb:{region}:{account}:table/{prefix}"
     document: dict[str, Any] = {
         "Version": "2012-10-17",
@@ -500,6 +622,39 @@ def iam_policy_document(
                 "Resource": [key_arn],
             }
         )
+    if event_bus:
+        bus_arn = (
+            event_bus
+            if event_bus.startswith("arn:")
+            else f"arn:aws:events:{region}:{account}:event-bus/{event_bus}"
+        )
+        document["Statement"].append(
+            {
+                "Sid": "PublishToTheBus",
+                "Effect": "Allow",
+                "Action": ["events:PutEvents"],
+                "Resource": [bus_arn],
+            }
+        )
+    if publish_dlq:
+        queue_arn = (
+            publish_dlq
+            if publish_dlq.startswith("arn:")
+            else f"arn:aws:sqs:{region}:{account}:{publish_dlq}"
+        )
+        document["Statement"].append(
+            {
+                "Sid": "PublisherDeadLetters",
+                "Effect": "Allow",
+                "Action": [
+                    "sqs:SendMessage",
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                ],
+                "Resource": [queue_arn],
+            }
+        )
     return document
 
 
@@ -512,7 +667,18 @@ def iam_policy_document(
 @click.option(
     "--kms-key", default=None, help="KMS key wrapping personal-data keys (default: the configured)"
 )
-def iam_policy(account: str, region: str | None, bucket: str | None, kms_key: str | None) -> None:
+@click.option(
+    "--event-bus", default=None, help="EventBridge bus published to (default: the configured one)"
+)
+@click.option("--publish-dlq", default=None, help="the publisher's dead-letter queue (name or ARN)")
+def iam_policy(
+    account: str,
+    region: str | None,
+    bucket: str | None,
+    kms_key: str | None,
+    event_bus: str | None,
+    publish_dlq: str | None,
+) -> None:
     """Print the least-privilege IAM policy for the configured tables, as JSON.
 
     TransactWriteItems has no IAM action of its own: each item is authorised by PutItem,
@@ -526,6 +692,8 @@ def iam_policy(account: str, region: str | None, bucket: str | None, kms_key: st
         account,
         bucket or settings.payload_bucket,
         kms_key or settings.kms_key_id,
+        event_bus or settings.event_bus,
+        publish_dlq,
     )
     click.echo(json.dumps(document, indent=2))
 

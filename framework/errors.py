@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "AggregateAlreadyExists",
     "AggregateNotFound",
+    "BusUnavailable",
     "ChangeSetTooLarge",
     "CommandIdReused",
     "ConcurrencyError",
@@ -19,6 +20,7 @@ __all__ = [
     "DefinitionError",
     "DomainError",
     "DuplicateCommand",
+    "EntryTooLarge",
     "EventStoreError",
     "FrameworkError",
     "InvalidCommand",
@@ -26,6 +28,7 @@ __all__ = [
     "InvalidIdentifier",
     "InvalidMessage",
     "MissingEventHandler",
+    "PublishError",
     "StoreUnavailable",
     "SubjectForgotten",
     "TableMissing",
@@ -271,3 +274,32 @@ class CorruptEvent(EventStoreError):
         self.stream = stream
         self.version = version
         self.reason = reason
+
+
+class PublishError(FrameworkError):
+    """Base class of the EventBridge publisher's failures."""
+
+
+class EntryTooLarge(PublishError):
+    """An event's ``PutEvents`` entry exceeds EventBridge's 256 KB and no claim check is set up.
+
+    The engine parks the event (its stream waits, ``projections status`` shows it): configure a
+    payload store for the publisher, or skip the event with ``projections skip``.
+    """
+
+    def __init__(self, stream: str, version: int, size: int, limit: int) -> None:
+        super().__init__(
+            f"the EventBridge entry of version {version} of stream {stream!r} is {size} bytes, "
+            f"over the {limit}-byte limit of PutEvents: give the publisher a payload store "
+            "(payloads=S3PayloadStore(bucket), or PUBLISH_PAYLOAD_BUCKET) to send a claim check"
+        )
+        self.stream = stream
+        self.version = version
+        self.size = size
+        self.limit = limit
+
+
+class BusUnavailable(PublishError, StoreUnavailable):
+    """EventBridge or the dead-letter queue refused or did not answer whole requests, after
+    bounded retries. Nothing was moved past the unpublished events: the runner fails (a Lambda
+    batch is retried, the Streams poller backs off) and they are delivered again."""

@@ -146,9 +146,14 @@ def test_the_function_runs_the_framework_handler(template: dict[str, Any]) -> No
     )
 
 
-def test_the_stream_mapping_never_blocks_a_shard_forever(template: dict[str, Any]) -> None:
-    (mapping,) = stream_mappings(template)
-    assert mapping["FunctionName"] == {"Ref": "ProjectionFunction"}
+@pytest.mark.parametrize("function", ["ProjectionFunction", "PublisherFunction"])
+def test_the_stream_mapping_never_blocks_a_shard_forever(
+    template: dict[str, Any], function: str
+) -> None:
+    mappings = stream_mappings(template)
+    # DynamoDB Streams serves at most two readers a shard without throttling them.
+    assert len(mappings) == 2
+    (mapping,) = [m for m in mappings if m["FunctionName"] == {"Ref": function}]
     assert mapping["EventSourceArn"] == EVENTS_STREAM
     assert mapping["StartingPosition"] == "TRIM_HORIZON"
     assert mapping["BatchSize"] == {"Ref": "BatchSize"}
@@ -237,4 +242,83 @@ def test_outputs(template: dict[str, Any]) -> None:
         "EventsStreamArn": EVENTS_STREAM,
         "ProjectionFunctionArn": {"Fn::GetAtt": ["ProjectionFunction", "Arn"]},
         "ProjectionFailuresQueueUrl": {"Ref": "ProjectionFailures"},
+        "EventBusName": {"Ref": "EventBus"},
+        "EventBusArn": {"Fn::GetAtt": ["EventBus", "Arn"]},
+        "PublisherFunctionArn": {"Fn::GetAtt": ["PublisherFunction", "Arn"]},
+        "PublishFailuresQueueUrl": {"Ref": "PublishFailures"},
+        "ExampleSubscriberQueueUrl": {"Ref": "ExampleSubscriberQueue"},
+    }
+
+
+BUS = {"Fn::GetAtt": ["EventBus", "Arn"]}
+PUBLISH_FAILURES = {"Fn::GetAtt": ["PublishFailures", "Arn"]}
+
+
+def test_the_publisher_function_publishes_the_stream_to_the_bus(template: dict[str, Any]) -> None:
+    from framework.projections.publisher import EventBridgePublisher
+
+    function = properties(template, "PublisherFunction")
+    assert function["Handler"] == "framework.projections.aws_lambda.handler"
+    assert function["Environment"]["Variables"] == {
+        "DYNAMO_TABLE_PREFIX": {"Ref": "TablePrefix"},
+        "PROJECTORS": {"Ref": "Publisher"},
+        "EVENT_BUS_NAME": {"Ref": "EventBus"},
+        "PUBLISH_DLQ_URL": {"Ref": "PublishFailures"},
+    }
+    (publisher,) = load_projectors(template["Parameters"]["Publisher"]["Default"])
+    assert isinstance(publisher, EventBridgePublisher)
+    bus = properties(template, "EventBus")
+    assert bus["Name"] == {"Fn::Sub": "${TablePrefix}-events"}
+    archive = properties(template, "EventArchive")
+    assert archive["SourceArn"] == BUS
+    assert archive["RetentionDays"] == {"Ref": "ArchiveRetentionDays"}
+    failures = template["Resources"]["PublishFailures"]
+    assert failures["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+def test_the_publisher_role_is_least_privilege(template: dict[str, Any]) -> None:
+    function = properties(template, "PublisherFunction")
+    assert all(e["Type"] != "DynamoDB" for e in function.get("Events", {}).values())
+    (policy,) = function["Policies"]
+    statements = policy["Statement"]
+    actions = [action for statement in statements for action in statement["Action"]]
+    assert all("*" not in action for action in actions)
+    assert all(statement["Resource"] not in ("*", ["*"]) for statement in statements)
+    granted: dict[str, set[str]] = {}
+    for statement in statements:
+        for resource in statement["Resource"]:
+            granted.setdefault(str(resource), set()).update(statement["Action"])
+    assert granted == {
+        str(BUS): {"events:PutEvents"},
+        str(PUBLISH_FAILURES): {"sqs:SendMessage"},
+        str(FAILURE_QUEUE): {"sqs:SendMessage"},
+        str({"Fn::GetAtt": ["EventsTable", "Arn"]}): {"dynamodb:Query", "dynamodb:GetItem"},
+        str(EVENTS_STREAM): {
+            "dynamodb:DescribeStream",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+        },
+        str({"Fn::Sub": "${EventsTable.Arn}/stream/*"}): {"dynamodb:ListStreams"},
+        str({"Fn::GetAtt": ["PositionsTable", "Arn"]}): {
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:ConditionCheckItem",
+        },
+    }
+
+
+def test_the_example_rule_routes_to_a_queue_only_it_may_write(template: dict[str, Any]) -> None:
+    rule = properties(template, "ExampleRule")
+    assert rule["EventBusName"] == {"Ref": "EventBus"}
+    assert rule["EventPattern"]["source"] == ["example-bank"]
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["ExampleSubscriberQueue", "Arn"]}
+    (statement,) = properties(template, "ExampleSubscriberQueuePolicy")["PolicyDocument"][
+        "Statement"
+    ]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["ExampleRule", "Arn"]}}
     }

@@ -21,6 +21,10 @@ events out of order, events of many streams interleaved, gaps. Per stream the en
    its own stream, never the others;
 6. when another runner moved the position first (a lost race), reads where it got to and goes on
    with what is left of the delivery, so nothing delivered is dropped.
+
+Before any position moves (an advance, a pack of them, a park) the engine calls the projector's
+``before_advance``: a projector whose effects leave DynamoDB (the EventBridge publisher) completes
+them there, so a position never passes an event whose effect is not done.
 """
 
 from __future__ import annotations
@@ -205,6 +209,8 @@ class ProjectionEngine:
         stream, which finds the lost race or the refused write. Returns the streams whose
         advance another runner beat.
         """
+        if deferred:
+            self.projector.before_advance()
         plain = [(stream, move) for stream, move in deferred.items() if not move.writes]
         lost: set[str] = set()
         if plain:
@@ -391,6 +397,7 @@ class ProjectionEngine:
         the first whose own writes are refused is parked; the version returned is then the last
         one committed before it.
         """
+        self.projector.before_advance()
         try:
             self.positions.advance(self.name, stream, move.expected, move.version, move.writes)
         except PositionConflict:
@@ -488,6 +495,7 @@ class ProjectionEngine:
             attempts=attempts,
             parked_at=dt.datetime.now(dt.UTC),
         )
+        self.projector.before_advance()
         try:
             self.positions.park(self.name, stream, version, parked)
         except PositionConflict:

@@ -159,6 +159,15 @@ class Projector:
     def reset(self) -> None:
         """Clear the read model before a rebuild. Override it; the default does nothing."""
 
+    def before_advance(self) -> None:
+        """Called by the engine before it moves one of this projector's positions.
+
+        A projector whose handlers have effects outside the position's transaction (the
+        EventBridge publisher sends what they queued here) completes them now: a position must
+        never pass an event whose effect is not done. An exception leaves the positions where
+        they were, so the events are delivered again. The default does nothing.
+        """
+
     # -- typed writes of read models --------------------------------------------------------
 
     def save(self, row: Model, condition: Condition | None = None) -> None:

@@ -30,6 +30,8 @@ PUBLIC_MODULES = (
     "framework.mapping",
     "framework.projections",
     "framework.projections.aws_lambda",
+    "framework.projections.eventbridge",
+    "framework.projections.publisher",
     "framework.projections.read_models",
     "framework.store",
     "framework.testing",
