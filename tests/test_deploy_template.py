@@ -43,6 +43,29 @@ def template() -> dict[str, Any]:
     return dict(loaded)
 
 
+LARGE_PAYLOADS = {"Fn::Sub": "${LargePayloadsBucket.Arn}/events/*"}
+STORE_SETTINGS = {
+    "PAYLOAD_BUCKET": {"Ref": "LargePayloadsBucket"},
+    "KMS_KEY_ID": {"Fn::If": ["HasKmsKey", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]},
+}
+"""What every function needs of the settings beyond its tables: the store's payload bucket and
+the KMS key of personal data, when there is one."""
+
+
+def always_granted(statements: list[Any]) -> list[dict[str, Any]]:
+    """The statements granted whatever the parameters (those under ``Fn::If`` left out)."""
+    return [statement for statement in statements if "Fn::If" not in statement]
+
+
+def granted_with_kms_key(statements: list[Any]) -> list[dict[str, Any]]:
+    """The statements granted only when a KMS key is given."""
+    return [
+        statement["Fn::If"][1]
+        for statement in statements
+        if "Fn::If" in statement and statement["Fn::If"][0] == "HasKmsKey"
+    ]
+
+
 def properties(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
     found: dict[str, Any] = template["Resources"][logical_id]["Properties"]
     return found
@@ -133,6 +156,7 @@ def test_the_function_runs_the_framework_handler(template: dict[str, Any]) -> No
         "DYNAMO_TABLE_PREFIX": {"Ref": "TablePrefix"},
         "PROJECTORS": {"Ref": "Projectors"},
         "UPCASTERS": {"Ref": "Upcasters"},
+        **STORE_SETTINGS,
     }
     default_projectors = template["Parameters"]["Projectors"]["Default"]
     default_upcasters = template["Parameters"]["Upcasters"]["Default"]
@@ -177,7 +201,7 @@ def test_the_function_role_is_least_privilege(template: dict[str, Any]) -> None:
     # No Events entry of type DynamoDB: SAM would add a managed policy granting every stream.
     assert all(e["Type"] != "DynamoDB" for e in function.get("Events", {}).values())
     (policy,) = function["Policies"]
-    statements = policy["Statement"]
+    statements = always_granted(policy["Statement"])
     actions = [action for statement in statements for action in statement["Action"]]
     assert all("*" not in action for action in actions)
     assert "dynamodb:TransactWriteItems" not in actions  # authorised through the item actions
@@ -209,6 +233,7 @@ def test_the_function_role_is_least_privilege(template: dict[str, Any]) -> None:
         "dynamodb:ConditionCheckItem",
     }
     assert granted(FAILURE_QUEUE) == {"sqs:SendMessage"}
+    assert granted(LARGE_PAYLOADS) == {"s3:GetObject"}
     for table in ("AggregatesTable", "SnapshotsTable"):
         assert not granted({"Fn::GetAtt": [table, "Arn"]})
 
@@ -218,7 +243,7 @@ def test_read_model_tables_follow_the_prefix_by_default(template: dict[str, Any]
     assert parameter["Type"] == "CommaDelimitedList"
     assert parameter["Default"] == ""
     statements = properties(template, "ProjectionFunction")["Policies"][0]["Statement"]
-    (read_models,) = [s for s in statements if s["Sid"] == "WriteReadModels"]
+    (read_models,) = [s for s in always_granted(statements) if s["Sid"] == "WriteReadModels"]
     condition, default, given = read_models["Resource"]["Fn::If"]
     assert template["Conditions"][condition] == {
         "Fn::Equals": [{"Fn::Join": ["", {"Ref": "ReadModelTableArns"}]}, ""]
@@ -247,6 +272,7 @@ def test_outputs(template: dict[str, Any]) -> None:
         "PublisherFunctionArn": {"Fn::GetAtt": ["PublisherFunction", "Arn"]},
         "PublishFailuresQueueUrl": {"Ref": "PublishFailures"},
         "ExampleSubscriberQueueUrl": {"Ref": "ExampleSubscriberQueue"},
+        "LargePayloadsBucketName": {"Ref": "LargePayloadsBucket"},
     }
 
 
@@ -262,8 +288,10 @@ def test_the_publisher_function_publishes_the_stream_to_the_bus(template: dict[s
     assert function["Environment"]["Variables"] == {
         "DYNAMO_TABLE_PREFIX": {"Ref": "TablePrefix"},
         "PROJECTORS": {"Ref": "Publisher"},
+        "UPCASTERS": {"Ref": "Upcasters"},
         "EVENT_BUS_NAME": {"Ref": "EventBus"},
         "PUBLISH_DLQ_URL": {"Ref": "PublishFailures"},
+        **STORE_SETTINGS,
     }
     (publisher,) = load_projectors(template["Parameters"]["Publisher"]["Default"])
     assert isinstance(publisher, EventBridgePublisher)
@@ -280,7 +308,7 @@ def test_the_publisher_role_is_least_privilege(template: dict[str, Any]) -> None
     function = properties(template, "PublisherFunction")
     assert all(e["Type"] != "DynamoDB" for e in function.get("Events", {}).values())
     (policy,) = function["Policies"]
-    statements = policy["Statement"]
+    statements = always_granted(policy["Statement"])
     actions = [action for statement in statements for action in statement["Action"]]
     assert all("*" not in action for action in actions)
     assert all(statement["Resource"] not in ("*", ["*"]) for statement in statements)
@@ -292,6 +320,7 @@ def test_the_publisher_role_is_least_privilege(template: dict[str, Any]) -> None
         str(BUS): {"events:PutEvents"},
         str(PUBLISH_FAILURES): {"sqs:SendMessage"},
         str(FAILURE_QUEUE): {"sqs:SendMessage"},
+        str(LARGE_PAYLOADS): {"s3:GetObject"},
         str({"Fn::GetAtt": ["EventsTable", "Arn"]}): {"dynamodb:Query", "dynamodb:GetItem"},
         str(EVENTS_STREAM): {
             "dynamodb:DescribeStream",
@@ -322,3 +351,34 @@ def test_the_example_rule_routes_to_a_queue_only_it_may_write(template: dict[str
     assert statement["Condition"] == {
         "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["ExampleRule", "Arn"]}}
     }
+
+
+@pytest.mark.parametrize("function", ["ProjectionFunction", "PublisherFunction"])
+def test_the_functions_read_large_payloads_and_personal_fields(
+    template: dict[str, Any], function: str
+) -> None:
+    found = properties(template, function)
+    variables = found["Environment"]["Variables"]
+    assert {name: variables[name] for name in STORE_SETTINGS} == STORE_SETTINGS
+    (policy,) = found["Policies"]
+    with_key = granted_with_kms_key(policy["Statement"])
+    assert [(s["Action"], s["Resource"]) for s in with_key] == [
+        (["dynamodb:GetItem"], [{"Fn::GetAtt": ["AggregatesTable", "Arn"]}]),
+        (["kms:Decrypt"], [{"Ref": "KmsKeyArn"}]),
+    ]
+    # Of the aggregates table, only the wrapped data keys: never claims or command records.
+    assert with_key[0]["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["key#*"]}
+    }
+
+
+def test_the_payload_bucket_is_private_encrypted_and_kept(template: dict[str, Any]) -> None:
+    resource = template["Resources"]["LargePayloadsBucket"]
+    assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+    bucket = resource["Properties"]
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    (deny,) = properties(template, "LargePayloadsBucketPolicy")["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}

@@ -14,7 +14,7 @@ import attrs
 import boto3
 import pytest
 
-from example_app.bank import DepositMoney, OpenAccount, TransferMoney, WithdrawMoney
+from example_app.bank import UPCASTERS, DepositMoney, OpenAccount, TransferMoney, WithdrawMoney
 from example_app.publishing import BankEvents
 from example_app.users import ChangeEmail, ForgetUser, RegisterUser
 from example_app.wiring import build_application, key_ring
@@ -128,7 +128,11 @@ def far_future() -> dt.datetime:
 
 def catch_up(store: DynamoDBEventStore, publisher: EventBridgePublisher) -> CatchUpRunner:
     return CatchUpRunner(
-        store, DynamoDBPositionStore(store), [publisher], safety_window=dt.timedelta(0)
+        store,
+        DynamoDBPositionStore(store),
+        [publisher],
+        safety_window=dt.timedelta(0),
+        upcasters=UPCASTERS,
     )
 
 
@@ -178,15 +182,19 @@ def test_a_crash_before_the_position_moves_publishes_again_with_the_same_event_i
 
     publisher = BankEvents(bus=aws.bus(), dead_letters=aws.dead_letters())
     crashing = CatchUpRunner(
-        moto_store, Crashing(moto_store), [publisher], safety_window=dt.timedelta(0)
+        moto_store,
+        Crashing(moto_store),
+        [publisher],
+        safety_window=dt.timedelta(0),
+        upcasters=UPCASTERS,
     )
     with pytest.raises(ConnectionError):
         crashing.run(until=far_future())
     first = aws.received()
     assert first  # sent before the positions could move
-    CatchUpRunner(moto_store, positions, [publisher], safety_window=dt.timedelta(0)).run(
-        until=far_future()
-    )
+    CatchUpRunner(
+        moto_store, positions, [publisher], safety_window=dt.timedelta(0), upcasters=UPCASTERS
+    ).run(until=far_future())
     again = aws.received()
     assert per_stream(again) == committed(moto_store)  # nothing lost, at least once
     first_ids = {b["detail"]["eventId"] for b in first}
@@ -270,7 +278,7 @@ def test_dead_letters_are_resent_from_the_store(
     assert sorted(letter["version"] for letter in letters) == [1, 2]
     bank.handle(ForgetUser(user_id="u1"))
     healthy = BankEvents(bus=aws.bus(), dead_letters=aws.dead_letters())
-    report = healthy.resend_dead_letters(moto_store)
+    report = healthy.resend_dead_letters(moto_store, upcasters=UPCASTERS)
     assert report.published == 2 and healthy.dead_letter_list() == []
     resent = aws.received()
     assert sorted(b["detail"]["version"] for b in resent) == [1, 2]
@@ -311,7 +319,11 @@ def test_readable_fields_need_naming_and_a_forgotten_subject_stays_erased(
     publisher = WithEmails(bus=bus, dead_letters=InMemoryDeadLetterQueue())
     publisher.key_ring = key_ring(moto_store)
     runner = CatchUpRunner(
-        moto_store, InMemoryPositionStore(), [publisher], safety_window=dt.timedelta(0)
+        moto_store,
+        InMemoryPositionStore(),
+        [publisher],
+        safety_window=dt.timedelta(0),
+        upcasters=UPCASTERS,
     )
     runner.run(until=far_future())
     registered = [d for d in bus.details() if d["eventType"] == "UserRegistered"]
@@ -321,7 +333,7 @@ def test_readable_fields_need_naming_and_a_forgotten_subject_stays_erased(
     replayed = InMemoryEventBus()
     publisher = WithEmails(bus=replayed, dead_letters=InMemoryDeadLetterQueue())
     publisher.key_ring = key_ring(moto_store)
-    publisher.republish(moto_store, stream=("User", "u1"))
+    publisher.republish(moto_store, stream=("User", "u1"), upcasters=UPCASTERS)
     assert "ada@" not in json.dumps(replayed.details())
     assert [d["version"] for d in replayed.details()] == [1, 2, 3]
 
@@ -401,6 +413,7 @@ def test_the_command_line_replays_lists_and_resends(
         "AWS_REGION": "us-east-1",
         "EVENT_BUS_NAME": "bank-bus",
         "PUBLISH_DLQ_URL": aws.dlq,
+        "UPCASTERS": "example_app.bank:UPCASTERS",
     }.items():
         monkeypatch.setenv(name, value)
     cli = CliRunner()
@@ -462,6 +475,7 @@ def test_the_lambda_handler_and_the_streams_poller_publish_the_same(
         "EVENT_BUS_NAME": "bank-bus",
         "PUBLISH_DLQ_URL": aws.dlq,
         "PROJECTORS": "example_app.publishing:BankEvents",
+        "UPCASTERS": "example_app.bank:UPCASTERS",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(aws_lambda, "_handler", None)
@@ -480,7 +494,12 @@ def test_the_lambda_handler_and_the_streams_poller_publish_the_same(
     class Polled(BankEvents, name="polled-bank-events"):
         pass
 
-    poller = StreamsPoller(moto_store, DynamoDBPositionStore(moto_store), [Polled(bus=aws.bus())])
+    poller = StreamsPoller(
+        moto_store,
+        DynamoDBPositionStore(moto_store),
+        [Polled(bus=aws.bus())],
+        upcasters=UPCASTERS,
+    )
     while poller.poll_once().applied:
         pass
     polled = aws.received()
@@ -503,10 +522,14 @@ def test_a_lambda_batch_whose_bus_is_down_is_reported_for_retry(
     positions = DynamoDBPositionStore(moto_store)
     publisher = BankEvents(bus=down, dead_letters=aws.dead_letters(), sleep=lambda _: None)
     records = lambda_records(moto_store)
-    answer = make_handler([publisher], moto_store, positions)({"Records": records}, None)
+    answer = make_handler([publisher], moto_store, positions, upcasters=UPCASTERS)(
+        {"Records": records}, None
+    )
     assert len(answer["batchItemFailures"]) == len(records)  # every stream, to be retried
     healthy = BankEvents(bus=aws.bus(), dead_letters=aws.dead_letters())
-    again = make_handler([healthy], moto_store, positions)({"Records": records}, None)
+    again = make_handler([healthy], moto_store, positions, upcasters=UPCASTERS)(
+        {"Records": records}, None
+    )
     assert again == {"batchItemFailures": []}
     assert per_stream(aws.received()) == committed(moto_store)
 
