@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from framework import DynamoDBEventStore, InMemoryEventStore
 
@@ -19,6 +20,18 @@ os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 # The framework's pytest plugin is opt-in, for users' test suites as for this one: it provides
 # ``event_store``, ``dynamodb_local_endpoint`` and ``dynamodb_store``.
 pytest_plugins = ["framework.testing.pytest_plugin"]
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """A test that runs the CLI in this process configures structlog for it: put it back after.
+
+    Otherwise the CLI's WARNING filter outlives the test and hides the log lines later tests
+    capture, and which tests fail then depends on the order they run in.
+    """
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from typing import Any
 
 import boto3
 import pytest
-import structlog
 from attrs import frozen
 from click.testing import CliRunner
 
@@ -60,14 +59,6 @@ class SeenSizes(Projector, name="seen-sizes"):
     @event_handler(Stored)
     def _stored(self, event: Stored, envelope: Envelope) -> None:
         SEEN.append(len(event.content))
-
-
-@pytest.fixture(autouse=True)
-def logging_as_it_was() -> Iterator[None]:
-    """The CLI configures structlog for its process; in this one, put it back afterwards."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 @pytest.fixture
