@@ -540,6 +540,11 @@ def publish_dlq_resend(publisher_spec: str, limit: int, upcaster_specs: str) -> 
 # -- IAM -----------------------------------------------------------------------------------
 
 
+def _arn(name_or_arn: str, prefix: str) -> str:
+    """An ARN as given, or built from ``prefix`` and a bare name (a key id, a bus, a queue)."""
+    return name_or_arn if name_or_arn.startswith("arn:") else f"{prefix}{name_or_arn}"
+
+
 def iam_policy_document(
     prefix: str,
     region: str,
@@ -599,62 +604,38 @@ def iam_policy_document(
             },
         ],
     }
-    if bucket:
-        document["Statement"].append(
-            {
-                "Sid": "OffloadedPayloads",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                "Resource": [f"arn:aws:s3:::{bucket}/events/*"],
-            }
-        )
-    if kms_key:
-        key_arn = (
-            kms_key
-            if kms_key.startswith("arn:")
-            else (f"arn:aws:kms:{region}:{account}:key/{kms_key}")
-        )
-        document["Statement"].append(
-            {
-                "Sid": "PersonalDataKeys",
-                "Effect": "Allow",
-                "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
-                "Resource": [key_arn],
-            }
-        )
-    if event_bus:
-        bus_arn = (
-            event_bus
-            if event_bus.startswith("arn:")
-            else f"arn:aws:events:{region}:{account}:event-bus/{event_bus}"
-        )
-        document["Statement"].append(
-            {
-                "Sid": "PublishToTheBus",
-                "Effect": "Allow",
-                "Action": ["events:PutEvents"],
-                "Resource": [bus_arn],
-            }
-        )
-    if publish_dlq:
-        queue_arn = (
-            publish_dlq
-            if publish_dlq.startswith("arn:")
-            else f"arn:aws:sqs:{region}:{account}:{publish_dlq}"
-        )
-        document["Statement"].append(
-            {
-                "Sid": "PublisherDeadLetters",
-                "Effect": "Allow",
-                "Action": [
-                    "sqs:SendMessage",
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:ChangeMessageVisibility",
-                ],
-                "Resource": [queue_arn],
-            }
-        )
+    optional = [
+        (
+            bucket and f"arn:aws:s3:::{bucket}/events/*",
+            "OffloadedPayloads",
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+        ),
+        (
+            kms_key and _arn(kms_key, f"arn:aws:kms:{region}:{account}:key/"),
+            "PersonalDataKeys",
+            ["kms:GenerateDataKey", "kms:Decrypt"],
+        ),
+        (
+            event_bus and _arn(event_bus, f"arn:aws:events:{region}:{account}:event-bus/"),
+            "PublishToTheBus",
+            ["events:PutEvents"],
+        ),
+        (
+            publish_dlq and _arn(publish_dlq, f"arn:aws:sqs:{region}:{account}:"),
+            "PublisherDeadLetters",
+            [
+                "sqs:SendMessage",
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+            ],
+        ),
+    ]
+    for resource, sid, actions in optional:
+        if resource:
+            document["Statement"].append(
+                {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": [resource]}
+            )
     return document
 
 

@@ -551,6 +551,17 @@ def test_the_iam_policy_covers_the_bus_and_the_dead_letter_queue() -> None:
     assert "PublishToTheBus" not in {
         s["Sid"] for s in iam_policy_document("bank", "eu-west-1", "1")["Statement"]
     }
+    given_as_arns = iam_policy_document(
+        "bank",
+        "eu-west-1",
+        "1",
+        event_bus="arn:aws:events:us-east-2:9:event-bus/shared",
+        publish_dlq="arn:aws:sqs:us-east-2:9:shared-dlq",
+    )
+    assert [s["Resource"] for s in given_as_arns["Statement"][-2:]] == [
+        ["arn:aws:events:us-east-2:9:event-bus/shared"],
+        ["arn:aws:sqs:us-east-2:9:shared-dlq"],
+    ]
 
 
 def test_an_oversized_entry_without_a_claim_check_parks_its_event_only() -> None:
