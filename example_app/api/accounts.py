@@ -7,14 +7,13 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from example_app.api.commands import Commands, IdempotencyKey, account_stream
-from example_app.api.problems import problem, problem_responses
-from example_app.api.reads import Reads
+from example_app.api.commands import Commands, IdempotencyKey, account_stream, command_endpoint
+from example_app.api.problems import problem
+from example_app.api.reads import Reads, read_endpoint
 from example_app.api.schemas import (
     AccountIdInPath,
     AccountView,
     AmountBody,
-    CommandResponse,
     OpenAccountBody,
     StatementLineView,
     TransferBody,
@@ -23,21 +22,11 @@ from example_app.bank import CloseAccount, DepositMoney, OpenAccount, TransferMo
 from example_app.money import Money
 from example_app.read_models import owner_name
 
-COMMAND_ERRORS = problem_responses(404, 409, 413, 422)
-READ_ERRORS = problem_responses(404, 422)
-
 router = APIRouter()
 """Commands on accounts (tag ``accounts``) and their read models (tag ``read models``)."""
 
 
-@router.post(
-    "/accounts",
-    status_code=201,
-    response_model=CommandResponse,
-    responses=COMMAND_ERRORS,
-    tags=["accounts"],
-    summary="Open an account",
-)
+@command_endpoint(router, "/accounts", tag="accounts", summary="Open an account", status_code=201)
 def open_account(
     body: OpenAccountBody, commands: Commands, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -46,12 +35,8 @@ def open_account(
     return commands.run(command, key, [account_stream(body.account_id)], 201)
 
 
-@router.post(
-    "/accounts/{account_id}/deposits",
-    response_model=CommandResponse,
-    responses=COMMAND_ERRORS,
-    tags=["accounts"],
-    summary="Deposit money",
+@command_endpoint(
+    router, "/accounts/{account_id}/deposits", tag="accounts", summary="Deposit money"
 )
 def deposit(
     account_id: AccountIdInPath, body: AmountBody, commands: Commands, key: IdempotencyKey = None
@@ -61,12 +46,8 @@ def deposit(
     return commands.run(command, key, [account_stream(account_id)])
 
 
-@router.post(
-    "/accounts/{account_id}/withdrawals",
-    response_model=CommandResponse,
-    responses=COMMAND_ERRORS,
-    tags=["accounts"],
-    summary="Withdraw money",
+@command_endpoint(
+    router, "/accounts/{account_id}/withdrawals", tag="accounts", summary="Withdraw money"
 )
 def withdraw(
     account_id: AccountIdInPath, body: AmountBody, commands: Commands, key: IdempotencyKey = None
@@ -77,12 +58,8 @@ def withdraw(
     return commands.run(command, key, [account_stream(account_id)])
 
 
-@router.post(
-    "/accounts/{account_id}/close",
-    response_model=CommandResponse,
-    responses=COMMAND_ERRORS,
-    tags=["accounts"],
-    summary="Close an account",
+@command_endpoint(
+    router, "/accounts/{account_id}/close", tag="accounts", summary="Close an account"
 )
 def close(
     account_id: AccountIdInPath, commands: Commands, key: IdempotencyKey = None
@@ -91,12 +68,8 @@ def close(
     return commands.run(CloseAccount(account_id=account_id), key, [account_stream(account_id)])
 
 
-@router.post(
-    "/transfers",
-    response_model=CommandResponse,
-    responses=COMMAND_ERRORS,
-    tags=["accounts"],
-    summary="Transfer money between two accounts",
+@command_endpoint(
+    router, "/transfers", tag="accounts", summary="Transfer money between two accounts"
 )
 def transfer(body: TransferBody, commands: Commands, key: IdempotencyKey = None) -> JSONResponse:
     """Debit one account and credit the other in one transaction: both or neither."""
@@ -109,12 +82,8 @@ def transfer(body: TransferBody, commands: Commands, key: IdempotencyKey = None)
     return commands.run(command, key, streams)
 
 
-@router.get(
-    "/accounts/{account_id}",
-    response_model=AccountView,
-    responses=READ_ERRORS,
-    tags=["read models"],
-    summary="An account's balance",
+@read_endpoint(
+    router, "/accounts/{account_id}", response_model=AccountView, summary="An account's balance"
 )
 def get_account(account_id: AccountIdInPath, reads: Reads) -> Any:
     """The account's balance, owner and status (balances read model)."""
@@ -135,11 +104,10 @@ def get_account(account_id: AccountIdInPath, reads: Reads) -> Any:
     )
 
 
-@router.get(
+@read_endpoint(
+    router,
     "/accounts/{account_id}/statement",
     response_model=list[StatementLineView],
-    responses=READ_ERRORS,
-    tags=["read models"],
     summary="An account's statement",
 )
 def get_statement(account_id: AccountIdInPath, reads: Reads) -> Any:

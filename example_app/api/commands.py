@@ -10,12 +10,15 @@ catch-up as the guarantee).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
+from fastapi.types import DecoratedCallable
 
+from example_app.api.problems import problem_responses
+from example_app.api.schemas import CommandResponse
 from framework import Application, Command
 from framework.application import CommandResult
 from framework.http import (
@@ -39,6 +42,25 @@ IdempotencyKey = Annotated[
         ),
     ),
 ]
+
+
+COMMAND_ERRORS = problem_responses(404, 409, 413, 422)
+"""What a command can answer besides success: unknown (404), conflict or reused key (409), too
+large (413), refused by the domain or malformed (422)."""
+
+
+def command_endpoint(
+    router: APIRouter, path: str, *, tag: str, summary: str, status_code: int = 200
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """Declare a POST of ``router`` that runs a command: its response and its problems."""
+    return router.post(
+        path,
+        status_code=status_code,
+        response_model=CommandResponse,
+        responses=COMMAND_ERRORS,
+        tags=[tag],
+        summary=summary,
+    )
 
 
 def account_stream(account_id: str) -> str:

@@ -8,14 +8,32 @@ import contextlib
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.types import DecoratedCallable
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TableDoesNotExist
 
+from example_app.api.problems import problem_responses
 from example_app.read_models import ReadModels
 from framework.errors import ConfigurationError, FrameworkError, StoreUnavailable
 from framework.store import translated_errors
 
 T = TypeVar("T")
+
+READ_ERRORS = problem_responses(404, 422)
+"""What a read can answer besides the row: unknown (404) or a malformed id (422)."""
+
+
+def read_endpoint(
+    router: APIRouter, path: str, *, response_model: Any, summary: str
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """Declare a GET of ``router`` that answers from a read model (tag ``read models``)."""
+    return router.get(
+        path,
+        response_model=response_model,
+        responses=READ_ERRORS,
+        tags=["read models"],
+        summary=summary,
+    )
 
 
 class ReadModelReader:

@@ -7,11 +7,10 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from example_app.api.commands import Commands, IdempotencyKey, user_stream
-from example_app.api.problems import problem, problem_responses
-from example_app.api.reads import Reads
+from example_app.api.commands import Commands, IdempotencyKey, command_endpoint, user_stream
+from example_app.api.problems import problem
+from example_app.api.reads import Reads, read_endpoint
 from example_app.api.schemas import (
-    CommandResponse,
     EmailBody,
     RegisterUserBody,
     UserIdInPath,
@@ -19,21 +18,11 @@ from example_app.api.schemas import (
 )
 from example_app.users import ChangeEmail, ForgetUser, RegisterUser
 
-COMMAND_ERRORS = problem_responses(404, 409, 413, 422)
-READ_ERRORS = problem_responses(404, 422)
-
 router = APIRouter()
 """Commands on users (tag ``users``) and the user directory (tag ``read models``)."""
 
 
-@router.post(
-    "/users",
-    status_code=201,
-    response_model=CommandResponse,
-    responses=COMMAND_ERRORS,
-    tags=["users"],
-    summary="Register a user",
-)
+@command_endpoint(router, "/users", tag="users", summary="Register a user", status_code=201)
 def register(
     body: RegisterUserBody, commands: Commands, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -42,13 +31,7 @@ def register(
     return commands.run(command, key, [user_stream(body.user_id)], 201)
 
 
-@router.post(
-    "/users/{user_id}/email",
-    response_model=CommandResponse,
-    responses=COMMAND_ERRORS,
-    tags=["users"],
-    summary="Change a user's email",
-)
+@command_endpoint(router, "/users/{user_id}/email", tag="users", summary="Change a user's email")
 def change_email(
     user_id: UserIdInPath, body: EmailBody, commands: Commands, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -57,25 +40,13 @@ def change_email(
     return commands.run(command, key, [user_stream(user_id)])
 
 
-@router.post(
-    "/users/{user_id}/forget",
-    response_model=CommandResponse,
-    responses=COMMAND_ERRORS,
-    tags=["users"],
-    summary="Forget a user",
-)
+@command_endpoint(router, "/users/{user_id}/forget", tag="users", summary="Forget a user")
 def forget(user_id: UserIdInPath, commands: Commands, key: IdempotencyKey = None) -> JSONResponse:
     """Forget a user: their key is deleted, so their name and email are unreadable for good."""
     return commands.run(ForgetUser(user_id=user_id), key, [user_stream(user_id)])
 
 
-@router.get(
-    "/users/{user_id}",
-    response_model=UserView,
-    responses=READ_ERRORS,
-    tags=["read models"],
-    summary="A user",
-)
+@read_endpoint(router, "/users/{user_id}", response_model=UserView, summary="A user")
 def get_user(user_id: UserIdInPath, reads: Reads) -> Any:
     """The user directory entry; a forgotten user's name and email read `(erased)`."""
     models = reads.models
