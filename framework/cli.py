@@ -13,6 +13,7 @@ import datetime as dt
 import importlib
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -651,7 +652,11 @@ def iam_policy_document(
 @click.option(
     "--event-bus", default=None, help="EventBridge bus published to (default: the configured one)"
 )
-@click.option("--publish-dlq", default=None, help="the publisher's dead-letter queue (name or ARN)")
+@click.option(
+    "--publish-dlq",
+    default=None,
+    help="the publisher's dead-letter queue, name or ARN (default: the configured one)",
+)
 def iam_policy(
     account: str,
     region: str | None,
@@ -674,9 +679,23 @@ def iam_policy(
         bucket or settings.payload_bucket,
         kms_key or settings.kms_key_id,
         event_bus or settings.event_bus,
-        publish_dlq,
+        publish_dlq or _queue_arn(settings.publish_dlq_url),
     )
     click.echo(json.dumps(document, indent=2))
+
+
+def _queue_arn(url: str | None) -> str | None:
+    """The ARN of the queue at an SQS URL (``https://sqs.REGION.amazonaws.com/ACCOUNT/NAME``).
+
+    A URL of another shape (a local endpoint) gives its last part, a name in this account.
+    """
+    if not url:
+        return None
+    match = re.fullmatch(r"https://sqs\.([a-z0-9-]+)\.amazonaws\.com/(\d+)/([^/]+)/?", url)
+    if match is None:
+        return url.rstrip("/").rsplit("/", 1)[-1]
+    region, account, name = match.groups()
+    return f"arn:aws:sqs:{region}:{account}:{name}"
 
 
 def run() -> None:

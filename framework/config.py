@@ -13,6 +13,8 @@ backend = "dynamo"            # or "memory", or "embedded" (moto, in process)
 payload_bucket = "bank-large-payloads"
 kms_key_id = "alias/bank-personal-data"
 event_bus = "bank-events"
+publish_dlq_url = "https://sqs.eu-west-1.amazonaws.com/123456789012/bank-publish-failures"
+publish_payload_bucket = "bank-published-payloads"
 
 [storage.dynamo]
 region = "eu-west-1"
@@ -57,6 +59,8 @@ ENVIRONMENT: Mapping[str, tuple[str, ...]] = {
     "payload_bucket": ("PAYLOAD_BUCKET",),
     "kms_key_id": ("KMS_KEY_ID",),
     "event_bus": ("EVENT_BUS_NAME",),
+    "publish_dlq_url": ("PUBLISH_DLQ_URL",),
+    "publish_payload_bucket": ("PUBLISH_PAYLOAD_BUCKET",),
 }
 """Each setting's environment variables, the first one set wins."""
 
@@ -65,6 +69,8 @@ _TOML_KEYS: Mapping[str, str] = {
     "payload_bucket": "storage.payload_bucket",
     "kms_key_id": "storage.kms_key_id",
     "event_bus": "storage.event_bus",
+    "publish_dlq_url": "storage.publish_dlq_url",
+    "publish_payload_bucket": "storage.publish_payload_bucket",
     "region": "storage.dynamo.region",
     "table_prefix": "storage.dynamo.table_prefix",
     "endpoint": "storage.dynamo.endpoint",
@@ -85,6 +91,9 @@ class Settings:
     ``backend``: ``"dynamo"`` (AWS, or DynamoDB Local at ``endpoint``), ``"memory"`` (this process
     only) or ``"embedded"`` (DynamoDB on moto, in process, for a first run). ``sources`` says where
     each setting that was not a default came from, for error messages and ``describe()``.
+    ``event_bus``, ``publish_dlq_url`` and ``publish_payload_bucket`` are the EventBridge
+    publisher's: the bus, the SQS queue of entries given up, and where entries over 256 KB leave
+    their payload.
     """
 
     backend: Backend = "dynamo"
@@ -95,6 +104,8 @@ class Settings:
     payload_bucket: str | None = None
     kms_key_id: str | None = None
     event_bus: str | None = None
+    publish_dlq_url: str | None = None
+    publish_payload_bucket: str | None = None
     sources: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -219,5 +230,17 @@ def _check(settings: Settings) -> None:
     bus = settings.event_bus
     if bus is not None and (not isinstance(bus, str) or not _EVENT_BUS.fullmatch(bus)):
         raise wrong("event_bus", "is not an EventBridge bus name or ARN")
+    queue = settings.publish_dlq_url
+    if queue is not None and (
+        not isinstance(queue, str) or not re.fullmatch(r"https?://[^\s/]+/\S+", queue)
+    ):
+        raise wrong("publish_dlq_url", "must be the URL of an SQS queue (https://sqs...)")
+    published = settings.publish_payload_bucket
+    if published is not None and (
+        not isinstance(published, str) or not _BUCKET.fullmatch(published)
+    ):
+        raise wrong(
+            "publish_payload_bucket", "is not an S3 bucket name (3-63 lowercase letters, digits)"
+        )
     if settings.backend != "dynamo" and endpoint is not None:
         raise wrong("backend", f"is not dynamo, but {settings.source_of('endpoint')} is set")

@@ -154,6 +154,24 @@ def test_iam_policy_covers_exactly_the_tables(dynamodb_local_endpoint: str, pref
     assert last["Resource"] == ["arn:aws:kms:us-east-1:1:key/k-1"]
 
 
+def test_iam_policy_takes_the_publishers_queue_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from framework.cli import main
+
+    monkeypatch.setenv("PUBLISH_DLQ_URL", "https://sqs.eu-west-1.amazonaws.com/123/bank-dlq")
+    monkeypatch.setenv("EVENT_BUS_NAME", "bank-events")
+    printed = CliRunner().invoke(main, ["iam-policy", "--account", "123", "--region", "eu-west-1"])
+    assert printed.exit_code == 0, printed.output
+    statements = {s["Sid"]: s for s in json.loads(printed.output)["Statement"]}
+    assert statements["PublisherDeadLetters"]["Resource"] == ["arn:aws:sqs:eu-west-1:123:bank-dlq"]
+    assert statements["PublishToTheBus"]["Resource"] == [
+        "arn:aws:events:eu-west-1:123:event-bus/bank-events"
+    ]
+
+
 def test_follow_applies_new_events_live_until_stopped(
     dynamodb_local_endpoint: str, prefix: str
 ) -> None:

@@ -1,6 +1,7 @@
 """The AWS adapters of the EventBridge publisher: the bus (``PutEvents``) and the dead-letter
-queue (SQS). The only modules of the publisher that import boto3; built from the environment
-(``EVENT_BUS_NAME``, ``PUBLISH_DLQ_URL``, ``AWS_REGION``) when the publisher was given none.
+queue (SQS). The only modules of the publisher that import boto3; built from the settings
+(``EVENT_BUS_NAME``, ``PUBLISH_DLQ_URL``, or their ``[storage]`` keys) when the publisher was given
+none.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from framework.config import Settings
 from framework.errors import BusUnavailable, ConfigurationError
 from framework.projections.publisher import BusEntry, DeadLetter, EntryFailure
 
@@ -31,12 +33,18 @@ class EventBridgeBus:
         self._client = client
 
     @classmethod
+    def from_settings(cls, settings: Settings) -> EventBridgeBus:
+        """The bus the settings name (``EVENT_BUS_NAME``, or ``[storage] event_bus``)."""
+        if not settings.event_bus:
+            raise ConfigurationError(
+                "EVENT_BUS_NAME is not set (nor [storage] event_bus): name the bus to publish to"
+            )
+        return cls(settings.event_bus)
+
+    @classmethod
     def from_env(cls) -> EventBridgeBus:
-        """The bus ``EVENT_BUS_NAME`` names."""
-        name = os.environ.get("EVENT_BUS_NAME")
-        if not name:
-            raise ConfigurationError("EVENT_BUS_NAME is not set: name the bus to publish to")
-        return cls(name)
+        """The bus of ``Settings.load()``: the environment, and the file it names."""
+        return cls.from_settings(Settings.load())
 
     @property
     def client(self) -> Any:
@@ -69,14 +77,19 @@ class SqsDeadLetterQueue:
         self._client = client
 
     @classmethod
-    def from_env(cls) -> SqsDeadLetterQueue:
-        """The queue ``PUBLISH_DLQ_URL`` names."""
-        url = os.environ.get("PUBLISH_DLQ_URL")
-        if not url:
+    def from_settings(cls, settings: Settings) -> SqsDeadLetterQueue:
+        """The queue the settings name (``PUBLISH_DLQ_URL``, or ``[storage] publish_dlq_url``)."""
+        if not settings.publish_dlq_url:
             raise ConfigurationError(
-                "PUBLISH_DLQ_URL is not set: give the URL of the publisher's dead-letter queue"
+                "PUBLISH_DLQ_URL is not set (nor [storage] publish_dlq_url): give the URL of "
+                "the publisher's dead-letter queue"
             )
-        return cls(url)
+        return cls(settings.publish_dlq_url)
+
+    @classmethod
+    def from_env(cls) -> SqsDeadLetterQueue:
+        """The queue of ``Settings.load()``: the environment, and the file it names."""
+        return cls.from_settings(Settings.load())
 
     @property
     def client(self) -> Any:

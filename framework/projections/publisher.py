@@ -32,7 +32,6 @@ import datetime as dt
 import hashlib
 import itertools
 import json
-import os
 import threading
 import time
 import uuid
@@ -44,6 +43,7 @@ import attrs
 import structlog
 
 from framework.application import Backoff
+from framework.config import Settings
 from framework.domain import Aggregate, Event, event_type_name, personal_fields
 from framework.errors import BusUnavailable, DefinitionError, EntryTooLarge
 from framework.mapping.converter import converter
@@ -192,8 +192,9 @@ class EventBridgePublisher(Projector, name="eventbridge-publisher"):
     ``aggregates`` and ``events`` name the event classes published (every event of the
     aggregates' types by default: ``aggregate_types`` may narrow it); ``readable`` maps an event
     class to the personal fields published in clear (they need ``key_ring``). Built without
-    arguments (as the command line and the Lambda handler do) it sends to the bus
-    ``EVENT_BUS_NAME`` and dead-letters to the queue ``PUBLISH_DLQ_URL``; a payload bucket
+    arguments (as the command line and the Lambda handler do) it takes them from ``settings``
+    (``Settings.load()`` by default: the environment and the TOML file it names): it sends to the
+    bus ``EVENT_BUS_NAME`` and dead-letters to the queue ``PUBLISH_DLQ_URL``; a payload bucket
     ``PUBLISH_PAYLOAD_BUCKET`` turns on the claim check for entries over 256 KB.
     """
 
@@ -227,6 +228,7 @@ class EventBridgePublisher(Projector, name="eventbridge-publisher"):
         bus: EventBus | None = None,
         dead_letters: DeadLetterQueue | None = None,
         payloads: PayloadStore | None = None,
+        settings: Settings | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -236,39 +238,47 @@ class EventBridgePublisher(Projector, name="eventbridge-publisher"):
         self._bus = bus
         self._dead_letters = dead_letters
         self._payloads = payloads
+        self._settings = settings
         self._sleep = sleep
         self._clock = clock
         self._local = threading.local()  # per thread: the entries its handlers queued
         self._adapters = threading.Lock()
 
-    # -- the adapters, from the environment when none was given -----------------------------
+    # -- the adapters, from the settings when none was given --------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the adapters not given are built from (read once, on first use)."""
+        if self._settings is None:
+            self._settings = Settings.load()
+        return self._settings
 
     @property
     def bus(self) -> EventBus:
-        """The bus entries go to (``EVENT_BUS_NAME`` when none was given)."""
+        """The bus entries go to (the settings' ``event_bus`` when none was given)."""
         with self._adapters:
             if self._bus is None:
                 from framework.projections.eventbridge import EventBridgeBus
 
-                self._bus = EventBridgeBus.from_env()
+                self._bus = EventBridgeBus.from_settings(self.settings)
             return self._bus
 
     @property
     def dead_letters(self) -> DeadLetterQueue:
-        """The dead-letter queue (``PUBLISH_DLQ_URL`` when none was given)."""
+        """The dead-letter queue (the settings' ``publish_dlq_url`` when none was given)."""
         with self._adapters:
             if self._dead_letters is None:
                 from framework.projections.eventbridge import SqsDeadLetterQueue
 
-                self._dead_letters = SqsDeadLetterQueue.from_env()
+                self._dead_letters = SqsDeadLetterQueue.from_settings(self.settings)
             return self._dead_letters
 
     @property
     def payloads(self) -> PayloadStore | None:
-        """Where entries over 256 KB leave their payload (``PUBLISH_PAYLOAD_BUCKET``)."""
+        """Where entries over 256 KB leave their payload (``publish_payload_bucket``), if set."""
         with self._adapters:
-            bucket = os.environ.get("PUBLISH_PAYLOAD_BUCKET")
-            if self._payloads is None and bucket:
+            bucket = self.settings.publish_payload_bucket if self._payloads is None else None
+            if bucket:
                 from framework.store.large_payloads import S3PayloadStore
 
                 self._payloads = S3PayloadStore(bucket, prefix="published/")

@@ -19,8 +19,9 @@ from example_app.publishing import BankEvents
 from example_app.users import ChangeEmail, ForgetUser, RegisterUser
 from example_app.wiring import build_application, key_ring
 from framework import Application, DynamoDBEventStore, Event
+from framework.config import Settings
 from framework.encryption import ERASED
-from framework.errors import BusUnavailable, EntryTooLarge
+from framework.errors import BusUnavailable, ConfigurationError, EntryTooLarge
 from framework.projections import CatchUpRunner, Envelope
 from framework.projections.eventbridge import EventBridgeBus, SqsDeadLetterQueue
 from framework.projections.publisher import (
@@ -537,6 +538,38 @@ def test_a_lambda_batch_whose_bus_is_down_is_reported_for_retry(
     )
     assert again == {"batchItemFailures": []}
     assert per_stream(aws.received()) == committed(moto_store)
+
+
+def test_a_publisher_built_without_adapters_takes_them_from_the_settings(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from framework.store.large_payloads import S3PayloadStore
+
+    config = tmp_path / "framework.toml"
+    config.write_text(
+        "[storage]\n"
+        'event_bus = "bank-events"\n'
+        'publish_dlq_url = "https://sqs.us-east-1.amazonaws.com/1/bank-dlq"\n'
+        'publish_payload_bucket = "bank-published"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("FRAMEWORK_CONFIG", str(config))
+    for variable in ("EVENT_BUS_NAME", "PUBLISH_DLQ_URL", "PUBLISH_PAYLOAD_BUCKET"):
+        monkeypatch.delenv(variable, raising=False)
+    from_file = BankEvents()
+    assert isinstance(from_file.bus, EventBridgeBus) and from_file.bus.name == "bank-events"
+    assert isinstance(from_file.dead_letters, SqsDeadLetterQueue)
+    assert from_file.dead_letters.url.endswith("/1/bank-dlq")
+    assert isinstance(from_file.payloads, S3PayloadStore)
+    monkeypatch.setenv("EVENT_BUS_NAME", "from-the-environment")
+    assert BankEvents().bus.name == "from-the-environment"
+
+    unconfigured = BankEvents(settings=Settings())
+    assert unconfigured.payloads is None
+    with pytest.raises(ConfigurationError, match="EVENT_BUS_NAME is not set"):
+        unconfigured.bus  # noqa: B018
+    with pytest.raises(ConfigurationError, match="PUBLISH_DLQ_URL is not set"):
+        unconfigured.dead_letters  # noqa: B018
 
 
 def test_the_iam_policy_covers_the_bus_and_the_dead_letter_queue() -> None:

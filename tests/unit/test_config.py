@@ -16,6 +16,8 @@ backend = "dynamo"
 payload_bucket = "bank-large-payloads"
 kms_key_id = "alias/bank-personal-data"
 event_bus = "bank-events"
+publish_dlq_url = "https://sqs.eu-west-1.amazonaws.com/123456789012/bank-dlq"
+publish_payload_bucket = "bank-published"
 
 [storage.dynamo]
 region = "eu-west-1"
@@ -54,6 +56,8 @@ def test_every_setting_is_read_from_the_toml_file(tmp_path: Path) -> None:
         payload_bucket="bank-large-payloads",
         kms_key_id="alias/bank-personal-data",
         event_bus="bank-events",
+        publish_dlq_url="https://sqs.eu-west-1.amazonaws.com/123456789012/bank-dlq",
+        publish_payload_bucket="bank-published",
     )
     assert settings.source_of("table_prefix") == f"{path} storage.dynamo.table_prefix"
     assert Settings.load(environ={"FRAMEWORK_CONFIG": str(path)}) == settings
@@ -68,6 +72,7 @@ def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
         "PAYLOAD_BUCKET": "other-bucket",
         "KMS_KEY_ID": "arn:aws:kms:us-west-2:111122223333:key/abc",
         "EVENT_BUS_NAME": "other-bus",
+        "PUBLISH_DLQ_URL": "https://sqs.us-west-2.amazonaws.com/111122223333/other-dlq",
     }
     settings = Settings.load(path, environ=environ)
     assert (settings.table_prefix, settings.region, settings.feed_shards) == (
@@ -76,6 +81,8 @@ def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
         2,
     )
     assert (settings.payload_bucket, settings.event_bus) == ("other-bucket", "other-bus")
+    assert settings.publish_dlq_url == environ["PUBLISH_DLQ_URL"]
+    assert settings.publish_payload_bucket == "bank-published"  # not overridden: the file's
     assert settings.endpoint == "http://127.0.0.1:8000"  # not overridden: the file's
     assert settings.source_of("region") == "AWS_REGION"
 
@@ -108,6 +115,8 @@ def test_the_backend_follows_what_is_configured(environ: dict[str, str], backend
         ({"AWS_REGION": "moon"}, "AWS_REGION='moon': is not an AWS region"),
         ({"PAYLOAD_BUCKET": "Bad_Bucket"}, "PAYLOAD_BUCKET='Bad_Bucket'"),
         ({"EVENT_BUS_NAME": "a bus"}, "EVENT_BUS_NAME='a bus'"),
+        ({"PUBLISH_DLQ_URL": "bank-dlq"}, "PUBLISH_DLQ_URL='bank-dlq': must be the URL"),
+        ({"PUBLISH_PAYLOAD_BUCKET": "B"}, "PUBLISH_PAYLOAD_BUCKET='B'"),
         (
             {"STORAGE_BACKEND": "memory", "DYNAMO_ENDPOINT": "http://localhost:8000"},
             "STORAGE_BACKEND='memory': is not dynamo, but DYNAMO_ENDPOINT is set",
