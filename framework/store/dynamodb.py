@@ -14,7 +14,7 @@ import heapq
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -380,21 +380,46 @@ class DynamoDBEventStore:
         with translated_errors(self.tables.aggregates):
             return feed_lanes(self.feed_hours.shard_counts() | {self.feed_shards})
 
+    def feed_hours_to_read(
+        self, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> list[tuple[dt.datetime, int]]:
+        """The hours from ``since`` (default: the table's creation) to ``until`` that may hold
+        events, each with the shard count to query it with.
+
+        Reading them costs a DescribeTable (without ``since``), a GetItem and a BatchGetItem
+        per hundred hours: a parallel replay reads them once and hands them to every lane
+        (``read_feed_lane(hours=...)``) instead of each lane reading the same markers.
+        """
+        end = until or dt.datetime.now(dt.UTC)
+        with translated_errors(self.tables.aggregates):
+            return list(self.feed_hours.hours(since or self.feed_start(), end))
+
     def read_feed_lane(
         self,
         lane: int,
         lanes: int,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
+        *,
+        hours: Sequence[tuple[dt.datetime, int]] | None = None,
     ) -> Iterator[StoredEvent]:
         """The events of one lane of the feed, hour by hour, in commit order within the lane.
 
         A stream's events all land in one lane, so the lanes can be replayed side by side
-        (``CatchUpRunner(workers=...)``) without reordering any stream.
+        (``CatchUpRunner(workers=...)``) without reordering any stream. ``hours``: the hours
+        to read (``feed_hours_to_read``) when the caller already has them; those before
+        ``since``'s hour are skipped.
         """
         end = until or dt.datetime.now(dt.UTC)
         with translated_errors(self.tables.aggregates):
-            for hour, shard_count in self.feed_hours.hours(since or self.feed_start(), end):
+            if hours is None:
+                to_read: Iterable[tuple[dt.datetime, int]] = self.feed_hours.hours(
+                    since or self.feed_start(), end
+                )
+            else:
+                first = None if since is None else feed_hour(since)
+                to_read = (entry for entry in hours if first is None or entry[0] >= first)
+            for hour, shard_count in to_read:
                 partitions = feed_partitions(hour, shard_count)[lane::lanes]
                 shards = [self._query_feed(partition) for partition in partitions]
                 for item in heapq.merge(*shards, key=lambda item: str(item["feed_sk"]["S"])):

@@ -42,6 +42,32 @@ def test_two_empty_years_cost_a_request_per_hundred_hours(dynamodb: DynamoDBEven
     assert requests.counts["Query"] <= 2 * 4  # the one or two hours that hold events
 
 
+def test_a_parallel_replay_reads_the_hour_markers_once_for_all_its_lanes(
+    dynamodb: DynamoDBEventStore,
+) -> None:
+    app = Application(store=dynamodb, aggregates=[Account])
+    for account_id in ("a", "b", "c", "d"):
+        app.handle(OpenAccount(account_id=account_id, owner="x"))
+    a_year_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=365)
+    dynamodb.client.put_item(
+        TableName=dynamodb.tables.aggregates,
+        Item={
+            "pk": {"S": FEED_MARKERS_SINCE_KEY},
+            "since": {"S": (a_year_ago - dt.timedelta(days=2)).isoformat()},
+        },
+    )
+    requests = RequestCounter(dynamodb.client)
+    counter = Applied()
+    CatchUpRunner(
+        dynamodb, InMemoryPositionStore(), [counter], safety_window=dt.timedelta(0), workers=4
+    ).run(since=a_year_ago)
+
+    assert sorted(counter.applied) == [(a, 1) for a in ("a", "b", "c", "d")]
+    hours = 365 * 24 + 1
+    # Each of the four lanes read every marker itself before: four times this.
+    assert requests.counts["BatchGetItem"] <= hours // 100 + 2
+
+
 def test_more_feed_shards_later_and_every_event_still_reads(dynamodb: DynamoDBEventStore) -> None:
     wider = DynamoDBEventStore(dynamodb.client, table_prefix=dynamodb.tables.prefix, feed_shards=16)
     narrow_app = Application(store=dynamodb, aggregates=[Account])
