@@ -554,12 +554,14 @@ def iam_policy_document(
     kms_key: str | None = None,
     event_bus: str | None = None,
     publish_dlq: str | None = None,
+    publish_payload_bucket: str | None = None,
 ) -> dict[str, Any]:
     """The least-privilege policy of an application using the tables of ``prefix``.
 
     With ``event_bus`` and ``publish_dlq`` (names), the EventBridge publisher's: ``PutEvents``
     on the bus, and on its dead-letter queue what dead-lettering, ``publish dlq list`` and
-    ``resend`` use.
+    ``resend`` use; with ``publish_payload_bucket``, writing the payloads of entries over
+    256 KB under ``published/`` (their claim checks).
     """
     table = f"arn:aws:dynamodb:{region}:{account}:table/{prefix}"
     document: dict[str, Any] = {
@@ -631,6 +633,11 @@ def iam_policy_document(
                 "sqs:ChangeMessageVisibility",
             ],
         ),
+        (
+            publish_payload_bucket and f"arn:aws:s3:::{publish_payload_bucket}/published/*",
+            "PublishedPayloads",
+            ["s3:PutObject"],
+        ),
     ]
     for resource, sid, actions in optional:
         if resource:
@@ -657,6 +664,11 @@ def iam_policy_document(
     default=None,
     help="the publisher's dead-letter queue, name or ARN (default: the configured one)",
 )
+@click.option(
+    "--publish-payload-bucket",
+    default=None,
+    help="where the publisher leaves entries over 256 KB (default: the configured one)",
+)
 def iam_policy(
     account: str,
     region: str | None,
@@ -664,6 +676,7 @@ def iam_policy(
     kms_key: str | None,
     event_bus: str | None,
     publish_dlq: str | None,
+    publish_payload_bucket: str | None,
 ) -> None:
     """Print the least-privilege IAM policy for the configured tables, as JSON.
 
@@ -680,6 +693,7 @@ def iam_policy(
         kms_key or settings.kms_key_id,
         event_bus or settings.event_bus,
         publish_dlq or _queue_arn(settings.publish_dlq_url),
+        publish_payload_bucket or settings.publish_payload_bucket,
     )
     click.echo(json.dumps(document, indent=2))
 

@@ -163,6 +163,7 @@ def test_iam_policy_takes_the_publishers_queue_from_the_settings(
 
     monkeypatch.setenv("PUBLISH_DLQ_URL", "https://sqs.eu-west-1.amazonaws.com/123/bank-dlq")
     monkeypatch.setenv("EVENT_BUS_NAME", "bank-events")
+    monkeypatch.setenv("PUBLISH_PAYLOAD_BUCKET", "bank-published")
     printed = CliRunner().invoke(main, ["iam-policy", "--account", "123", "--region", "eu-west-1"])
     assert printed.exit_code == 0, printed.output
     statements = {s["Sid"]: s for s in json.loads(printed.output)["Statement"]}
@@ -170,6 +171,12 @@ def test_iam_policy_takes_the_publishers_queue_from_the_settings(
     assert statements["PublishToTheBus"]["Resource"] == [
         "arn:aws:events:eu-west-1:123:event-bus/bank-events"
     ]
+    assert statements["PublishedPayloads"] == {
+        "Sid": "PublishedPayloads",
+        "Effect": "Allow",
+        "Action": ["s3:PutObject"],
+        "Resource": ["arn:aws:s3:::bank-published/published/*"],
+    }
 
 
 def test_follow_applies_new_events_live_until_stopped(

@@ -291,6 +291,7 @@ def test_the_publisher_function_publishes_the_stream_to_the_bus(template: dict[s
         "UPCASTERS": {"Ref": "Upcasters"},
         "EVENT_BUS_NAME": {"Ref": "EventBus"},
         "PUBLISH_DLQ_URL": {"Ref": "PublishFailures"},
+        "PUBLISH_PAYLOAD_BUCKET": {"Ref": "LargePayloadsBucket"},
         **STORE_SETTINGS,
     }
     (publisher,) = load_projectors(template["Parameters"]["Publisher"]["Default"])
@@ -321,6 +322,7 @@ def test_the_publisher_role_is_least_privilege(template: dict[str, Any]) -> None
         str(PUBLISH_FAILURES): {"sqs:SendMessage"},
         str(FAILURE_QUEUE): {"sqs:SendMessage"},
         str(LARGE_PAYLOADS): {"s3:GetObject"},
+        str({"Fn::Sub": "${LargePayloadsBucket.Arn}/published/*"}): {"s3:PutObject"},
         str({"Fn::GetAtt": ["EventsTable", "Arn"]}): {"dynamodb:Query", "dynamodb:GetItem"},
         str(EVENTS_STREAM): {
             "dynamodb:DescribeStream",
