@@ -20,19 +20,20 @@ from framework.testing.records import COMMITTED_AT, new_events, plant_event_item
 from tests.support.request_counter import RequestCounter
 
 
+def markers_written_since(store: DynamoDBEventStore, moment: dt.datetime) -> None:
+    """As if hour markers had been written since ``moment`` (a table that old, on this version)."""
+    store.client.put_item(
+        TableName=store.tables.aggregates,
+        Item={"pk": {"S": FEED_MARKERS_SINCE_KEY}, "since": {"S": moment.isoformat()}},
+    )
+
+
 def test_two_empty_years_cost_a_request_per_hundred_hours(dynamodb: DynamoDBEventStore) -> None:
     app = Application(store=dynamodb, aggregates=[Account])
     app.handle(OpenAccount(account_id="a", owner="Ann"))
     app.handle(Deposit(account_id="a", amount=Decimal(1)))
     two_years_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=730)
-    # As if markers had been written since before then (a table that old, on this version).
-    dynamodb.client.put_item(
-        TableName=dynamodb.tables.aggregates,
-        Item={
-            "pk": {"S": FEED_MARKERS_SINCE_KEY},
-            "since": {"S": (two_years_ago - dt.timedelta(days=2)).isoformat()},
-        },
-    )
+    markers_written_since(dynamodb, two_years_ago - dt.timedelta(days=2))
     requests = RequestCounter(dynamodb.client)
     events = list(dynamodb.read_feed(since=two_years_ago))
 
@@ -49,13 +50,7 @@ def test_a_parallel_replay_reads_the_hour_markers_once_for_all_its_lanes(
     for account_id in ("a", "b", "c", "d"):
         app.handle(OpenAccount(account_id=account_id, owner="x"))
     a_year_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=365)
-    dynamodb.client.put_item(
-        TableName=dynamodb.tables.aggregates,
-        Item={
-            "pk": {"S": FEED_MARKERS_SINCE_KEY},
-            "since": {"S": (a_year_ago - dt.timedelta(days=2)).isoformat()},
-        },
-    )
+    markers_written_since(dynamodb, a_year_ago - dt.timedelta(days=2))
     requests = RequestCounter(dynamodb.client)
     counter = Applied()
     CatchUpRunner(
