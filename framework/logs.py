@@ -9,19 +9,27 @@ of the command's fields declared personal (``personal=``) are withheld (``withho
 their shape: redaction follows what the domain declares, not a pattern. ``redact_sensitive`` goes
 further for everything logged through the configured pipeline: it drops fields that hold payloads
 or secrets and, as a last net, masks well-formed email addresses inside any text.
+
+``log_context`` binds ids (command, correlation, causation, event) to every line logged inside a
+block, whichever module logs it: the application binds a command's ids while it handles it, the
+projection engine an event's while a projector applies it, so one conversation can be followed
+through every log line it caused. It uses structlog's context variables, which
+``configure_logging`` (and structlog's default configuration) merge into each line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
 import structlog
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
-__all__ = ["configure_logging", "redact_sensitive", "withhold"]
+__all__ = ["configure_logging", "log_context", "redact_sensitive", "withhold"]
 
 SENSITIVE_KEYS = frozenset(
     {
@@ -59,6 +67,20 @@ def withhold(text: str, personal_values: Iterable[str]) -> str:
     return pattern.sub(WITHHELD, text)
 
 
+@contextlib.contextmanager
+def log_context(**ids: str | int | None) -> Iterator[None]:
+    """Within the block, every log line of this thread (or task) carries ``ids``.
+
+    ``None`` values are left out. Blocks nest: an inner block adds to (or overrides) the outer
+    one's ids and restores them when it ends, also when it ends with an exception.
+    """
+    tokens = bind_contextvars(**{name: value for name, value in ids.items() if value is not None})
+    try:
+        yield
+    finally:
+        reset_contextvars(**tokens)
+
+
 def redact_sensitive(
     logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -93,6 +115,7 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
     )
     structlog.configure(
         processors=[
+            structlog.contextvars.merge_contextvars,  # the ids bound by ``log_context``
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact_sensitive,

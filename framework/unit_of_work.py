@@ -42,6 +42,7 @@ from framework.store.records import (
     VersionCheck,
 )
 from framework.subjects import Subject, subject_name
+from framework.tracing import current_trace_context
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -307,6 +308,7 @@ class UnitOfWork:
         command = self.command
         correlation_id = command.correlation_id or command.command_id
         causation_id = command.causation_id or command.command_id
+        traceparent, tracestate = current_trace_context()
         aggregate_type = aggregate.aggregate_type()
         stored = []
         for offset, event in enumerate(events, start=1):
@@ -324,6 +326,8 @@ class UnitOfWork:
                     command_id=command.command_id,
                     correlation_id=correlation_id,
                     causation_id=causation_id,
+                    traceparent=traceparent,
+                    tracestate=tracestate,
                 )
             )
         return AggregateChange(

@@ -34,7 +34,6 @@ import itertools
 import json
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
@@ -52,7 +51,7 @@ from framework.mapping.upcasters import Upcaster
 from framework.projections.projector import Envelope, Projector
 from framework.store.base import EventStore
 from framework.store.large_payloads import PayloadStore
-from framework.store.records import StoredEvent
+from framework.store.records import StoredEvent, event_id
 from framework.subjects import ERASED
 
 __all__ = [
@@ -77,12 +76,6 @@ MAX_ENTRIES_PER_REQUEST = 10
 MAX_REQUEST_BYTES = 256 * 1024
 """``PutEvents`` takes at most 256 KB a request, as EventBridge counts an entry's size."""
 DEAD_LETTER_KIND = "framework.publish.dead-letter"
-_EVENT_ID_NAMESPACE = uuid.UUID("6f1e0f4c-8e57-4c3b-9a52-2d1c4f7b3e10")
-
-
-def event_id(change_set_id: str, stream: str, version: int) -> str:
-    """The stable id of a published event: the same for every (re)delivery of the stored event."""
-    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{change_set_id}\n{stream}\n{version}"))
 
 
 @attrs.frozen
@@ -388,6 +381,8 @@ class EventBridgePublisher(Projector, name="eventbridge-publisher"):
                 command_id=record.command_id,
                 correlation_id=record.correlation_id,
                 causation_id=record.causation_id,
+                traceparent=record.traceparent,
+                tracestate=record.tracestate,
             )
             entries.append((self.entry_for(event, envelope), record.event_type))
         return entries

@@ -80,13 +80,13 @@ FEED_PAGE_SIZE = 1000
 """Items per page when reading the feed index."""
 FEED_PROJECTION = (
     "pk, sk, event_type, #schema, payload, occurred_at, change_set_id, command_id, "
-    "correlation_id, causation_id, feed_sk"
+    "correlation_id, causation_id, traceparent, tracestate, feed_sk"
 )
 """What a feed reader needs of an event item: botocore parses every attribute of every item it
 receives, which is most of a replay's time, so the feed is read without what no reader uses."""
 STREAM_PROJECTION = (
     "sk, event_type, #schema, payload, occurred_at, change_set_id, command_id, "
-    "correlation_id, causation_id"
+    "correlation_id, causation_id, traceparent, tracestate"
 )
 """What a stored event record needs of an event item read from its own stream: the partition
 key is the stream's (known), and the feed keys are the index's business."""
