@@ -25,8 +25,10 @@ continues the request's trace.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Protocol
+from contextvars import ContextVar
+from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -48,10 +50,13 @@ TRACER_NAME = "framework"
 """The instrumentation scope of every span the framework starts."""
 
 ATTEMPTS = "framework.command.attempts"
+REQUESTS = "framework.requests"
+"""The store's API calls within a ``load`` or ``commit`` span."""
 
 _override: list[TracerProvider | None] = []
 _tracers: dict[int, tuple[TracerProvider, Tracer]] = {}
 _propagator = TraceContextTextMapPropagator()
+_requests: ContextVar[list[int] | None] = ContextVar("framework_traced_requests", default=None)
 
 
 class TraceCarrier(Protocol):
@@ -69,9 +74,24 @@ def _is_noop(provider: TracerProvider) -> bool:
     return isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
+# ``trace.get_tracer_provider()`` looks at the environment on every call while no provider is
+# set, which is most of a disabled check's cost: the global is read directly, unless the
+# environment names a provider to load (then the public function loads it).
+_FROM_ENVIRONMENT = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ or not hasattr(
+    trace, "_TRACER_PROVIDER"
+)
+
+
+def _global_provider() -> TracerProvider | None:
+    if _FROM_ENVIRONMENT:
+        return trace.get_tracer_provider()
+    provider: TracerProvider | None = trace._TRACER_PROVIDER
+    return provider
+
+
 def active_tracer() -> Tracer | None:
     """The framework's tracer, or ``None`` when no SDK provider is set (tracing is off)."""
-    provider = _override[-1] if _override else trace.get_tracer_provider()
+    provider = _override[-1] if _override else _global_provider()
     if provider is None or _is_noop(provider):
         return None
     cached = _tracers.get(id(provider))
@@ -172,3 +192,29 @@ def continued_from(
         name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes, links=links
     ) as started:
         yield started
+
+
+@contextlib.contextmanager
+def counting_requests(traced: Span) -> Iterator[None]:
+    """Count the store's API calls within the block into ``traced``'s ``framework.requests``."""
+    counter = [0]
+    token = _requests.set(counter)
+    try:
+        yield
+    finally:
+        _requests.reset(token)
+        traced.set_attribute(REQUESTS, counter[0])
+
+
+def count_request(**_: Any) -> None:
+    """A botocore ``before-call`` hook: one more API call for the span counting them, if any."""
+    counter = _requests.get()
+    if counter is not None:
+        counter[0] += 1
+
+
+def annotate(attributes: Mapping[str, AttributeValue]) -> None:
+    """Add ``attributes`` to the current span when it records (a store describing its commit)."""
+    current = trace.get_current_span()
+    if current.is_recording():
+        current.set_attributes(attributes)

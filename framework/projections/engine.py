@@ -41,7 +41,7 @@ import structlog
 
 from framework.encryption import KeyRing
 from framework.errors import CorruptEvent, DefinitionError
-from framework.logs import log_context
+from framework.logs import LazyValue, log_context
 from framework.mapping.mapper import EventMapper
 from framework.mapping.upcasters import Upcaster
 from framework.projections.folding import FoldedBatch, QueuedWrite, RowWrite
@@ -452,7 +452,7 @@ class ProjectionEngine:
         # The projector's log lines (and the engine's) carry the event's ids; its span continues
         # the trace of the request that committed the event.
         with log_context(
-            event_id=event_id(record.change_set_id, record.stream, record.version),
+            event_id=LazyValue(event_id, record.change_set_id, record.stream, record.version),
             stream=record.stream,
             version=record.version,
             correlation_id=record.correlation_id,

@@ -72,6 +72,7 @@ from framework.store.large_payloads import (
 )
 from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent
 from framework.store.tables import FEED_INDEX, TableNames
+from framework.tracing import annotate, count_request
 
 log = structlog.get_logger(__name__)
 
@@ -202,6 +203,7 @@ class DynamoDBEventStore:
         if self._client is None:
             client = self.make_client("dynamodb")
             client.meta.events.register("before-parse.dynamodb.Query", fast_query_items)
+            client.meta.events.register("before-call.dynamodb", count_request)  # for spans
             self._client = client
         return self._client
 
@@ -266,6 +268,14 @@ class DynamoDBEventStore:
             "TransactItems": [_transact_item(write) for write in plan.writes],
             "ClientRequestToken": change_set.change_set_id,
         }
+        annotate(
+            {
+                "db.system": "dynamodb",
+                "db.operation": "TransactWriteItems",
+                "aws.dynamodb.table_names": sorted({write.table for write in plan.writes}),
+                "framework.commit.items": len(plan.writes),
+            }
+        )
         try:
             with translated_errors(None):
                 self.client.transact_write_items(**request)
