@@ -32,7 +32,8 @@ from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, Span, SpanKind, Tracer, TracerProvider
+from opentelemetry.trace import Link, Span, SpanContext, Tracer, TracerProvider
+from opentelemetry.trace import SpanKind as SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue as AttributeValue
 
@@ -42,6 +43,7 @@ __all__ = [
     "active_tracer",
     "continued_from",
     "current_trace_context",
+    "publish_context",
     "span",
     "use_tracer_provider",
 ]
@@ -218,3 +220,25 @@ def annotate(attributes: Mapping[str, AttributeValue]) -> None:
     current = trace.get_current_span()
     if current.is_recording():
         current.set_attributes(attributes)
+
+
+def publish_context(carriers: Sequence[TraceCarrier]) -> tuple[Context | None, tuple[Link, ...]]:
+    """The parent and links of a span sending several events (one request for many).
+
+    When every event that stored a context stored one of the same trace (a command's events),
+    the span joins that trace, under the first one's context; otherwise it starts where it is and
+    links to each distinct stored context.
+    """
+    stored: dict[tuple[int, int], tuple[Context, SpanContext]] = {}
+    for carrier in carriers:
+        context = stored_context(carrier.traceparent, carrier.tracestate)
+        if context is not None:
+            span_context = trace.get_current_span(context).get_span_context()
+            stored.setdefault(
+                (span_context.trace_id, span_context.span_id), (context, span_context)
+            )
+    if not stored:
+        return None, ()
+    if len({trace_id for trace_id, _ in stored}) == 1:
+        return next(iter(stored.values()))[0], ()
+    return None, tuple(Link(span_context) for _, span_context in stored.values())
