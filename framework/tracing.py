@@ -30,6 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext, Tracer, TracerProvider
@@ -41,6 +42,7 @@ __all__ = [
     "TRACER_NAME",
     "TraceCarrier",
     "active_tracer",
+    "attached",
     "continued_from",
     "current_trace_context",
     "publish_context",
@@ -242,3 +244,23 @@ def publish_context(carriers: Sequence[TraceCarrier]) -> tuple[Context | None, t
     if len({trace_id for trace_id, _ in stored}) == 1:
         return next(iter(stored.values()))[0], ()
     return None, tuple(Link(span_context) for _, span_context in stored.values())
+
+
+@contextlib.contextmanager
+def attached(traceparent: str | None, tracestate: str | None = None) -> Iterator[None]:
+    """Within the block, a caller's trace context (an HTTP request's headers) is the current one.
+
+    Spans started inside become its children and the events committed inside store it, with or
+    without an SDK. A context that is already current (a server span of an HTTP
+    instrumentation) is kept; an absent or malformed ``traceparent`` is ignored, as W3C Trace
+    Context asks.
+    """
+    parent = stored_context(traceparent, tracestate)
+    if parent is None or trace.get_current_span().get_span_context().is_valid:
+        yield
+        return
+    token = otel_context.attach(parent)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
