@@ -4,6 +4,7 @@ malformed correlation id is refused before anything runs."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
@@ -12,9 +13,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from example_app.bank import UPCASTERS
 from example_app.http_api import create_app
+from example_app.publishing import BankEvents
 from framework import DynamoDBEventStore
 from framework.http import MAX_CORRELATION_ID_LENGTH
+from framework.projections import CatchUpRunner
+from framework.projections.publisher import InMemoryDeadLetterQueue, InMemoryEventBus
+from framework.store import DynamoDBPositionStore
 from framework.tracing import use_tracer_provider
 
 TOKEN = "correlation-test-token-0123456789"
@@ -139,3 +145,27 @@ def test_with_an_sdk_the_command_joins_the_callers_trace(
     (_, deposited) = moto_store.load_events("Account", "acc-1")
     assert deposited.traceparent is not None and deposited.traceparent.split("-")[1] == TRACE_ID
     assert deposited.traceparent.split("-")[2] == f"{handle.context.span_id:016x}"
+
+
+def test_from_the_http_request_to_the_bus_one_trace_and_one_correlation_id(
+    client: TestClient, moto_store: DynamoDBEventStore
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    bus = InMemoryEventBus()
+    with use_tracer_provider(provider):
+        open_account(client, "acc-1", traceparent=CALLER, **{"X-Correlation-Id": "order-7"})
+        CatchUpRunner(
+            moto_store,
+            DynamoDBPositionStore(moto_store),
+            [BankEvents(bus=bus, dead_letters=InMemoryDeadLetterQueue())],
+            safety_window=dt.timedelta(0),
+            upcasters=UPCASTERS,
+        ).run(until=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+    spans = exporter.get_finished_spans()
+    assert {"handle", "commit", "project", "publish"} <= {span.name for span in spans}
+    assert {f"{span.context.trace_id:032x}" for span in spans if span.context} == {TRACE_ID}
+    (detail,) = bus.details()
+    assert detail["correlationId"] == "order-7"
+    assert detail["traceContext"]["traceparent"].split("-")[1] == TRACE_ID

@@ -3,6 +3,7 @@ recorded with the OpenTelemetry SDK's in-memory exporter; nothing recorded witho
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from framework import Application, DynamoDBEventStore, InMemoryEventStore
 from framework.projections import ProjectionEngine
 from framework.store import InMemoryPositionStore
+from framework.store.items import event_item
+from framework.store.streams import record_to_event
 from framework.testing.bank import Account, Deposit, OpenAccount
 from framework.tracing import continued_from, use_tracer_provider
 from tests.support.projectors import Balances
@@ -180,3 +183,28 @@ def test_the_framework_never_imports_the_sdk() -> None:
         "assert 'opentelemetry.sdk' not in sys.modules, 'the SDK was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_streams_record_carries_the_trace_context_to_the_lambda_and_the_poller() -> None:
+    store = InMemoryEventStore()
+    app = Application(store=store, aggregates=[Account])
+    caller = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=True,
+        trace_flags=TraceFlags(1),
+    )
+    token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(caller)))
+    try:
+        with use_tracer_provider(None):
+            app.handle(OpenAccount(account_id="a1", owner="o"))
+    finally:
+        otel_context.detach(token)
+    (record,) = store.load_events("Account", "a1")
+    image = {
+        name: ({"B": base64.b64encode(value["B"]).decode()} if "B" in value else value)
+        for name, value in event_item(record).items()
+    }
+    lambda_record = {"eventName": "INSERT", "dynamodb": {"NewImage": image}}
+    assert record_to_event(lambda_record, binary_as_base64=True) == record
+    assert record.traceparent == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
