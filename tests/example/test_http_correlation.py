@@ -7,8 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -22,6 +22,7 @@ from framework.projections import CatchUpRunner
 from framework.projections.publisher import InMemoryDeadLetterQueue, InMemoryEventBus
 from framework.store import DynamoDBPositionStore
 from framework.tracing import use_tracer_provider
+from tests.example.http_support import Server
 
 TOKEN = "correlation-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -30,15 +31,16 @@ CALLER = f"00-{TRACE_ID}-b7ad6b7169203331-01"
 
 
 @pytest.fixture
-def client(moto_store: DynamoDBEventStore) -> Iterator[TestClient]:
+def client(moto_store: DynamoDBEventStore) -> Iterator[httpx.Client]:
+    """The API over a real socket (uvicorn, its thread pool), on moto, sending no token."""
     app = create_app(
         moto_store, api_token=TOKEN, project_synchronously=False, background_catch_up=False
     )
-    with TestClient(app) as served:
+    with Server(app, headers={}) as served:
         yield served
 
 
-def open_account(client: TestClient, account_id: str, **headers: str) -> dict[str, str]:
+def open_account(client: httpx.Client, account_id: str, **headers: str) -> dict[str, str]:
     response = client.post(
         "/accounts",
         json={"account_id": account_id, "owner": "Ann"},
@@ -49,7 +51,7 @@ def open_account(client: TestClient, account_id: str, **headers: str) -> dict[st
 
 
 def test_the_callers_correlation_id_reaches_the_events_and_comes_back(
-    client: TestClient, moto_store: DynamoDBEventStore
+    client: httpx.Client, moto_store: DynamoDBEventStore
 ) -> None:
     headers = open_account(client, "acc-1", **{"X-Correlation-Id": "order-42/checkout"})
     assert headers["x-correlation-id"] == "order-42/checkout"
@@ -61,7 +63,7 @@ def test_the_callers_correlation_id_reaches_the_events_and_comes_back(
 
 
 def test_a_request_without_one_starts_a_conversation(
-    client: TestClient, moto_store: DynamoDBEventStore
+    client: httpx.Client, moto_store: DynamoDBEventStore
 ) -> None:
     first = open_account(client, "acc-1")
     second = open_account(client, "acc-2")
@@ -77,7 +79,7 @@ def test_a_request_without_one_starts_a_conversation(
     ids=["empty", "space", "too-long", "control"],
 )
 def test_a_malformed_correlation_id_is_a_400_before_anything_runs(
-    client: TestClient, moto_store: DynamoDBEventStore, value: str
+    client: httpx.Client, moto_store: DynamoDBEventStore, value: str
 ) -> None:
     response = client.post(
         "/accounts",
@@ -91,7 +93,7 @@ def test_a_malformed_correlation_id_is_a_400_before_anything_runs(
     assert moto_store.load_events("Account", "acc-1") == []
 
 
-def test_the_longest_correlation_id_is_accepted(client: TestClient) -> None:
+def test_the_longest_correlation_id_is_accepted(client: httpx.Client) -> None:
     longest = "y" * MAX_CORRELATION_ID_LENGTH
     assert (
         open_account(client, "acc-1", **{"X-Correlation-Id": longest})["x-correlation-id"]
@@ -99,7 +101,7 @@ def test_the_longest_correlation_id_is_accepted(client: TestClient) -> None:
     )
 
 
-def test_refusals_answer_with_the_ids_too(client: TestClient) -> None:
+def test_refusals_answer_with_the_ids_too(client: httpx.Client) -> None:
     response = client.post(
         "/accounts", json={"account_id": "a", "owner": "Ann"}, headers={"X-Correlation-Id": "c-1"}
     )
@@ -108,7 +110,7 @@ def test_refusals_answer_with_the_ids_too(client: TestClient) -> None:
 
 
 def test_the_callers_traceparent_is_stored_without_an_sdk(
-    client: TestClient, moto_store: DynamoDBEventStore
+    client: httpx.Client, moto_store: DynamoDBEventStore
 ) -> None:
     with use_tracer_provider(None):
         open_account(client, "acc-1", traceparent=CALLER, tracestate="vendor=1")
@@ -120,7 +122,7 @@ def test_the_callers_traceparent_is_stored_without_an_sdk(
 
 
 def test_with_an_sdk_the_command_joins_the_callers_trace(
-    client: TestClient, moto_store: DynamoDBEventStore
+    client: httpx.Client, moto_store: DynamoDBEventStore
 ) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -148,7 +150,7 @@ def test_with_an_sdk_the_command_joins_the_callers_trace(
 
 
 def test_from_the_http_request_to_the_bus_one_trace_and_one_correlation_id(
-    client: TestClient, moto_store: DynamoDBEventStore
+    client: httpx.Client, moto_store: DynamoDBEventStore
 ) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
