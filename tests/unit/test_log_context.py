@@ -132,3 +132,20 @@ def test_log_contexts_nest_and_restore_even_on_errors(json_lines: Any) -> None:
     assert outer["correlation_id"] == "outer" and "event_id" not in outer
     assert "skipped" not in outer
     assert "correlation_id" not in none
+
+
+def test_the_ready_made_lambda_handler_logs_the_ids_unless_the_function_configured_logging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from framework.logs import merge_log_context
+    from framework.projections import aws_lambda
+
+    monkeypatch.setattr(aws_lambda, "_handler", lambda event, context: {"batchItemFailures": []})
+    monkeypatch.setattr(structlog, "is_configured", lambda: False)
+    structlog.configure(processors=[structlog.processors.JSONRenderer()])
+    assert aws_lambda.handler({"Records": []}, None) == {"batchItemFailures": []}
+    assert merge_log_context in structlog.get_config()["processors"]
+    monkeypatch.setattr(structlog, "is_configured", lambda: True)
+    structlog.configure(processors=[structlog.processors.JSONRenderer()])
+    aws_lambda.handler({"Records": []}, None)
+    assert merge_log_context not in structlog.get_config()["processors"]  # the function's own
