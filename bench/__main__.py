@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import commands, contention, import_time, inmemory, replay
+from bench import commands, contention, import_time, inmemory, replay, tracing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,12 +21,14 @@ def main(argv: list[str] | None = None) -> int:
         contention.main(["--rounds", "1", "--processes", "2", "--deposits", "20"])
         replay.main(["--events", "2000", "4000", "--rounds", "1"])
         import_time.main(["--runs", "2"])
+        tracing.main(["--rounds", "1", "--accounts", "20"])
     else:
         commands.main([])
         inmemory.main([])
         contention.main([])
         replay.main(["--events", "10000", "100000"])
         import_time.main([])
+        tracing.main([])
     return 0
 
 

@@ -46,7 +46,7 @@ from framework.errors import (
     UniqueConstraintViolated,
     UnknownCommand,
 )
-from framework.logs import withhold
+from framework.logs import log_context, withhold
 from framework.mapping.mapper import EventMapper
 from framework.mapping.state import SnapshotStateError
 from framework.mapping.upcasters import Upcaster
@@ -56,6 +56,7 @@ from framework.snapshots import EveryNEvents, NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.keys import check_aggregate_id
 from framework.store.records import ProcessedCommand
+from framework.tracing import ATTEMPTS, active_tracer
 from framework.unit_of_work import UnitOfWork, command_fingerprint
 
 __all__ = [
@@ -262,11 +263,27 @@ class Application:
                 f"no handler for {type(command).__name__}: register its aggregate or function "
                 "with the Application"
             )
-        bound = log.bind(
-            command_type=type(command).__name__,
-            command_id=command.command_id,
-            correlation_id=command.correlation_id or command.command_id,
-        )
+        # Every line logged while the command is handled (here, in the unit of work, the
+        # repository, the store) carries its ids; the bound logger keeps them on the command's
+        # own lines under any structlog configuration.
+        ids = {
+            "command_id": command.command_id,
+            "correlation_id": command.correlation_id or command.command_id,
+            "causation_id": command.causation_id or command.command_id,
+        }
+        bound = log.bind(command_type=type(command).__name__, **ids)
+        with log_context(**ids):
+            tracer = active_tracer()
+            if tracer is None:
+                return self._handle(command, route, bound)
+            attributes = {f"framework.{name}": value for name, value in ids.items()}
+            attributes["framework.command.type"] = type(command).__name__
+            with tracer.start_as_current_span("handle", attributes=attributes) as span:
+                result = self._handle(command, route, bound)
+                span.set_attribute(ATTEMPTS, result.attempts)
+                return result
+
+    def _handle(self, command: Command, route: _Route, bound: Any) -> CommandResult:
         started = time.perf_counter()
         attempt = 1
         reload_points: dict[tuple[type[Aggregate], str], ReloadPoint] = {}

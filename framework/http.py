@@ -18,6 +18,13 @@ writes them itself:
   periodically, which brings whatever a crashed process never projected. That catch-up is the
   guarantee.
 
+- **One request, followed.** ``RequestContext.from_headers`` reads the caller's
+  ``X-Correlation-Id`` (validated: a bounded printable id; a new one when absent) and W3C
+  ``traceparent``; within ``request_scope`` every log line carries the request's ids, the
+  caller's trace context is current, and ``bind_request`` gives a command the request's
+  correlation id and the request's id as its cause, so its events and everything that follows
+  them carry both.
+
 Nothing here imports a web framework: an endpoint calls these with the header's value and the
 command it built, then answers in its own framework's terms.
 """
@@ -27,37 +34,51 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import re
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import structlog
 
-from framework.domain import Command
+from framework.domain import Command, new_id
 from framework.errors import CommandIdReused, InvalidCommand
+from framework.logs import log_context
 from framework.projections.engine import ApplyReport, ProjectionEngine
 from framework.projections.projector import Projector
 from framework.results import CommandResult
 from framework.store.base import EventStore
 from framework.store.keys import split_stream
 from framework.store.positions import PositionStore
+from framework.tracing import attached
 
 if TYPE_CHECKING:
     from framework.projections.catch_up import CatchUpRunner
 
 __all__ = [
+    "CORRELATION_ID_HEADER",
     "FEED_INTERVAL_SECONDS",
     "IDEMPOTENCY_KEY_HEADER",
+    "MAX_CORRELATION_ID_LENGTH",
     "MAX_IDEMPOTENCY_KEY_LENGTH",
+    "REQUEST_ID_HEADER",
     "RETRY_INTERVAL_SECONDS",
+    "TRACEPARENT_HEADER",
+    "TRACESTATE_HEADER",
     "CatchUpStep",
+    "InvalidCorrelationId",
     "InvalidIdempotencyKey",
     "ReadYourWrites",
+    "RequestContext",
     "StreamProjection",
     "bind_idempotency_key",
+    "bind_request",
     "check_repeat",
+    "current_request",
+    "request_scope",
 ]
 
 log = structlog.get_logger(__name__)
@@ -114,6 +135,108 @@ def bind_idempotency_key(command: C, key: str | None, *, scope: str | None = Non
         digest = hashlib.sha256(scope.encode("utf-8", "surrogateescape")).hexdigest()[:16]
         command_id = f"{digest}:{key}"
     return attrs.evolve(command, command_id=command_id)
+
+
+CORRELATION_ID_HEADER = "X-Correlation-Id"
+"""The header a caller names its conversation with; answered back on every response."""
+
+REQUEST_ID_HEADER = "X-Request-Id"
+"""The header every response names its request with (a fresh id per request)."""
+
+TRACEPARENT_HEADER = "traceparent"
+TRACESTATE_HEADER = "tracestate"
+"""The W3C Trace Context headers."""
+
+MAX_CORRELATION_ID_LENGTH = 128
+"""The longest correlation id accepted, in characters: it is stored on every event."""
+
+_CORRELATION_ID = re.compile(rf"[!-~]{{1,{MAX_CORRELATION_ID_LENGTH}}}")
+
+_current: ContextVar[RequestContext | None] = ContextVar("framework_request", default=None)
+
+
+class InvalidCorrelationId(InvalidCommand):
+    """The ``X-Correlation-Id`` header is empty, too long, or not printable ASCII without spaces.
+
+    ``request_id`` is the id the refused request was given, for its answer.
+    """
+
+    def __init__(self, message: str, request_id: str) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+@attrs.frozen
+class RequestContext:
+    """Who a request is: its own id, the conversation it belongs to, the caller's trace."""
+
+    request_id: str
+    correlation_id: str
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+    @classmethod
+    def from_headers(
+        cls,
+        correlation_id: str | None,
+        *,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
+    ) -> RequestContext:
+        """The context of a request with these header values (``None``: header absent).
+
+        A request without ``X-Correlation-Id`` starts a conversation: the correlation id is the
+        request's own id. One that is not 1 to 128 printable ASCII characters without spaces
+        is refused with ``InvalidCorrelationId`` before anything runs: it would be stored on
+        every event and logged on every line. A malformed ``traceparent`` is ignored.
+        """
+        request_id = new_id()
+        if correlation_id is None:
+            correlation_id = request_id
+        elif not _CORRELATION_ID.fullmatch(correlation_id):
+            raise InvalidCorrelationId(
+                f"an {CORRELATION_ID_HEADER} must be 1 to {MAX_CORRELATION_ID_LENGTH} printable "
+                "ASCII characters without spaces",
+                request_id,
+            )
+        return cls(request_id, correlation_id, traceparent or None, tracestate or None)
+
+
+@contextlib.contextmanager
+def request_scope(context: RequestContext) -> Iterator[RequestContext]:
+    """Within the block: ``current_request()`` is ``context``, log lines carry its ids, and the
+    caller's trace context is current (see ``tracing.attached``)."""
+    token = _current.set(context)
+    try:
+        with (
+            log_context(request_id=context.request_id, correlation_id=context.correlation_id),
+            attached(context.traceparent, context.tracestate),
+        ):
+            yield context
+    finally:
+        _current.reset(token)
+
+
+def current_request() -> RequestContext | None:
+    """The context of the request being served, within ``request_scope``."""
+    return _current.get()
+
+
+def bind_request(command: C, context: RequestContext | None = None) -> C:
+    """``command`` in the request's conversation: correlated with it, caused by the request.
+
+    ``context`` defaults to the current request's; outside a request the command is returned
+    as it is. Ids the command already carries are kept. The command's fingerprint leaves these
+    ids out, so a retried request (same ``Idempotency-Key``, a new request id) is still a repeat.
+    """
+    context = context or current_request()
+    if context is None:
+        return command
+    return attrs.evolve(
+        command,
+        correlation_id=command.correlation_id or context.correlation_id,
+        causation_id=command.causation_id or context.request_id,
+    )
 
 
 def check_repeat(result: CommandResult, streams: Collection[str]) -> CommandResult:

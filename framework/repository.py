@@ -28,6 +28,7 @@ from framework.snapshots import NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.keys import stream_key
 from framework.store.records import Snapshot, StoredEvent
+from framework.tracing import active_tracer, counting_requests
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -86,6 +87,31 @@ class Repository:
         only the events after it are read. The failed attempt's own aggregate object is never
         reused: its handler applied the refused events to it.
         """
+        tracer = active_tracer()
+        if tracer is None:
+            return self._load(aggregate_class, aggregate_id, since)
+        attributes = {
+            "framework.aggregate.type": aggregate_class.aggregate_type(),
+            "framework.aggregate.id": aggregate_id,
+        }
+        with (
+            tracer.start_as_current_span("load", attributes=attributes) as span,
+            counting_requests(span),
+        ):
+            aggregate, point = self._load(aggregate_class, aggregate_id, since)
+            span.set_attributes(
+                {
+                    "framework.load.events": len(point.records),
+                    "framework.load.from_snapshot": point.snapshot is not None,
+                    "framework.load.cached": point.cached,
+                    "framework.load.version": point.version,
+                }
+            )
+            return aggregate, point
+
+    def _load(
+        self, aggregate_class: type[A], aggregate_id: str, since: ReloadPoint | None
+    ) -> tuple[A | None, ReloadPoint]:
         if since is not None:
             return self._reload(aggregate_class, aggregate_id, since)
         if self.cache is not None:

@@ -42,6 +42,12 @@ from framework.store.records import (
     VersionCheck,
 )
 from framework.subjects import Subject, subject_name
+from framework.tracing import (
+    AttributeValue,
+    active_tracer,
+    counting_requests,
+    current_trace_context,
+)
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -243,19 +249,32 @@ class UnitOfWork:
             events=tuple(new_events),
         )
         forgotten = self._subjects_to_forget(changes)
-        self.store.commit(
-            ChangeSet(
-                change_set_id=change_set_id,
-                command_id=self.command.command_id,
-                committed_at=now,
-                aggregates=tuple(changes),
-                claims=tuple(claims.values()),
-                result=result.to_json(),
-                forget_keys=tuple(subject_name(subject) for subject in forgotten),
-                checks=tuple(checks),
-                command_fingerprint=command_fingerprint(self.command),
-            )
+        change_set = ChangeSet(
+            change_set_id=change_set_id,
+            command_id=self.command.command_id,
+            committed_at=now,
+            aggregates=tuple(changes),
+            claims=tuple(claims.values()),
+            result=result.to_json(),
+            forget_keys=tuple(subject_name(subject) for subject in forgotten),
+            checks=tuple(checks),
+            command_fingerprint=command_fingerprint(self.command),
         )
+        tracer = active_tracer()
+        if tracer is None:
+            self.store.commit(change_set)
+        else:
+            attributes: dict[str, AttributeValue] = {
+                "framework.change_set_id": change_set_id,
+                "framework.commit.aggregates": len(changes),
+                "framework.commit.events": sum(len(change.events) for change in changes),
+            }
+            # The store adds what it knows: its system, tables and items (``tracing.annotate``).
+            with (
+                tracer.start_as_current_span("commit", attributes=attributes) as span,
+                counting_requests(span),
+            ):
+                self.store.commit(change_set)
         for tracked in self._tracked.values():
             tracked.loaded_version = tracked.aggregate.version
             if self.cache is not None:
@@ -307,6 +326,7 @@ class UnitOfWork:
         command = self.command
         correlation_id = command.correlation_id or command.command_id
         causation_id = command.causation_id or command.command_id
+        traceparent, tracestate = current_trace_context()
         aggregate_type = aggregate.aggregate_type()
         stored = []
         for offset, event in enumerate(events, start=1):
@@ -324,6 +344,8 @@ class UnitOfWork:
                     command_id=command.command_id,
                     correlation_id=correlation_id,
                     causation_id=causation_id,
+                    traceparent=traceparent,
+                    tracestate=tracestate,
                 )
             )
         return AggregateChange(

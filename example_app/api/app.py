@@ -15,6 +15,7 @@ from fastapi.security import HTTPBearer
 from example_app.api import accounts, operations, problems, users
 from example_app.api.catch_up import ReadModelCatchUp
 from example_app.api.commands import CommandRunner
+from example_app.api.correlation import Correlation
 from example_app.api.reads import ReadModelReader
 from example_app.api.schemas import MAX_BODY_BYTES
 from example_app.api.security import RequestGuard, api_token_from_env, check_token
@@ -101,6 +102,7 @@ def create_app(
     )
     api.state.reads = ReadModelReader(models_for(store), lock)
     api.add_middleware(RequestGuard, token=token, max_body=max_body_bytes)
+    api.add_middleware(Correlation)  # outermost: even a refusal answers with the request's ids
     problems.install(api)
 
     api.include_router(operations.router)

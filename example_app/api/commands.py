@@ -26,6 +26,7 @@ from framework.http import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     ReadYourWrites,
     bind_idempotency_key,
+    bind_request,
     check_repeat,
 )
 
@@ -96,7 +97,7 @@ class CommandRunner:
         ``streams`` are those the command targets: a repeat whose first result changed none of
         them means the key was first used for another request (``CommandIdReused``, 409).
         """
-        command = bind_idempotency_key(command, key)
+        command = bind_request(bind_idempotency_key(command, key))  # ids of the request
         with self.lock:
             result = check_repeat(self.application.handle(command), streams)
             if self.read_models is not None:

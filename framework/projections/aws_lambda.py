@@ -13,7 +13,8 @@ the shard: the event is parked after bounded retries and reported by ``python -m
 each an ``@upcaster`` function or a list of them: the ones the application is given, so that the
 projectors read old events as it does) and the store settings from the environment, on its first
 invocation. A projector's event class whose upcaster chain has a missing link fails then, not at
-the first old event.
+the first old event. Unless the function configured structlog itself, it logs JSON lines at INFO,
+each carrying the ids of the event being applied.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import structlog
 
 from framework.config import Settings
 from framework.errors import DefinitionError
+from framework.logs import configure_logging
 from framework.mapping.upcasters import Upcaster, upcaster_step
 from framework.projections.engine import ProjectionEngine, group_by_stream
 from framework.projections.projector import Projector
@@ -136,6 +138,10 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """The Lambda entry point, configured on first use from ``framework.config.Settings``
     (the function's environment: tables, payload bucket, KMS key) and ``PROJECTORS``."""
     global _handler
+    if not structlog.is_configured():
+        # The function is the application here, as the command line is: JSON lines for
+        # CloudWatch, each carrying the ids of the event being applied (``log_context``).
+        configure_logging("INFO", json=True)
     if _handler is None:
         settings = Settings.load(default_backend="dynamo")
         store = DynamoDBEventStore.from_settings(settings)

@@ -32,14 +32,16 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import attrs
 import structlog
 
 from framework.encryption import KeyRing
 from framework.errors import CorruptEvent, DefinitionError
+from framework.logs import LazyValue, log_context
 from framework.mapping.mapper import EventMapper
 from framework.mapping.upcasters import Upcaster
 from framework.projections.folding import FoldedBatch, QueuedWrite, RowWrite
@@ -56,7 +58,8 @@ from framework.store.positions import (
     StreamAdvance,
     TransactItem,
 )
-from framework.store.records import StoredEvent
+from framework.store.records import StoredEvent, event_id
+from framework.tracing import AttributeValue, active_tracer, continued_from
 
 log = structlog.get_logger(__name__)
 
@@ -446,6 +449,29 @@ class ProjectionEngine:
         if function is None:
             return []  # not interesting to this projector: the position still moves past it
         envelope = _envelope(record)
+        # The projector's log lines (and the engine's) carry the event's ids; its span continues
+        # the trace of the request that committed the event.
+        with log_context(
+            event_id=LazyValue(event_id, record.change_set_id, record.stream, record.version),
+            stream=record.stream,
+            version=record.version,
+            correlation_id=record.correlation_id,
+            causation_id=record.causation_id,
+        ):
+            if active_tracer() is None:
+                return self._handle_traced(function, record, envelope)
+            attributes: dict[str, AttributeValue] = {
+                "framework.projector": self.name,
+                "framework.stream": record.stream,
+                "framework.version": record.version,
+                "framework.event.type": record.event_type,
+            }
+            with continued_from(envelope, "project", attributes):
+                return self._handle_traced(function, record, envelope)
+
+    def _handle_traced(
+        self, function: Callable[..., Any], record: StoredEvent, envelope: Envelope
+    ) -> list[QueuedWrite]:
         record = self.store.resolve_payload(record)  # an offloaded payload, delivered by a stream
         error: BaseException | None = None
         for attempt in range(1, self.max_attempts + 1):
@@ -626,4 +652,6 @@ def _envelope(record: StoredEvent) -> Envelope:
         command_id=record.command_id,
         correlation_id=record.correlation_id,
         causation_id=record.causation_id,
+        traceparent=record.traceparent,
+        tracestate=record.tracestate,
     )

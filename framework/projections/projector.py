@@ -55,6 +55,9 @@ class Envelope:
     command_id: str
     correlation_id: str
     causation_id: str
+    traceparent: str | None = None
+    """The trace context stored with the event (``framework.tracing.continued_from`` uses it)."""
+    tracestate: str | None = None
 
     @property
     def stream(self) -> str:

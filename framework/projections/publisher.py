@@ -34,7 +34,6 @@ import itertools
 import json
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
@@ -52,8 +51,9 @@ from framework.mapping.upcasters import Upcaster
 from framework.projections.projector import Envelope, Projector
 from framework.store.base import EventStore
 from framework.store.large_payloads import PayloadStore
-from framework.store.records import StoredEvent
+from framework.store.records import StoredEvent, event_id
 from framework.subjects import ERASED
+from framework.tracing import AttributeValue, SpanKind, active_tracer, publish_context
 
 __all__ = [
     "MAX_ENTRIES_PER_REQUEST",
@@ -77,12 +77,6 @@ MAX_ENTRIES_PER_REQUEST = 10
 MAX_REQUEST_BYTES = 256 * 1024
 """``PutEvents`` takes at most 256 KB a request, as EventBridge counts an entry's size."""
 DEAD_LETTER_KIND = "framework.publish.dead-letter"
-_EVENT_ID_NAMESPACE = uuid.UUID("6f1e0f4c-8e57-4c3b-9a52-2d1c4f7b3e10")
-
-
-def event_id(change_set_id: str, stream: str, version: int) -> str:
-    """The stable id of a published event: the same for every (re)delivery of the stored event."""
-    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{change_set_id}\n{stream}\n{version}"))
 
 
 @attrs.frozen
@@ -96,6 +90,9 @@ class BusEntry:
     event_id: str
     stream: str
     version: int
+    traceparent: str | None = None
+    """The trace context stored with the event: the ``publish`` span continues its trace."""
+    tracestate: str | None = None
 
     @property
     def size(self) -> int:
@@ -323,6 +320,12 @@ class EventBridgePublisher(Projector, name="eventbridge-publisher"):
             "causationId": envelope.causation_id,
             "payload": payload,
         }
+        if envelope.traceparent:
+            # Subscribers continue the request's trace (W3C Trace Context).
+            trace_context = {"traceparent": envelope.traceparent}
+            if envelope.tracestate:
+                trace_context["tracestate"] = envelope.tracestate
+            detail["traceContext"] = trace_context
         entry = self._entry(envelope, identity, detail)
         if entry.size <= MAX_REQUEST_BYTES:
             return entry
@@ -350,6 +353,8 @@ class EventBridgePublisher(Projector, name="eventbridge-publisher"):
             event_id=identity,
             stream=envelope.stream,
             version=envelope.version,
+            traceparent=envelope.traceparent,
+            tracestate=envelope.tracestate,
         )
 
     def entries_for(
@@ -388,6 +393,8 @@ class EventBridgePublisher(Projector, name="eventbridge-publisher"):
                 command_id=record.command_id,
                 correlation_id=record.correlation_id,
                 causation_id=record.causation_id,
+                traceparent=record.traceparent,
+                tracestate=record.tracestate,
             )
             entries.append((self.entry_for(event, envelope), record.event_type))
         return entries
@@ -519,7 +526,7 @@ class EventBridgePublisher(Projector, name="eventbridge-publisher"):
             for item in batch:
                 item.first_attempt = item.first_attempt or started
             try:
-                failures = self.bus.put_events([item.entry for item in batch])
+                failures = self._put_events([item.entry for item in batch])
             except BusUnavailable as error:
                 failed_requests += 1
                 if failed_requests >= self.max_attempts:
@@ -546,6 +553,26 @@ class EventBridgePublisher(Projector, name="eventbridge-publisher"):
                 if not queue:
                     del streams[item.entry.stream]
         return report
+
+    def _put_events(self, entries: list[BusEntry]) -> list[EntryFailure | None]:
+        """One ``PutEvents`` request, in a ``publish`` span when tracing is on."""
+        tracer = active_tracer()
+        if tracer is None:
+            return self.bus.put_events(entries)
+        parent, links = publish_context(entries)
+        attributes: dict[str, AttributeValue] = {
+            "rpc.system": "aws-api",
+            "rpc.service": "EventBridge",
+            "rpc.method": "PutEvents",
+            "framework.publisher": self.projector_name(),
+            "framework.publish.entries": len(entries),
+        }
+        with tracer.start_as_current_span(
+            "publish", context=parent, kind=SpanKind.PRODUCER, attributes=attributes, links=links
+        ) as span:
+            failures = self.bus.put_events(entries)
+            span.set_attribute("framework.publish.failed", sum(f is not None for f in failures))
+            return failures
 
     @staticmethod
     def _next_request(streams: Mapping[str, deque[_Pending]], now: float) -> list[_Pending]:
@@ -593,6 +620,8 @@ class EventBridgePublisher(Projector, name="eventbridge-publisher"):
             stream=entry.stream,
             version=entry.version,
             event_id=entry.event_id,
+            correlation_id=detail.get("correlationId"),
+            causation_id=detail.get("causationId"),
             error_code=failure.code,
             attempts=item.attempts,
         )

@@ -72,6 +72,7 @@ from framework.store.large_payloads import (
 )
 from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent
 from framework.store.tables import FEED_INDEX, TableNames
+from framework.tracing import annotate, count_request
 
 log = structlog.get_logger(__name__)
 
@@ -80,13 +81,13 @@ FEED_PAGE_SIZE = 1000
 """Items per page when reading the feed index."""
 FEED_PROJECTION = (
     "pk, sk, event_type, #schema, payload, occurred_at, change_set_id, command_id, "
-    "correlation_id, causation_id, feed_sk"
+    "correlation_id, causation_id, traceparent, tracestate, feed_sk"
 )
 """What a feed reader needs of an event item: botocore parses every attribute of every item it
 receives, which is most of a replay's time, so the feed is read without what no reader uses."""
 STREAM_PROJECTION = (
     "sk, event_type, #schema, payload, occurred_at, change_set_id, command_id, "
-    "correlation_id, causation_id"
+    "correlation_id, causation_id, traceparent, tracestate"
 )
 """What a stored event record needs of an event item read from its own stream: the partition
 key is the stream's (known), and the feed keys are the index's business."""
@@ -202,6 +203,7 @@ class DynamoDBEventStore:
         if self._client is None:
             client = self.make_client("dynamodb")
             client.meta.events.register("before-parse.dynamodb.Query", fast_query_items)
+            client.meta.events.register("before-call.dynamodb", count_request)  # for spans
             self._client = client
         return self._client
 
@@ -266,6 +268,14 @@ class DynamoDBEventStore:
             "TransactItems": [_transact_item(write) for write in plan.writes],
             "ClientRequestToken": change_set.change_set_id,
         }
+        annotate(
+            {
+                "db.system": "dynamodb",
+                "db.operation": "TransactWriteItems",
+                "aws.dynamodb.table_names": sorted({write.table for write in plan.writes}),
+                "framework.commit.items": len(plan.writes),
+            }
+        )
         try:
             with translated_errors(None):
                 self.client.transact_write_items(**request)

@@ -92,6 +92,11 @@ def _text(item: Mapping[str, Any], name: str) -> str:
     return value
 
 
+def _optional_text(item: Mapping[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return None if value is None else _text(item, name)
+
+
 def _number(item: Mapping[str, Any], name: str) -> int:
     return int(item[name]["N"])
 
@@ -113,7 +118,7 @@ def event_item(event: StoredEvent, feed_shards: int = FEED_SHARDS) -> Item:
     """The events-table item of ``event``."""
     stream = event.stream
     feed_pk, feed_sk = feed_key(stream, event.version, event.occurred_at, feed_shards)
-    return {
+    item: Item = {
         "pk": s(stream),
         "sk": n(event.version),
         "event_type": s(event.event_type),
@@ -127,6 +132,12 @@ def event_item(event: StoredEvent, feed_shards: int = FEED_SHARDS) -> Item:
         "feed_pk": s(feed_pk),
         "feed_sk": s(feed_sk),
     }
+    # The trace context is optional (no tracing, or events written before it was stored).
+    if event.traceparent:
+        item["traceparent"] = s(event.traceparent)
+        if event.tracestate:
+            item["tracestate"] = s(event.tracestate)
+    return item
 
 
 def item_to_event(item: Mapping[str, Any], stream: tuple[str, str] | None = None) -> StoredEvent:
@@ -154,6 +165,8 @@ def item_to_event(item: Mapping[str, Any], stream: tuple[str, str] | None = None
             command_id=item["command_id"]["S"],
             correlation_id=item["correlation_id"]["S"],
             causation_id=item["causation_id"]["S"],
+            traceparent=_optional_text(item, "traceparent"),
+            tracestate=_optional_text(item, "tracestate"),
         )
         if not all(
             isinstance(text, str)

@@ -25,6 +25,7 @@ from framework.store.keys import checked_stream_key, command_key
 from framework.store.large_payloads import PayloadStore, forget_uploads, offload, resolve
 from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent
 from framework.store.tables import TableNames
+from framework.tracing import annotate
 
 _OK: Mapping[str, Any] = {"Code": "None"}
 
@@ -60,6 +61,13 @@ class InMemoryEventStore:
                 change_set, self.tables, command_retention=self.command_retention
             )
             keyed = [(write, write.key) for write in plan.writes]  # each key built once
+            annotate(
+                {
+                    "db.system": "framework.memory",
+                    "aws.dynamodb.table_names": sorted({write.table for write in plan.writes}),
+                    "framework.commit.items": len(plan.writes),
+                }
+            )
             with self._lock:
                 reasons = [self._check(write, key) for write, key in keyed]
                 if any(reason is not _OK for reason in reasons):

@@ -7,15 +7,31 @@ Payloads arrive already encoded (bytes), so every store writes exactly the same 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import attrs
 
 from framework.store.keys import claim_key, stream_key
 
+_EVENT_ID_NAMESPACE = uuid.UUID("6f1e0f4c-8e57-4c3b-9a52-2d1c4f7b3e10")
+
+
+def event_id(change_set_id: str, stream: str, version: int) -> str:
+    """The stable id of a stored event: the same for every (re)delivery of it.
+
+    Published entries carry it (subscribers deduplicate on it) and log lines about the event
+    carry it, so the two can be matched.
+    """
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{change_set_id}\n{stream}\n{version}"))
+
 
 @attrs.frozen
 class StoredEvent:
-    """One event of one stream, as stored."""
+    """One event of one stream, as stored.
+
+    ``traceparent`` and ``tracestate`` (optional) hold the trace context of the request that
+    committed it, so whatever follows the event later can continue that trace.
+    """
 
     aggregate_type: str
     aggregate_id: str
@@ -28,6 +44,9 @@ class StoredEvent:
     command_id: str
     correlation_id: str
     causation_id: str
+    traceparent: str | None = None
+    """The W3C trace context current when the event was committed, if any (see ``tracing``)."""
+    tracestate: str | None = None
 
     @property
     def stream(self) -> str:

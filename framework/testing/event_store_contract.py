@@ -49,7 +49,7 @@ from framework.testing.bank import (
     move_handle,
     transfer,
 )
-from framework.testing.records import change_set, plant_item, stored_item, stream_dump
+from framework.testing.records import COMMITTED_AT, change_set, plant_item, stored_item, stream_dump
 
 __all__ = ["EventStoreContract"]
 
@@ -80,6 +80,32 @@ class EventStoreContract:
         committed = change_set([("a1", 0, 3)])
         store.commit(committed)
         assert list(store.load_events("Account", "a1")) == list(committed.aggregates[0].events)
+
+    def test_the_trace_context_of_events_round_trips(self, store: EventStore) -> None:
+        """Each event keeps the trace context it was committed in; events without one have none."""
+        traced = change_set([("a1", 0, 2)])
+        parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        events = (
+            attrs.evolve(traced.aggregates[0].events[0], traceparent=parent, tracestate="k=v"),
+            attrs.evolve(traced.aggregates[0].events[1], traceparent=parent),
+        )
+        traced = attrs.evolve(
+            traced, aggregates=(attrs.evolve(traced.aggregates[0], events=events),)
+        )
+        store.commit(traced)
+        store.commit(change_set([("a2", 0, 1)], command_id="untraced"))
+        assert list(store.load_events("Account", "a1")) == list(events)
+        (untraced,) = store.load_events("Account", "a2")
+        assert untraced.traceparent is None and untraced.tracestate is None
+        fed = {
+            (e.aggregate_id, e.version): (e.traceparent, e.tracestate)
+            for e in store.read_feed(since=COMMITTED_AT)
+        }
+        assert fed == {
+            ("a1", 1): (parent, "k=v"),
+            ("a1", 2): (parent, None),
+            ("a2", 1): (None, None),
+        }
 
     def test_load_after_version_returns_only_later_events(self, store: EventStore) -> None:
         store.commit(change_set([("a1", 0, 2)]))

@@ -40,6 +40,7 @@ PUBLIC_MODULES = (
     "framework.testing.dynamodb_local",
     "framework.testing.pytest_plugin",
     "framework.testing.records",
+    "framework.tracing",
 )
 """The modules users import from, each with its own ``__all__`` (docs/api.md lists them)."""
 
