@@ -34,6 +34,7 @@ from framework.store.tables import describe_table_status
 __all__ = [
     "DUE_INDEX",
     "DUE_SHARDS",
+    "TTL_ATTRIBUTE",
     "DynamoDBDeadlineStore",
     "deadlines_table_definition",
     "deadlines_table_name",
@@ -44,6 +45,7 @@ DUE_INDEX = "due"
 DUE_SHARDS = 4
 """Pending deadlines are spread over this many index partitions (a runner queries each)."""
 TTL_ATTRIBUTE = "expires_at"
+"""Done deadlines carry this TTL attribute (epoch seconds) so DynamoDB removes them."""
 
 
 def deadlines_table_name(prefix: str) -> str:

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib
+import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -39,8 +41,14 @@ import attrs
 import structlog
 
 from framework.application import Application
+from framework.config import Settings
 from framework.domain import Command, Event
-from framework.errors import CommandIdReused, DefinitionError, InvalidDeadline
+from framework.errors import (
+    CommandIdReused,
+    ConfigurationError,
+    DefinitionError,
+    InvalidDeadline,
+)
 from framework.projections.deadlines import (
     REFUSALS,
     CancelResult,
@@ -50,19 +58,62 @@ from framework.projections.deadlines import (
 )
 from framework.projections.projector import Envelope, Projector
 from framework.projections.publisher import event_id
+from framework.store.base import EventStore
 
 __all__ = [
+    "APPLICATION_ENV",
     "Cancel",
     "Issue",
     "ProcessManager",
     "Schedule",
     "derived_command_id",
     "derived_id",
+    "load_application",
 ]
 
 log = structlog.get_logger(__name__)
 
 _NAMESPACE = uuid.UUID("3b0f7a52-54f1-4c55-8a8e-64a0a3f1c2d9")
+
+
+APPLICATION_ENV = "APPLICATION"
+"""Names the factory of the application (``module:function``, taking the event store) for what
+the command line and the Lambda handlers build without arguments: process managers and the
+deadline runner."""
+
+
+def load_application(spec: str, store: EventStore) -> Application:
+    """The application ``spec`` (``module:function``) builds on ``store``."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigurationError(
+            f"{APPLICATION_ENV}={spec!r}: name the application's factory as module:function "
+            "(a function taking the event store and returning the Application)"
+        )
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ConfigurationError(f"{APPLICATION_ENV}={spec!r}: {error}") from None
+    application = factory(store)
+    if not isinstance(application, Application):
+        raise ConfigurationError(
+            f"{APPLICATION_ENV}={spec!r} returned {type(application).__name__}, not an Application"
+        )
+    return application
+
+
+def application_from_settings() -> tuple[Application, Any]:
+    """The application ``APPLICATION`` builds on the DynamoDB store of the settings, and it."""
+    from framework.store.dynamodb import DynamoDBEventStore
+
+    spec = os.environ.get(APPLICATION_ENV, "")
+    if not spec:
+        raise ConfigurationError(
+            f"{APPLICATION_ENV} is not set: a process manager or deadline runner built without "
+            "an application needs its factory (module:function taking the event store)"
+        )
+    store = DynamoDBEventStore.from_settings(Settings.load(default_backend="dynamo"))
+    return load_application(spec, store), store
 
 
 def derived_id(*parts: str) -> str:
@@ -123,23 +174,46 @@ class ProcessManager(Projector, name="process-manager"):
             def _held(self, event: WithdrawalHeld, envelope: Envelope) -> None:
                 self.schedule(ReleaseHold(...), at=envelope.occurred_at + WAIT, key=event.hold_id)
 
-    ``application`` handles the commands it issues; ``deadlines`` stores what it schedules
-    (required only when it schedules or cancels). ``clock`` gives the time cancellations are
+    ``application`` handles the commands it issues (built from ``APPLICATION`` when not given,
+    see ``application``); ``deadlines`` stores what it schedules (required only when it
+    schedules or cancels). ``clock`` gives the time cancellations are
     judged at (default: now, UTC).
     """
 
     def __init__(
         self,
-        application: Application,
+        application: Application | None = None,
         *,
         deadlines: DeadlineStore | None = None,
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         super().__init__()
-        self.application = application
+        self._application = application
         self.deadlines = deadlines
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._local = threading.local()
+
+    @property
+    def application(self) -> Application:
+        """The application that handles what this manager issues.
+
+        Built without one (as the command line and the Lambda handler build projectors: with no
+        arguments), it is made on first use from the settings: the DynamoDB store they describe,
+        handed to the factory ``APPLICATION`` names (``module:function``, the function taking
+        the store and returning the ``Application``); the deadlines then go to that store's
+        ``{prefix}-deadlines`` table.
+        """
+        if self._application is None:
+            self._application, store = application_from_settings()
+            if self.deadlines is None:
+                from framework.projections.dynamodb_deadlines import DynamoDBDeadlineStore
+
+                self.deadlines = DynamoDBDeadlineStore(store)
+        return self._application
+
+    @application.setter
+    def application(self, application: Application) -> None:
+        self._application = application
 
     # -- what handlers call -------------------------------------------------------------------
 
@@ -284,6 +358,8 @@ class ProcessManager(Projector, name="process-manager"):
             self.refused(command, error, envelope)
 
     def _store(self) -> DeadlineStore:
+        if self.deadlines is None and self._application is None:
+            self.application  # noqa: B018 (built from the settings, with their deadline store)
         if self.deadlines is None:
             raise InvalidDeadline(
                 f"{type(self).__name__} schedules or cancels deadlines: give it a deadline store "
