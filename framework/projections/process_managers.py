@@ -138,10 +138,11 @@ class Issue:
 
 @attrs.frozen
 class Schedule:
-    """A deadline to store."""
+    """A deadline to store (``command`` is what it will send, as the handler gave it)."""
 
     deadline: Deadline
     envelope: Envelope
+    command: Command
 
 
 @attrs.frozen
@@ -153,6 +154,8 @@ class Cancel:
 
 
 Action = Issue | Schedule | Cancel
+Key = str | tuple[str, ...]
+"""Names a deadline within its process: a string, or a tuple of parts."""
 
 
 @attrs.define
@@ -233,12 +236,13 @@ class ProcessManager(Projector, name="process-manager"):
         asking.actions.append(Issue(sent, asking.envelope))
         return sent
 
-    def schedule(self, command: Command, *, at: dt.datetime, key: str | None = None) -> str:
+    def schedule(self, command: Command, *, at: dt.datetime, key: Key | None = None) -> str:
         """Queue a deadline: ``command`` handled at ``at`` (timezone-aware); returns its id.
 
-        ``key`` names the deadline within this process (a hold id, an order id) so that a later
-        event can ``cancel(key)`` it; without one, the deadline is named by the event and its
-        place, and only its returned id can cancel it.
+        ``key`` names the deadline within this process (an order id, or a tuple of parts such as
+        an account id and a hold id: they are length-prefixed, so no separator is needed) so that
+        a later event can ``cancel(key)`` it; without one, the deadline is named by the event and
+        its place, and only its returned id can cancel it (``cancel(id, by_id=True)``).
         """
         asking = self._asking("schedule")
         if at.utcoffset() is None:
@@ -261,21 +265,24 @@ class ProcessManager(Projector, name="process-manager"):
             causation_id=asking.triggering_event_id,
             created_at=asking.envelope.occurred_at,
         )
-        asking.actions.append(Schedule(deadline, asking.envelope))
+        asking.actions.append(Schedule(deadline, asking.envelope, command))
         return deadline_id
 
-    def cancel(self, key: str, *, by_id: bool = False) -> str:
+    def cancel(self, key: Key, *, by_id: bool = False) -> str:
         """Queue the cancellation of the deadline scheduled with ``key`` (or whose id is
         ``key`` when ``by_id``); returns the deadline's id. What it found goes to ``cancelled``."""
         asking = self._asking("cancel")
-        deadline_id = key if by_id else self.deadline_id(key)
+        if by_id and not isinstance(key, str):
+            raise DefinitionError("cancel(..., by_id=True) takes the deadline's id, a string")
+        deadline_id = key if isinstance(key, str) and by_id else self.deadline_id(key)
         asking.actions.append(Cancel(deadline_id, asking.envelope))
         return deadline_id
 
     @classmethod
-    def deadline_id(cls, key: str) -> str:
+    def deadline_id(cls, key: Key) -> str:
         """The id of this process's deadline scheduled with ``key``."""
-        return derived_id("deadline", cls.projector_name(), "key", key)
+        parts = (key,) if isinstance(key, str) else tuple(key)
+        return derived_id("deadline", cls.projector_name(), "key", *parts)
 
     # -- hooks -------------------------------------------------------------------------------
 

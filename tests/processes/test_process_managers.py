@@ -257,3 +257,26 @@ def test_derived_ids_have_no_separator_ambiguity() -> None:
     assert derived_id("1:a", "") != derived_id("1", ":a")
     assert derived_command_id("p", "e", 0) == derived_command_id("p", "e", 0)
     assert derived_command_id("p", "e", 0) != derived_command_id("p", "e", 1)
+
+
+def test_the_scenario_kit_records_what_the_manager_asks() -> None:
+    from framework.testing import ProcessManagerScenario, ScenarioFailed
+    from tests.support.processes import OrderPaid, Release
+
+    start = dt.datetime(2031, 5, 1, 8, 0, tzinfo=dt.UTC)
+    with ProcessManagerScenario(Fulfilment(), now=start) as orders:
+        orders.given(Order, "o1", OrderPlaced(sku="apple"))
+        with pytest.raises(ScenarioFailed):
+            orders.then_issued(Release(sku="apple", order_id="o1"))
+        orders.given(Order, "o2", OrderPlaced(sku="pear"))
+        orders.then_issued(Reserve(sku="apple", order_id="o1"), Reserve(sku="pear", order_id="o2"))
+        expiry = orders.then_scheduled(ExpireOrder(order_id="o1"), at=start + PAYMENT_WINDOW)
+        assert expiry == Fulfilment.deadline_id("o1")
+        orders.redeliver().then_nothing_issued()
+        orders.advance(PAYMENT_WINDOW / 2).given(Order, "o1", OrderPaid())
+        assert orders.then_cancelled(expiry) is CancelResult.CANCELLED
+        assert [s.deadline_id for s in orders.due(start + PAYMENT_WINDOW)] == [
+            Fulfilment.deadline_id("o2")
+        ]
+        with pytest.raises(ScenarioFailed):
+            orders.then_cancelled(Fulfilment.deadline_id("o2"))
