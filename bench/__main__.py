@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import commands, contention, import_time, inmemory, replay
+from bench import commands, contention, deadlines, import_time, inmemory, replay
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,12 +20,14 @@ def main(argv: list[str] | None = None) -> int:
         inmemory.main(["--rounds", "1", "--accounts", "20"])
         contention.main(["--rounds", "1", "--processes", "2", "--deposits", "20"])
         replay.main(["--events", "2000", "4000", "--rounds", "1"])
+        deadlines.main(["--rounds", "1", "--deadlines", "20"])
         import_time.main(["--runs", "2"])
     else:
         commands.main([])
         inmemory.main([])
         contention.main([])
         replay.main(["--events", "10000", "100000"])
+        deadlines.main([])
         import_time.main([])
     return 0
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import random
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -370,6 +371,9 @@ class DeadlineRunner:
         while True:
             due = self.store.due(now, self.batch + len(tried))
             fresh = [d for d in due if d.deadline_id not in tried]
+            # Runners racing over one list in one order would chase each other, every claim
+            # after the first lost; in an order of their own they mostly meet nobody.
+            random.shuffle(fresh)
             for deadline in fresh:
                 tried.add(deadline.deadline_id)
                 self.fire(deadline.deadline_id, now, report)
