@@ -236,7 +236,8 @@ def test_read_model_tables_and_a_true_rebuild(dynamodb_local_endpoint: str, pref
     assert created.returncode == 0, created.stderr
     assert f"read model {prefix}-read-balances is active" in created.stdout
     status = cli(dynamodb_local_endpoint, prefix, "tables", "status", "--projector", BALANCES)
-    assert f"{prefix}-read-balances" in status.stdout and status.stdout.count("ACTIVE") == 5
+    # the four tables, the deadlines table and the read model
+    assert f"{prefix}-read-balances" in status.stdout and status.stdout.count("ACTIVE") == 6
 
     store = DynamoDBEventStore(table_prefix=prefix, endpoint_url=dynamodb_local_endpoint)
     app = build_application(store)
