@@ -195,6 +195,7 @@ class ProcessManager(Projector, name="process-manager"):
         self.deadlines = deadlines
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._local = threading.local()
+        self._known: frozenset[type[Command]] | None = None
 
     @property
     def application(self) -> Application:
@@ -217,6 +218,7 @@ class ProcessManager(Projector, name="process-manager"):
     @application.setter
     def application(self, application: Application) -> None:
         self._application = application
+        self._known = None
 
     # -- what handlers call -------------------------------------------------------------------
 
@@ -224,6 +226,7 @@ class ProcessManager(Projector, name="process-manager"):
         """Queue ``command`` for the application, with its id derived from the event; returns
         the command as it will be sent."""
         asking = self._asking("issue")
+        self._check_handled(command)
         sent = attrs.evolve(
             command,
             command_id=derived_command_id(
@@ -247,6 +250,7 @@ class ProcessManager(Projector, name="process-manager"):
         asking = self._asking("schedule")
         if at.utcoffset() is None:
             raise InvalidDeadline(f"schedule(at=...) needs a timezone-aware time, got {at!r}")
+        self._check_handled(command)
         if key is None:
             deadline_id = derived_id(
                 "deadline", self.projector_name(), asking.triggering_event_id, str(asking.scheduled)
@@ -363,6 +367,22 @@ class ProcessManager(Projector, name="process-manager"):
             raise
         except REFUSALS as error:
             self.refused(command, error, envelope)
+
+    def _check_handled(self, command: Command) -> None:
+        """Refuse, in the handler, a command the application has no handler for: the event is
+        then parked with the reason, instead of failing every delivery when the command is sent.
+        (Checked when the application is at hand; one built from the settings is not built for
+        this.)"""
+        if self._application is not None and type(command) not in self._known_commands():
+            raise DefinitionError(
+                f"{type(self).__name__} asks for {type(command).__name__}, which its application "
+                "does not handle: register its aggregate or handler with the Application"
+            )
+
+    def _known_commands(self) -> frozenset[type[Command]]:
+        if self._known is None:
+            self._known = frozenset(self.application.command_types())
+        return self._known
 
     def _store(self) -> DeadlineStore:
         if self.deadlines is None and self._application is None:

@@ -280,3 +280,16 @@ def test_the_scenario_kit_records_what_the_manager_asks() -> None:
         ]
         with pytest.raises(ScenarioFailed):
             orders.then_cancelled(Fulfilment.deadline_id("o2"))
+
+
+def test_a_command_the_application_does_not_handle_parks_the_event(setup: Setup) -> None:
+    lone = Application(store=setup.store, aggregates=[Order])  # no Stock: Reserve is unknown
+    manager = Fulfilment(lone, deadlines=setup.deadlines)
+    setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+    report = ProjectionEngine(manager, setup.store, setup.positions, retry_delay=0).apply(
+        feed(setup.store)
+    )
+    assert report.parked == ["fulfilment:Order#o1@1"]
+    (parked,) = setup.positions.parked("fulfilment")
+    assert parked.parked is not None and "does not handle" in parked.parked.error
+    assert setup.deadlines.list() == []  # nothing of the failed handler was done
