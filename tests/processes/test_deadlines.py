@@ -1,5 +1,6 @@
-"""Deadline stores (in memory and on DynamoDB Local) and the runner: claimed with a lease, fired
-once when runners race or one crashes after sending. Time is passed in, never slept."""
+"""The deadline runner on both stores (in memory and DynamoDB Local): claimed with a lease, fired
+once when runners race or one crashes after sending. Time is passed in, never slept. The stores'
+own rules are the contract in ``framework.testing.contracts`` (tests/contract/)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from framework import Application, InMemoryEventStore
 from framework.domain import Command
 from framework.errors import StoreUnavailable
 from framework.projections.deadlines import (
-    CancelResult,
     Deadline,
     DeadlineRunner,
     DeadlineStatus,
@@ -54,36 +54,6 @@ def expiry(order_id: str, due: dt.datetime = T0) -> Deadline:
         causation_id=f"cause-{order_id}",
         created_at=T0 - dt.timedelta(minutes=30),
     )
-
-
-def test_the_store_keeps_the_rules(backend: tuple[EventStore, DeadlineStore]) -> None:
-    _, deadlines = backend
-    assert deadlines.schedule(expiry("a", T0 + dt.timedelta(seconds=5)))
-    assert not deadlines.schedule(expiry("a", T0 + dt.timedelta(hours=9)))  # one deadline
-    assert deadlines.schedule(expiry("b"))
-    assert deadlines.schedule(expiry("c", T0 + dt.timedelta(hours=1)))
-    stored = deadlines.get("d-a")
-    assert stored is not None and stored.due_at == T0 + dt.timedelta(seconds=5)
-    assert stored.correlation_id == "corr-a" and stored.status is DeadlineStatus.PENDING
-    assert [d.deadline_id for d in deadlines.due(T0 + dt.timedelta(seconds=5))] == ["d-b", "d-a"]
-    assert [d.deadline_id for d in deadlines.due(T0 + dt.timedelta(seconds=5), limit=1)] == ["d-b"]
-    assert deadlines.claim("d-c", "r1", T0, LEASE) is None  # not due yet
-    claimed = deadlines.claim("d-b", "r1", T0, LEASE)
-    assert claimed is not None and claimed.lease_owner == "r1" and claimed.attempts == 1
-    assert deadlines.claim("d-b", "r2", T0 + LEASE / 2, LEASE) is None  # a live lease
-    assert deadlines.cancel("d-b", T0) is CancelResult.FIRING
-    assert not deadlines.finish("d-b", "r2", DeadlineStatus.FIRED, T0)  # not r2's
-    deadlines.release("d-b", "r1", "StoreUnavailable: try again")
-    again = deadlines.claim("d-b", "r2", T0, LEASE)
-    assert again is not None and again.attempts == 2 and again.last_error
-    assert deadlines.finish("d-b", "r2", DeadlineStatus.FIRED, T0)
-    assert deadlines.cancel("d-b", T0) is CancelResult.ALREADY_FIRED
-    assert deadlines.cancel("d-c", T0) is CancelResult.CANCELLED
-    assert deadlines.cancel("d-c", T0) is CancelResult.ALREADY_CANCELLED
-    assert deadlines.cancel("nope", T0) is CancelResult.NOT_FOUND
-    assert [d.deadline_id for d in deadlines.due(T0 + dt.timedelta(days=1))] == ["d-a"]
-    assert [d.deadline_id for d in deadlines.list(DeadlineStatus.CANCELLED)] == ["d-c"]
-    assert len(deadlines.list()) == 3
 
 
 def place(app: Application, count: int) -> list[str]:
