@@ -303,6 +303,7 @@ class ProcessManager(Projector, name="process-manager"):
             error_type=type(error).__name__,
             stream=envelope.stream,
             version=envelope.version,
+            correlation_id=envelope.correlation_id,
         )
 
     def cancelled(self, deadline_id: str, result: CancelResult, envelope: Envelope) -> None:
