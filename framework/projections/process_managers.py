@@ -179,8 +179,8 @@ class ProcessManager(Projector, name="process-manager"):
 
     ``application`` handles the commands it issues (built from ``APPLICATION`` when not given,
     see ``application``); ``deadlines`` stores what it schedules (required only when it
-    schedules or cancels). ``clock`` gives the time cancellations are
-    judged at (default: now, UTC).
+    schedules or cancels). ``clock`` gives the time cancellations are judged at (default: now,
+    UTC).
     """
 
     def __init__(

@@ -293,3 +293,22 @@ def test_a_command_the_application_does_not_handle_parks_the_event(setup: Setup)
     (parked,) = setup.positions.parked("fulfilment")
     assert parked.parked is not None and "does not handle" in parked.parked.error
     assert setup.deadlines.list() == []  # nothing of the failed handler was done
+
+
+def test_a_deadline_without_a_key_is_named_by_its_event_and_cancelled_by_id(setup: Setup) -> None:
+    with late_payment(setup.manager) as asking:
+        first = asking.schedule(
+            ExpireOrder(order_id="o1"), at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+        )
+        second = asking.schedule(
+            ExpireOrder(order_id="o1"), at=dt.datetime(2030, 1, 2, tzinfo=dt.UTC)
+        )
+    assert first != second
+    setup.manager.before_advance()
+    assert len(setup.deadlines.list()) == 2
+    with late_payment(setup.manager) as asking:
+        assert asking.cancel(first, by_id=True) == first
+        with pytest.raises(DefinitionError):
+            asking.cancel(("o1", "x"), by_id=True)
+    setup.manager.before_advance()
+    assert [d.deadline_id for d in setup.deadlines.list(DeadlineStatus.CANCELLED)] == [first]
