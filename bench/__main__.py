@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import commands, contention, import_time, inmemory, replay, tracing
+from bench import commands, contention, deadlines, import_time, inmemory, replay, tracing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         inmemory.main(["--rounds", "1", "--accounts", "20"])
         contention.main(["--rounds", "1", "--processes", "2", "--deposits", "20"])
         replay.main(["--events", "2000", "4000", "--rounds", "1"])
+        deadlines.main(["--rounds", "1", "--deadlines", "20"])
         import_time.main(["--runs", "2"])
         tracing.main(["--rounds", "1", "--accounts", "20"])
     else:
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         inmemory.main([])
         contention.main([])
         replay.main(["--events", "10000", "100000"])
+        deadlines.main([])
         import_time.main([])
         tracing.main([])
     return 0

@@ -9,10 +9,17 @@ touches two accounts and so is a plain function handler, committed as one transa
 the same domain methods on both accounts. An account's owner name is personal data of the
 user who holds the account: it is stored encrypted with that user's key, and forgetting the user
 erases it from the account too.
+
+A cash withdrawal above ``HOLD_THRESHOLD`` is not paid at once: the money is held
+(``WithdrawalHeld``, with a hold id) until the owner confirms it (``ConfirmWithdrawal``); held money
+cannot be spent twice. Unconfirmed after ``HOLD_FOR`` the hold is released (``ReleaseHold``): that
+rule spans time, so it is a process manager's (``example_app.processes``), which schedules the
+release as a deadline and cancels it on confirmation.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from attrs import field, frozen
@@ -53,6 +60,22 @@ class DepositMoney(Command, target="account_id"):
 class WithdrawMoney(Command, target="account_id"):
     account_id: str
     amount: Money = field(converter=money)
+
+
+@frozen
+class ConfirmWithdrawal(Command, target="account_id"):
+    """The owner confirms a held withdrawal: the money leaves the account."""
+
+    account_id: str
+    hold_id: str
+
+
+@frozen
+class ReleaseHold(Command, target="account_id"):
+    """Give held money back to the balance (an unconfirmed withdrawal, after ``HOLD_FOR``)."""
+
+    account_id: str
+    hold_id: str
 
 
 @frozen
@@ -98,6 +121,28 @@ class AccountClosed(Event):
     pass
 
 
+@frozen
+class WithdrawalHeld(Event):
+    """A withdrawal above ``HOLD_THRESHOLD``, held until confirmed: ``amount`` is reserved."""
+
+    hold_id: str
+    amount: Money = field(converter=money)
+
+
+@frozen
+class WithdrawalConfirmed(Event):
+    """The held withdrawal was confirmed; a ``MoneyWithdrawn`` of its amount follows it."""
+
+    hold_id: str
+
+
+@frozen
+class HoldReleased(Event):
+    """The held amount is available again; nothing left the account."""
+
+    hold_id: str
+
+
 # -- refusals: the facts as attributes, for callers that act on them ------------------------
 
 
@@ -130,6 +175,15 @@ class AccountNotEmpty(DomainError):
         self.balance = balance
 
 
+class UnknownHold(DomainError):
+    """No such hold on the account: never made, or already confirmed or released."""
+
+    def __init__(self, account_id: str, hold_id: str) -> None:
+        super().__init__(f"account {account_id} has no hold {hold_id!r}")
+        self.account_id = account_id
+        self.hold_id = hold_id
+
+
 class NonPositiveAmount(DomainError):
     """Deposits, withdrawals and transfers move a positive amount."""
 
@@ -154,13 +208,20 @@ def _positive(amount: Money) -> None:
         raise NonPositiveAmount(amount)
 
 
+HOLD_THRESHOLD = Money("1000")
+"""Cash withdrawals above this amount are held until the owner confirms them."""
+HOLD_FOR = dt.timedelta(minutes=15)
+"""How long a held withdrawal waits for confirmation before the hold is released."""
+
+
 class Account(Aggregate):
-    """A bank account: no overdraft, closed only when empty."""
+    """A bank account: no overdraft, closed only when empty, large withdrawals held."""
 
     owner: str
     owner_id: str | None
     balance: Money
     closed: bool
+    holds: dict[str, Money]
 
     # Command handlers unpack their command; the rules are in the domain methods below, which
     # the transfer handler calls too.
@@ -177,7 +238,18 @@ class Account(Aggregate):
 
     @command_handler(WithdrawMoney)
     def _withdraw_money(self, command: WithdrawMoney) -> None:
-        self.withdraw(command.amount)
+        if command.amount > HOLD_THRESHOLD:
+            self.hold(command.amount)
+        else:
+            self.withdraw(command.amount)
+
+    @command_handler(ConfirmWithdrawal)
+    def _confirm_withdrawal(self, command: ConfirmWithdrawal) -> None:
+        self.confirm(command.hold_id)
+
+    @command_handler(ReleaseHold)
+    def _release_hold(self, command: ReleaseHold) -> None:
+        self.release(command.hold_id)
 
     @command_handler(CloseAccount)
     def _close_account(self, command: CloseAccount) -> None:
@@ -189,13 +261,46 @@ class Account(Aggregate):
         _positive(amount)
         self.emit(MoneyDeposited(amount=amount))
 
+    @property
+    def available(self) -> Money:
+        """The balance less what is held: what can be withdrawn or transferred."""
+        held = sum(self.holds.values(), Money.zero())
+        return self.balance - held
+
     def withdraw(self, amount: Money) -> None:
-        """Debit ``amount``: refused on a closed account, for nothing, or beyond the balance."""
+        """Debit ``amount``: refused on a closed account, for nothing, or beyond what is
+        available (held money is not)."""
         self._require_open()
         _positive(amount)
-        if amount > self.balance:
-            raise InsufficientFunds(self.id, self.balance, amount)
+        if amount > self.available:
+            raise InsufficientFunds(self.id, self.available, amount)
         self.emit(MoneyWithdrawn(amount=amount))
+
+    def hold(self, amount: Money) -> None:
+        """Reserve ``amount`` for a withdrawal the owner must confirm; the same refusals as
+        ``withdraw``. The hold id is ``hold-{version}``, the version of its event."""
+        self._require_open()
+        _positive(amount)
+        if amount > self.available:
+            raise InsufficientFunds(self.id, self.available, amount)
+        self.emit(WithdrawalHeld(hold_id=f"hold-{self.version + 1}", amount=amount))
+
+    def confirm(self, hold_id: str) -> None:
+        """Pay out a held withdrawal: the hold goes, the money leaves."""
+        amount = self._held(hold_id)
+        self.emit(WithdrawalConfirmed(hold_id=hold_id))
+        self.emit(MoneyWithdrawn(amount=amount))
+
+    def release(self, hold_id: str) -> None:
+        """Give a held amount back to what is available."""
+        self._held(hold_id)
+        self.emit(HoldReleased(hold_id=hold_id))
+
+    def _held(self, hold_id: str) -> Money:
+        amount = self.holds.get(hold_id)
+        if amount is None:
+            raise UnknownHold(self.id, hold_id)
+        return amount
 
     def close(self) -> None:
         """Close the account: refused while it holds money."""
@@ -213,6 +318,7 @@ class Account(Aggregate):
         self.owner, self.owner_id = event.owner, event.owner_id
         self.balance = Money.zero()
         self.closed = False
+        self.holds = {}
 
     @event_handler(MoneyDeposited)
     def _deposited(self, event: MoneyDeposited) -> None:
@@ -225,6 +331,18 @@ class Account(Aggregate):
     @event_handler(AccountClosed)
     def _closed(self, event: AccountClosed) -> None:
         self.closed = True
+
+    @event_handler(WithdrawalHeld)
+    def _held_withdrawal(self, event: WithdrawalHeld) -> None:
+        self.holds = {**self.holds, event.hold_id: event.amount}
+
+    @event_handler(WithdrawalConfirmed)
+    def _confirmed(self, event: WithdrawalConfirmed) -> None:
+        self.holds = {k: v for k, v in self.holds.items() if k != event.hold_id}
+
+    @event_handler(HoldReleased)
+    def _released(self, event: HoldReleased) -> None:
+        self.holds = {k: v for k, v in self.holds.items() if k != event.hold_id}
 
 
 # -- a command that changes two aggregates -------------------------------------------------

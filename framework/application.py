@@ -251,6 +251,10 @@ class Application:
             )
         self._routes[command_type] = route
 
+    def command_types(self) -> tuple[type[Command], ...]:
+        """The command classes this application handles (deadlines decode commands by them)."""
+        return tuple(self._routes)
+
     # -- commands ----------------------------------------------------------------------------
 
     def handle(self, command: Command) -> CommandResult:

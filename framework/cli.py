@@ -1,4 +1,4 @@
-"""``python -m framework``: tables, streams and projections from the command line.
+"""``python -m framework``: tables, streams, projections and deadlines from the command line.
 
 Every command reads the store settings (``framework.config.Settings``) from the environment
 (``AWS_REGION``, ``DYNAMO_TABLE_PREFIX``, ``DYNAMO_ENDPOINT``, ``PAYLOAD_BUCKET``, ``KMS_KEY_ID``,
@@ -32,7 +32,10 @@ from framework.mapping.upcasters import Upcaster
 from framework.projections import read_models
 from framework.projections.aws_lambda import load_upcasters
 from framework.projections.catch_up import DEFAULT_SAFETY_WINDOW, DEFAULT_WORKERS, CatchUpRunner
+from framework.projections.deadlines import DeadlineRunner, DeadlineStatus
+from framework.projections.dynamodb_deadlines import DynamoDBDeadlineStore
 from framework.projections.engine import ProjectionEngine
+from framework.projections.process_managers import APPLICATION_ENV, load_application
 from framework.projections.projector import Projector
 from framework.projections.publisher import EventBridgePublisher
 from framework.projections.streams_poller import StreamsPoller
@@ -157,6 +160,7 @@ def tables_create(projector_specs: Sequence[str]) -> None:
     """Create the tables that are missing (read models too) and wait until they are active."""
     store = _store()
     store.create_tables()
+    DynamoDBDeadlineStore(store).create_table()
     created = read_models.create_tables(
         store, read_models.declared_models(_projectors(projector_specs))
     )
@@ -171,6 +175,8 @@ def tables_status(projector_specs: Sequence[str]) -> None:
     """Show each table's status, the read models' too."""
     store = _store()
     statuses = store.table_status()
+    deadlines = DynamoDBDeadlineStore(store)
+    statuses[deadlines.table] = deadlines.table_status()
     models = read_models.declared_models(_projectors(projector_specs))
     statuses.update(read_models.table_status(store, models))
     for name in read_models.existing_tables(store):
@@ -193,6 +199,7 @@ def tables_delete(yes: bool) -> None:
         )
     doomed = read_models.existing_tables(store)
     read_models.delete_tables(store, doomed)
+    DynamoDBDeadlineStore(store).delete_table()
     store.delete_tables()
     console.print(f"tables {store.tables.prefix}-* deleted ({len(doomed)} read models)")
 
@@ -538,6 +545,103 @@ def publish_dlq_resend(publisher_spec: str, limit: int, upcaster_specs: str) -> 
     )
 
 
+# -- deadlines -----------------------------------------------------------------------------
+
+
+@main.group()
+def deadlines() -> None:
+    """The deadlines process managers scheduled: list them, fire those that are due."""
+
+
+@deadlines.command("list")
+@click.option(
+    "--status",
+    type=click.Choice([status.value for status in DeadlineStatus]),
+    default=None,
+    help="only deadlines in this state (default: all)",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON document per line")
+def deadlines_list(status: str | None, limit: int, as_json: bool) -> None:
+    """Show deadlines, earliest due first: which process, when, what command, what came of it."""
+    found = DynamoDBDeadlineStore(_store()).list(
+        None if status is None else DeadlineStatus(status), limit
+    )
+    if as_json:
+        for deadline in found:
+            click.echo(
+                json.dumps(
+                    {
+                        "deadlineId": deadline.deadline_id,
+                        "process": deadline.process,
+                        "dueAt": deadline.due_at.isoformat(),
+                        "status": deadline.status.value,
+                        "commandType": deadline.command_type,
+                        "attempts": deadline.attempts,
+                        "lastError": deadline.last_error,
+                    },
+                    sort_keys=True,
+                )
+            )
+        return
+    table = Table("deadline", "process", "due at", "status", "command", "attempts", "last error")
+    for deadline in found:
+        table.add_row(
+            deadline.deadline_id,
+            deadline.process,
+            f"{deadline.due_at:%Y-%m-%d %H:%M:%S}",
+            deadline.status.value,
+            deadline.command_type,
+            str(deadline.attempts),
+            deadline.last_error or "",
+        )
+    console.print(table)
+    console.print(f"{len(found)} deadlines")
+
+
+@deadlines.command("run")
+@click.option(
+    "--application",
+    "application_spec",
+    metavar="MODULE:FACTORY",
+    envvar=APPLICATION_ENV,
+    required=True,
+    help="the function that builds the application on the event store (default: $APPLICATION)",
+)
+@click.option("--loop", is_flag=True, help="keep firing what falls due until interrupted")
+@click.option(
+    "--interval", type=float, default=5.0, show_default=True, help="seconds between runs (--loop)"
+)
+@click.option(
+    "--now",
+    "now_text",
+    default=None,
+    help="fire what is due at this time (ISO 8601; default: now; not with --loop)",
+)
+def deadlines_run(application_spec: str, loop: bool, interval: float, now_text: str | None) -> None:
+    """Fire the deadlines that are due, once (default) or in a loop.
+
+    Several runners may run side by side: each deadline is claimed by one, and fires once.
+    """
+    store = _store()
+    runner = DeadlineRunner(load_application(application_spec, store), DynamoDBDeadlineStore(store))
+    if loop:
+        if now_text is not None:
+            raise click.BadParameter("--now fires once: leave out --loop")
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        click.echo("firing deadlines as they fall due (Ctrl-C to stop)", err=True)
+        runner.run(stop, interval=interval)
+        click.echo("stopped", err=True)
+        return
+    report = runner.run_due(_moment(now_text))
+    console.print(
+        f"{report.fired} fired, {report.refused} refused, {report.failed} failed "
+        f"(to be retried), {report.lost} taken by another runner"
+    )
+
+
 # -- IAM -----------------------------------------------------------------------------------
 
 
@@ -586,13 +690,15 @@ def iam_policy_document(
                     f"{table}-events/index/feed",
                     f"{table}-snapshots",
                     f"{table}-positions",
+                    f"{table}-deadlines",
+                    f"{table}-deadlines/index/due",
                 ],
             },
             {
                 "Sid": "ProjectionStatusAndParkedEvents",
                 "Effect": "Allow",
                 "Action": ["dynamodb:Scan"],
-                "Resource": [f"{table}-positions", f"{table}-aggregates"],
+                "Resource": [f"{table}-positions", f"{table}-aggregates", f"{table}-deadlines"],
             },
             {
                 "Sid": "EventsStream",

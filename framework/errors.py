@@ -24,6 +24,7 @@ __all__ = [
     "EventStoreError",
     "FrameworkError",
     "InvalidCommand",
+    "InvalidDeadline",
     "InvalidEvent",
     "InvalidIdentifier",
     "InvalidMessage",
@@ -303,3 +304,8 @@ class BusUnavailable(PublishError, StoreUnavailable):
     """EventBridge or the dead-letter queue refused or did not answer whole requests, after
     bounded retries. Nothing was moved past the unpublished events: the runner fails (a Lambda
     batch is retried, the Streams poller backs off) and they are delivered again."""
+
+
+class InvalidDeadline(FrameworkError, ValueError):
+    """A deadline that cannot be stored as given: a naive time, a lease that is not positive,
+    scheduling outside a process manager's handler."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -45,10 +46,11 @@ def test_tables_lifecycle(dynamodb_local_endpoint: str, prefix: str) -> None:
     assert created.returncode == 0, created.stderr
     assert f"tables {prefix}-* are active" in created.stdout
     status = cli(dynamodb_local_endpoint, prefix, "tables", "status")
-    assert status.stdout.count("ACTIVE") == 4
+    assert status.stdout.count("ACTIVE") == 5  # the deadlines table too
+    assert f"{prefix}-deadlines" in status.stdout
     deleted = cli(dynamodb_local_endpoint, prefix, "tables", "delete", "--yes")
     assert deleted.returncode == 0 and "deleted" in deleted.stdout
-    assert cli(dynamodb_local_endpoint, prefix, "tables", "status").stdout.count("missing") == 4
+    assert cli(dynamodb_local_endpoint, prefix, "tables", "status").stdout.count("missing") == 5
 
 
 def test_errors_are_one_line_without_traceback(dynamodb_local_endpoint: str, prefix: str) -> None:
@@ -139,6 +141,9 @@ def test_iam_policy_covers_exactly_the_tables(dynamodb_local_endpoint: str, pref
     document = json.loads(printed.stdout)
     resources = [r for statement in document["Statement"] for r in statement["Resource"]]
     assert f"arn:aws:dynamodb:us-east-1:123456789012:table/{prefix}-events/index/feed" in resources
+    assert (
+        f"arn:aws:dynamodb:us-east-1:123456789012:table/{prefix}-deadlines/index/due" in resources
+    )
     assert all(prefix in resource for resource in resources)
     actions = [a for statement in document["Statement"] for a in statement["Action"]]
     assert "dynamodb:PutItem" in actions and not any(a.endswith("*") for a in actions)
@@ -238,7 +243,8 @@ def test_read_model_tables_and_a_true_rebuild(dynamodb_local_endpoint: str, pref
     assert created.returncode == 0, created.stderr
     assert f"read model {prefix}-read-balances is active" in created.stdout
     status = cli(dynamodb_local_endpoint, prefix, "tables", "status", "--projector", BALANCES)
-    assert f"{prefix}-read-balances" in status.stdout and status.stdout.count("ACTIVE") == 5
+    # the four tables, the deadlines table and the read model
+    assert f"{prefix}-read-balances" in status.stdout and status.stdout.count("ACTIVE") == 6
 
     store = DynamoDBEventStore(table_prefix=prefix, endpoint_url=dynamodb_local_endpoint)
     app = build_application(store)
@@ -272,3 +278,41 @@ def test_read_model_tables_and_a_true_rebuild(dynamodb_local_endpoint: str, pref
     assert deleted.returncode == 0 and "(1 read models)" in deleted.stdout
     assert existing_tables(store) == []
     assert set(store.table_status().values()) == {None}
+
+
+def test_deadlines_are_listed_and_fired_from_the_command_line(
+    dynamodb_local_endpoint: str, prefix: str
+) -> None:
+    from framework.projections.deadlines import Deadline, encode_command
+    from framework.projections.dynamodb_deadlines import DynamoDBDeadlineStore
+    from tests.support.processes import ExpireOrder, PlaceOrder, order_application
+
+    assert cli(dynamodb_local_endpoint, prefix, "tables", "create").returncode == 0
+    store = DynamoDBEventStore(table_prefix=prefix, endpoint_url=dynamodb_local_endpoint)
+    order_application(store).handle(PlaceOrder(order_id="o1", sku="apple"))
+    command_type, document = encode_command(ExpireOrder(order_id="o1"))
+    due = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    DynamoDBDeadlineStore(store).schedule(
+        Deadline("d-1", "fulfilment", due, command_type, document)
+    )
+    listed = cli(dynamodb_local_endpoint, prefix, "deadlines", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (row["deadlineId"], row["status"], row["commandType"]) == (
+        "d-1",
+        "pending",
+        "ExpireOrder",
+    )
+    run = ["deadlines", "run", "--application", "tests.support.processes:order_application"]
+    early = cli(dynamodb_local_endpoint, prefix, *run, "--now", "2029-12-31T23:59")
+    assert early.returncode == 0, early.stderr
+    assert "0 fired" in early.stdout
+    fired = cli(dynamodb_local_endpoint, prefix, *run, "--now", "2030-01-01T00:00")
+    assert "1 fired" in fired.stdout, fired.stderr
+    assert store.load_events("Order", "o1", 0)[-1].command_id == "d-1"
+    shown = cli(dynamodb_local_endpoint, prefix, "deadlines", "list", "--status", "fired")
+    assert "d-1" in shown.stdout and "1 deadlines" in shown.stdout
+    unknown = cli(dynamodb_local_endpoint, prefix, "deadlines", "run", "--application", "nope")
+    assert unknown.returncode == 1 and "APPLICATION='nope'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    cli(dynamodb_local_endpoint, prefix, "tables", "delete", "--yes")

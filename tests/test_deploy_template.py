@@ -264,6 +264,8 @@ def test_outputs(template: dict[str, Any]) -> None:
         "EventsTableName": {"Ref": "EventsTable"},
         "SnapshotsTableName": {"Ref": "SnapshotsTable"},
         "PositionsTableName": {"Ref": "PositionsTable"},
+        "DeadlinesTableName": {"Ref": "DeadlinesTable"},
+        "DeadlineFunctionArn": {"Fn::GetAtt": ["DeadlineFunction", "Arn"]},
         "EventsStreamArn": EVENTS_STREAM,
         "ProjectionFunctionArn": {"Fn::GetAtt": ["ProjectionFunction", "Arn"]},
         "ProjectionFailuresQueueUrl": {"Ref": "ProjectionFailures"},
@@ -384,3 +386,68 @@ def test_the_payload_bucket_is_private_encrypted_and_kept(template: dict[str, An
     (deny,) = properties(template, "LargePayloadsBucketPolicy")["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_deadlines_table_matches_what_the_store_creates(template: dict[str, Any]) -> None:
+    from framework.projections.dynamodb_deadlines import (
+        TTL_ATTRIBUTE,
+        deadlines_table_definition,
+    )
+
+    expected = deadlines_table_definition("x")
+    table = properties(template, "DeadlinesTable")
+    assert table["TableName"] == {"Fn::Sub": "${TablePrefix}-deadlines"}
+    assert expected["TableName"] == "x-deadlines"
+    assert sorted(table["AttributeDefinitions"], key=str) == sorted(
+        expected["AttributeDefinitions"], key=str
+    )
+    assert table["KeySchema"] == expected["KeySchema"]
+    assert table["GlobalSecondaryIndexes"] == expected["GlobalSecondaryIndexes"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+    assert template["Resources"]["DeadlinesTable"]["DeletionPolicy"] == "Retain"
+
+
+def test_the_deadline_function_runs_every_minute_with_least_privilege(
+    template: dict[str, Any],
+) -> None:
+    from framework.projections.aws_lambda import deadlines_handler
+    from framework.projections.process_managers import load_application
+
+    function = properties(template, "DeadlineFunction")
+    assert f"{deadlines_handler.__module__}.{deadlines_handler.__name__}" == function["Handler"]
+    assert function["Events"] == {
+        "EveryMinute": {"Type": "Schedule", "Properties": {"Schedule": "rate(1 minute)"}}
+    }
+    assert function["Environment"]["Variables"] == {
+        "DYNAMO_TABLE_PREFIX": {"Ref": "TablePrefix"},
+        "APPLICATION": {"Ref": "Application"},
+        **STORE_SETTINGS,
+    }
+    load_application(template["Parameters"]["Application"]["Default"], InMemoryEventStore())
+    (policy,) = function["Policies"]
+    statements = always_granted(policy["Statement"])
+    granted: dict[str, set[str]] = {}
+    for statement in statements:
+        assert statement["Resource"] not in ("*", ["*"])
+        for resource in statement["Resource"]:
+            granted.setdefault(str(resource), set()).update(statement["Action"])
+    handling = {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
+    }
+    assert granted == {
+        str({"Fn::Sub": "${DeadlinesTable.Arn}/index/due"}): {"dynamodb:Query"},
+        str({"Fn::GetAtt": ["DeadlinesTable", "Arn"]}): {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        str({"Fn::GetAtt": ["AggregatesTable", "Arn"]}): handling,
+        str({"Fn::GetAtt": ["EventsTable", "Arn"]}): handling,
+        str({"Fn::GetAtt": ["SnapshotsTable", "Arn"]}): handling,
+        str(LARGE_PAYLOADS): {"s3:GetObject", "s3:PutObject"},
+    }
+    assert [(s["Action"], s["Resource"]) for s in granted_with_kms_key(policy["Statement"])] == [
+        (["kms:GenerateDataKey", "kms:Decrypt"], [{"Ref": "KmsKeyArn"}])
+    ]

@@ -1,4 +1,5 @@
-"""Accounts: commands (open, deposit, withdraw, close, transfer) and their read models."""
+"""Accounts: commands (open, deposit, withdraw, confirm a held withdrawal, close, transfer) and
+their read models."""
 
 from __future__ import annotations
 
@@ -14,11 +15,19 @@ from example_app.api.schemas import (
     AccountIdInPath,
     AccountView,
     AmountBody,
+    HoldIdInPath,
     OpenAccountBody,
     StatementLineView,
     TransferBody,
 )
-from example_app.bank import CloseAccount, DepositMoney, OpenAccount, TransferMoney, WithdrawMoney
+from example_app.bank import (
+    CloseAccount,
+    ConfirmWithdrawal,
+    DepositMoney,
+    OpenAccount,
+    TransferMoney,
+    WithdrawMoney,
+)
 from example_app.money import Money
 from example_app.read_models import owner_name
 
@@ -53,8 +62,28 @@ def withdraw(
     account_id: AccountIdInPath, body: AmountBody, commands: Commands, key: IdempotencyKey = None
 ) -> JSONResponse:
     """Withdraw money from an open account; an overdraft is refused (422, `insufficient funds`,
-    with the balance and the amount asked)."""
+    with the balance and the amount asked). Above 1000 the money is only held: the withdrawal
+    waits for `confirm` (its hold id is `hold-{version}`, the account's version in the answer)
+    and is released after 15 minutes without it."""
     command = WithdrawMoney(account_id=account_id, amount=Money(body.amount))
+    return commands.run(command, key, [account_stream(account_id)])
+
+
+@command_endpoint(
+    router,
+    "/accounts/{account_id}/withdrawals/{hold_id}/confirm",
+    tag="accounts",
+    summary="Confirm a held withdrawal",
+)
+def confirm_withdrawal(
+    account_id: AccountIdInPath,
+    hold_id: HoldIdInPath,
+    commands: Commands,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Pay out a withdrawal that was held; an unknown hold, or one already confirmed or
+    released, is refused (422)."""
+    command = ConfirmWithdrawal(account_id=account_id, hold_id=hold_id)
     return commands.run(command, key, [account_stream(account_id)])
 
 

@@ -9,6 +9,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Security
 from fastapi.security import HTTPBearer
 
@@ -22,6 +23,12 @@ from example_app.api.security import RequestGuard, api_token_from_env, check_tok
 from example_app.read_models import models_for
 from example_app.wiring import build_application
 from framework import DynamoDBEventStore
+from framework.projections import DeadlineRunner, DynamoDBDeadlineStore
+
+log = structlog.get_logger(__name__)
+
+DEADLINE_INTERVAL_SECONDS = 5.0
+"""How often the server fires the deadlines that fell due (the release of held withdrawals)."""
 
 
 def create_app(
@@ -42,7 +49,8 @@ def create_app(
     ``ReadModelCatchUp`` for the app's lifespan; it is ``app.state.read_models``. Pass your own
     ``read_models`` to choose its intervals. ``serialize_requests`` makes requests run one at a
     time; the default does so only for the embedded moto store (no endpoint, no
-    ``AWS_REGION``), which is not thread-safe.
+    ``AWS_REGION``), which is not thread-safe. The background work also fires due deadlines
+    (``app.state.deadlines``, a ``DeadlineRunner``; its table must exist too).
     """
     token = api_token if api_token is not None else api_token_from_env()
     if token is not None:
@@ -58,19 +66,35 @@ def create_app(
     lock: contextlib.AbstractContextManager[Any] = (
         threading.Lock() if serialize_requests else contextlib.nullcontext()
     )
-    keeper = read_models or ReadModelCatchUp(store)
+    application = build_application(store)
+    keeper = read_models or ReadModelCatchUp(store, application=application)
     keeper.lock = lock
     if background_catch_up is None:
         background_catch_up = project_synchronously
+    deadlines = DeadlineRunner(application, DynamoDBDeadlineStore(store))
+    stop_firing = threading.Event()
+
+    def fire_deadlines() -> None:
+        while not stop_firing.wait(DEADLINE_INTERVAL_SECONDS):
+            try:
+                with lock:
+                    deadlines.run_due()
+            except Exception as error:  # the next round tries again
+                log.error("deadlines.run_failed", error_type=type(error).__name__)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        firing = threading.Thread(target=fire_deadlines, name="deadlines", daemon=True)
         if background_catch_up:
             keeper.start()
+            firing.start()
         try:
             yield
         finally:
+            stop_firing.set()
             await asyncio.to_thread(keeper.stop)
+            if firing.is_alive():
+                await asyncio.to_thread(firing.join)
 
     secured = token is not None
     api = FastAPI(
@@ -97,9 +121,8 @@ def create_app(
         lifespan=lifespan,
     )
     api.state.read_models = keeper
-    api.state.commands = CommandRunner(
-        build_application(store), keeper if project_synchronously else None, lock
-    )
+    api.state.deadlines = deadlines
+    api.state.commands = CommandRunner(application, keeper if project_synchronously else None, lock)
     api.state.reads = ReadModelReader(models_for(store), lock)
     api.add_middleware(RequestGuard, token=token, max_body=max_body_bytes)
     api.add_middleware(Correlation)  # outermost: even a refusal answers with the request's ids

@@ -43,6 +43,16 @@ AccountIdInPath = Annotated[
         description="the account's id: 1 to 200 characters, no whitespace",
     ),
 ]
+HoldIdInPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=ID_MAX_LENGTH,
+        pattern=ID_PATTERN,
+        examples=["hold-7"],
+        description="the hold's id, `hold-{version}` (the version a held withdrawal answered)",
+    ),
+]
 UserIdInPath = Annotated[
     str,
     Path(

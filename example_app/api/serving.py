@@ -10,6 +10,7 @@ from example_app.api.security import TOKEN_ENV, api_token_from_env, check_bindin
 from example_app.read_models import create_read_model_tables
 from example_app.wiring import open_example_store
 from framework import DynamoDBEventStore
+from framework.projections import DynamoDBDeadlineStore
 
 
 @contextlib.contextmanager
@@ -22,6 +23,7 @@ def serving_store() -> Iterator[tuple[DynamoDBEventStore, bool]]:
     """
     with open_example_store(embedded_prefix="serve") as (store, settings):
         create_read_model_tables(store)
+        DynamoDBDeadlineStore(store).create_table()
         yield store, settings.backend == "embedded"
 
 

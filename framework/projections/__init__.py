@@ -2,7 +2,9 @@
 order per stream, and the runners that deliver events to it (catch-up over the feed index, a
 DynamoDB Streams poller, an AWS Lambda handler in ``framework.projections.aws_lambda``), and the
 ``EventBridgePublisher`` that follows events the same way to publish them
-(``framework.projections.publisher``).
+(``framework.projections.publisher``), and ``ProcessManager``, which follows them to issue
+commands, now or at a deadline (``framework.projections.process_managers``, ``deadlines``, and
+the DynamoDB deadline store in ``dynamodb_deadlines``).
 
 This is the public module of the read side; ``framework.projections.read_models`` creates, binds
 and deletes the read models' tables. The runners read DynamoDB through boto3 and are imported on
@@ -20,6 +22,16 @@ if TYPE_CHECKING:
         DEFAULT_WORKERS,
         CatchUpRunner,
     )
+    from framework.projections.deadlines import (
+        CancelResult,
+        Deadline,
+        DeadlineRunner,
+        DeadlineStatus,
+        DeadlineStore,
+        InMemoryDeadlineStore,
+    )
+    from framework.projections.dynamodb_deadlines import DynamoDBDeadlineStore
+    from framework.projections.process_managers import ProcessManager, derived_command_id
     from framework.projections.publisher import EventBridgePublisher
     from framework.projections.streams_poller import StreamsPoller
 else:
@@ -31,7 +43,16 @@ else:
             "CatchUpRunner": "framework.projections.catch_up",
             "DEFAULT_SAFETY_WINDOW": "framework.projections.catch_up",
             "DEFAULT_WORKERS": "framework.projections.catch_up",
+            "CancelResult": "framework.projections.deadlines",
+            "Deadline": "framework.projections.deadlines",
+            "DeadlineRunner": "framework.projections.deadlines",
+            "DeadlineStatus": "framework.projections.deadlines",
+            "DeadlineStore": "framework.projections.deadlines",
+            "DynamoDBDeadlineStore": "framework.projections.dynamodb_deadlines",
             "EventBridgePublisher": "framework.projections.publisher",
+            "InMemoryDeadlineStore": "framework.projections.deadlines",
+            "ProcessManager": "framework.projections.process_managers",
+            "derived_command_id": "framework.projections.process_managers",
             "StreamsPoller": "framework.projections.streams_poller",
         },
     )
@@ -40,10 +61,19 @@ __all__ = [
     "DEFAULT_SAFETY_WINDOW",
     "DEFAULT_WORKERS",
     "ApplyReport",
+    "CancelResult",
     "CatchUpRunner",
+    "Deadline",
+    "DeadlineRunner",
+    "DeadlineStatus",
+    "DeadlineStore",
+    "DynamoDBDeadlineStore",
     "Envelope",
     "EventBridgePublisher",
+    "InMemoryDeadlineStore",
+    "ProcessManager",
     "ProjectionEngine",
     "Projector",
     "StreamsPoller",
+    "derived_command_id",
 ]

@@ -15,6 +15,11 @@ projectors read old events as it does) and the store settings from the environme
 invocation. A projector's event class whose upcaster chain has a missing link fails then, not at
 the first old event. Unless the function configured structlog itself, it logs JSON lines at INFO,
 each carrying the ids of the event being applied.
+
+``deadlines_handler`` (``Handler: framework.projections.aws_lambda.deadlines_handler``) is the
+scheduled function that fires due deadlines: it builds the application with the factory
+``APPLICATION`` names on the store of the settings, and runs a ``DeadlineRunner`` once per
+invocation (an EventBridge schedule calls it every minute).
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ from framework.config import Settings
 from framework.errors import DefinitionError
 from framework.logs import configure_logging
 from framework.mapping.upcasters import Upcaster, upcaster_step
+from framework.projections.deadlines import DeadlineRunner
+from framework.projections.dynamodb_deadlines import DynamoDBDeadlineStore
 from framework.projections.engine import ProjectionEngine, group_by_stream
+from framework.projections.process_managers import application_from_settings
 from framework.projections.projector import Projector
 from framework.store.base import EventStore
 from framework.store.dynamodb import DynamoDBEventStore
@@ -40,7 +48,7 @@ from framework.store.positions import PositionStore
 from framework.store.records import StoredEvent
 from framework.store.streams import record_to_event
 
-__all__ = ["handler", "load_projectors", "load_upcasters", "make_handler"]
+__all__ = ["deadlines_handler", "handler", "load_projectors", "load_upcasters", "make_handler"]
 
 log = structlog.get_logger(__name__)
 
@@ -153,3 +161,33 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
             options["keys"] = keys
         _handler = make_handler(projectors, store, DynamoDBPositionStore(store), **options)
     return _handler(event, context)
+
+
+_runner: DeadlineRunner | None = None
+
+
+def deadlines_handler(event: Mapping[str, Any], context: Any) -> dict[str, int]:
+    """The scheduled entry point: fire the deadlines due now, once; returns what it did.
+
+    A deadline whose command fails for a reason a retry may cure is given back and fired by a
+    later invocation; two invocations that overlap fire each deadline once (see
+    ``framework.projections.deadlines``).
+    """
+    global _runner
+    if _runner is None:
+        application, store = application_from_settings()
+        _runner = DeadlineRunner(application, DynamoDBDeadlineStore(store))
+    report = _runner.run_due()
+    log.info(
+        "deadlines.run",
+        fired=report.fired,
+        refused=report.refused,
+        failed=report.failed,
+        lost=report.lost,
+    )
+    return {
+        "fired": report.fired,
+        "refused": report.refused,
+        "failed": report.failed,
+        "lost": report.lost,
+    }

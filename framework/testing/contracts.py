@@ -17,10 +17,17 @@ what yours must keep.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
 from framework.encryption import FORGOTTEN, WrappedKeyStorage
+from framework.projections.deadlines import (
+    CancelResult,
+    Deadline,
+    DeadlineStatus,
+    DeadlineStore,
+)
 from framework.store.keys import feed_checkpoint_key
 from framework.store.large_payloads import PayloadStore
 from framework.store.positions import (
@@ -32,6 +39,7 @@ from framework.store.positions import (
 from framework.testing.event_store_contract import EventStoreContract
 
 __all__ = [
+    "DeadlineStoreContract",
     "EventStoreContract",
     "KeyStorageContract",
     "PayloadStoreContract",
@@ -218,3 +226,90 @@ class PayloadStoreContract:
 
     def test_a_payload_store_names_its_bucket(self, payloads: PayloadStore) -> None:
         assert isinstance(payloads.bucket, str) and payloads.bucket
+
+
+_T0 = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
+_LEASE = dt.timedelta(minutes=2)
+
+
+def _deadline(name: str, due: dt.datetime = _T0) -> Deadline:
+    return Deadline(
+        deadline_id=f"d-{name}",
+        process="contract",
+        due_at=due,
+        command_type="Ping",
+        command=json.dumps({"target": name}, separators=(",", ":")),
+        correlation_id=f"corr-{name}",
+        causation_id=f"cause-{name}",
+        created_at=_T0 - dt.timedelta(minutes=30),
+    )
+
+
+class DeadlineStoreContract:
+    """What every ``DeadlineStore`` must do. Subclasses provide the ``deadlines`` fixture.
+
+    A deadline is stored once whatever how often it is scheduled; what is due is listed earliest
+    first; a claim holds it for one runner until its lease expires; only the holder marks it
+    done; cancelling says what it found. Runners race on these conditions alone.
+    """
+
+    def test_scheduling_twice_stores_one_deadline(self, deadlines: DeadlineStore) -> None:
+        assert deadlines.schedule(_deadline("a"))
+        assert not deadlines.schedule(_deadline("a", _T0 + dt.timedelta(hours=9)))
+        stored = deadlines.get("d-a")
+        assert stored is not None and stored.due_at == _T0
+        assert (stored.correlation_id, stored.causation_id) == ("corr-a", "cause-a")
+        assert stored.status is DeadlineStatus.PENDING and stored.command == '{"target":"a"}'
+        assert deadlines.get("d-none") is None
+
+    def test_what_is_due_comes_earliest_first(self, deadlines: DeadlineStore) -> None:
+        deadlines.schedule(_deadline("late", _T0 + dt.timedelta(seconds=5)))
+        deadlines.schedule(_deadline("early", _T0))
+        deadlines.schedule(_deadline("future", _T0 + dt.timedelta(hours=1)))
+        due = deadlines.due(_T0 + dt.timedelta(seconds=5))
+        assert [d.deadline_id for d in due] == ["d-early", "d-late"]
+        assert [d.deadline_id for d in deadlines.due(_T0, limit=1)] == ["d-early"]
+
+    def test_a_claim_holds_a_deadline_for_one_runner(self, deadlines: DeadlineStore) -> None:
+        deadlines.schedule(_deadline("a"))
+        deadlines.schedule(_deadline("later", _T0 + dt.timedelta(hours=1)))
+        assert deadlines.claim("d-later", "r1", _T0, _LEASE) is None  # not due
+        claimed = deadlines.claim("d-a", "r1", _T0, _LEASE)
+        assert claimed is not None and claimed.lease_owner == "r1" and claimed.attempts == 1
+        assert deadlines.claim("d-a", "r2", _T0 + _LEASE / 2, _LEASE) is None
+        assert not deadlines.finish("d-a", "r2", DeadlineStatus.FIRED, _T0)  # not r2's
+        taken = deadlines.claim("d-a", "r2", _T0 + _LEASE, _LEASE)  # the lease expired
+        assert taken is not None and taken.attempts == 2
+        assert not deadlines.finish("d-a", "r1", DeadlineStatus.FIRED, _T0)  # r1 lost it
+        assert deadlines.finish("d-a", "r2", DeadlineStatus.FIRED, _T0 + _LEASE)
+        fired = deadlines.get("d-a")
+        assert fired is not None and fired.status is DeadlineStatus.FIRED
+        assert fired.fired_at == _T0 + _LEASE
+        assert [d.deadline_id for d in deadlines.due(_T0 + dt.timedelta(days=1))] == ["d-later"]
+
+    def test_a_released_deadline_can_be_claimed_again(self, deadlines: DeadlineStore) -> None:
+        deadlines.schedule(_deadline("a"))
+        assert deadlines.claim("d-a", "r1", _T0, _LEASE) is not None
+        deadlines.release("d-a", "r1", "StoreUnavailable: try again")
+        again = deadlines.claim("d-a", "r2", _T0, _LEASE)
+        assert again is not None and again.last_error == "StoreUnavailable: try again"
+        assert deadlines.finish("d-a", "r2", DeadlineStatus.REFUSED, _T0, "DomainError")
+        refused = deadlines.get("d-a")
+        assert refused is not None and refused.status is DeadlineStatus.REFUSED
+        assert refused.last_error == "DomainError"
+
+    def test_cancelling_says_what_it_found(self, deadlines: DeadlineStore) -> None:
+        for name in ("pending", "firing", "fired"):
+            deadlines.schedule(_deadline(name))
+        deadlines.claim("d-firing", "r1", _T0, _LEASE)
+        deadlines.claim("d-fired", "r1", _T0, _LEASE)
+        deadlines.finish("d-fired", "r1", DeadlineStatus.FIRED, _T0)
+        assert deadlines.cancel("d-pending", _T0) is CancelResult.CANCELLED
+        assert deadlines.cancel("d-pending", _T0) is CancelResult.ALREADY_CANCELLED
+        assert deadlines.cancel("d-firing", _T0) is CancelResult.FIRING
+        assert deadlines.cancel("d-fired", _T0) is CancelResult.ALREADY_FIRED
+        assert deadlines.cancel("d-none", _T0) is CancelResult.NOT_FOUND
+        assert deadlines.claim("d-pending", "r1", _T0, _LEASE) is None
+        assert [d.deadline_id for d in deadlines.list(DeadlineStatus.CANCELLED)] == ["d-pending"]
+        assert len(deadlines.list()) == 3
+        assert [d.deadline_id for d in deadlines.due(_T0 + dt.timedelta(days=1))] == ["d-firing"]

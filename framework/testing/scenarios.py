@@ -304,11 +304,13 @@ def _append_given(
     aggregate_type: str,
     aggregate_id: str,
     events: Sequence[Event],
+    at: dt.datetime | None = None,
 ) -> list[StoredEvent]:
-    """Append ``events`` to a stream as one change set (a scenario's given history)."""
+    """Append ``events`` to a stream as one change set (a scenario's given history), committed
+    ``at`` (default: now)."""
     start = len(store.load_events(aggregate_type, aggregate_id))
     change_set_id = str(uuid.uuid4())
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.UTC) if at is None else at
     records = []
     for offset, event in enumerate(events, start=1):
         mapper.register(type(event))

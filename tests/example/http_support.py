@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from example_app.read_models import create_read_model_tables, models_for
 from framework import DynamoDBEventStore
+from framework.projections import DynamoDBDeadlineStore
 from framework.testing.dynamodb_local import free_port
 from framework.testing.pytest_plugin import unique_prefix
 
@@ -126,8 +127,11 @@ def example_tables(endpoint: str) -> Iterator[DynamoDBEventStore]:
     store = DynamoDBEventStore(table_prefix=unique_prefix(), endpoint_url=endpoint)
     store.create_tables()
     create_read_model_tables(store)
+    deadlines = DynamoDBDeadlineStore(store)
+    deadlines.create_table()
     try:
         yield store
     finally:
         store.delete_tables()
         delete_read_model_tables(store)
+        deadlines.delete_table()

@@ -458,6 +458,7 @@ def test_the_openapi_description_is_served(http: httpx.Client) -> None:
         "/accounts",
         "/accounts/{account_id}/deposits",
         "/accounts/{account_id}/withdrawals",
+        "/accounts/{account_id}/withdrawals/{hold_id}/confirm",
         "/accounts/{account_id}/close",
         "/transfers",
         "/users",

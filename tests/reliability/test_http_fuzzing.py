@@ -26,7 +26,7 @@ def test_no_request_makes_the_api_fail(example_store: DynamoDBEventStore) -> Non
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result  # an Err: the app's schema could not be read
         operations.append(result.ok())
-    assert len(operations) == 12
+    assert len(operations) == 13
     for operation in operations:
 
         @given(operation.as_strategy())

@@ -1,0 +1,314 @@
+"""Process managers on the in-memory store: commands issued once, with derived ids, whatever the
+delivery does; refusals, transient failures and reused ids each handled their own way."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+import pytest
+
+from framework import Application, InMemoryEventStore, event_handler
+from framework.errors import CommandIdReused, DefinitionError, InvalidDeadline, Throttled
+from framework.projections import Envelope, ProjectionEngine
+from framework.projections.deadlines import (
+    CancelResult,
+    DeadlineRunner,
+    DeadlineStatus,
+    InMemoryDeadlineStore,
+)
+from framework.projections.process_managers import (
+    ProcessManager,
+    derived_command_id,
+    derived_id,
+)
+from framework.projections.publisher import event_id
+from framework.store import InMemoryPositionStore, StoredEvent
+from framework.store.positions import PositionStore
+from tests.support.processes import (
+    PAYMENT_WINDOW,
+    ExpireOrder,
+    Fulfilment,
+    Order,
+    OrderPlaced,
+    PayOrder,
+    PlaceOrder,
+    Reserve,
+    Stock,
+    order_application,
+)
+
+
+def feed(store: InMemoryEventStore) -> list[StoredEvent]:
+    return list(store.read_feed())
+
+
+def events_of(app: Application, aggregate_type: str, aggregate_id: str) -> list[str]:
+    return [r.event_type for r in app.store.load_events(aggregate_type, aggregate_id, 0)]
+
+
+class Setup:
+    def __init__(self) -> None:
+        self.store = InMemoryEventStore()
+        self.app = order_application(self.store)
+        self.deadlines = InMemoryDeadlineStore()
+        self.manager = Fulfilment(self.app, deadlines=self.deadlines)
+        self.positions: PositionStore = InMemoryPositionStore()
+
+    def engine(self, positions: PositionStore | None = None) -> ProjectionEngine:
+        return ProjectionEngine(
+            self.manager, self.store, positions or self.positions, retry_delay=0
+        )
+
+    def follow(self, records: Iterable[StoredEvent] | None = None) -> None:
+        self.engine().apply(feed(self.store) if records is None else records)
+
+
+@pytest.fixture
+def setup() -> Setup:
+    return Setup()
+
+
+def test_an_event_issues_its_command_once_with_derived_ids(setup: Setup) -> None:
+    placed = setup.app.handle(PlaceOrder(order_id="o1", sku="apple", correlation_id="req-1"))
+    setup.follow()
+    setup.follow()  # redelivered: skipped by the position
+    ProjectionEngine(setup.manager, setup.store, InMemoryPositionStore()).apply(feed(setup.store))
+    # ... and with positions lost (a crash before they were written): a repeat, not a second one
+    assert events_of(setup.app, "Stock", "apple") == ["Reserved"]
+    stock_event = setup.store.load_events("Stock", "apple", 0)[0]
+    trigger = event_id(str(placed.change_set_id), "Order#o1", 1)
+    assert stock_event.command_id == derived_command_id("fulfilment", trigger, 0)
+    assert stock_event.correlation_id == "req-1"
+    assert stock_event.causation_id == trigger
+
+
+def test_a_crash_before_the_position_moves_redelivers_and_applies_once(setup: Setup) -> None:
+    setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+
+    class Crashing(InMemoryPositionStore):
+        def advance_many(self, projector: str, moves: Sequence[tuple[str, int, int]]) -> list[str]:
+            raise RuntimeError("crash before the position was written")
+
+    with pytest.raises(RuntimeError):
+        setup.engine(Crashing()).apply(feed(setup.store))
+    assert events_of(setup.app, "Stock", "apple") == ["Reserved"]  # sent before the position
+    setup.follow()
+    assert events_of(setup.app, "Stock", "apple") == ["Reserved"]
+    assert setup.positions.get("fulfilment", "Order#o1").version == 1
+
+
+def test_a_refused_command_goes_to_the_hook_and_the_manager_goes_on(setup: Setup) -> None:
+    refusals: list[str] = []
+
+    class Noting(Fulfilment, name="noting"):
+        def refused(self, command: object, error: Exception, envelope: Envelope) -> None:
+            refusals.append(f"{type(command).__name__}:{envelope.stream}")
+
+    setup.manager = Noting(setup.app, deadlines=setup.deadlines)
+    setup.app.handle(PlaceOrder(order_id="o1", sku="discontinued"))
+    setup.app.handle(PlaceOrder(order_id="o2", sku="apple"))
+    setup.follow()
+    assert refusals == ["Reserve:Order#o1"]
+    assert events_of(setup.app, "Stock", "apple") == ["Reserved"]
+    assert setup.positions.get("noting", "Order#o1").version == 1
+
+
+def test_a_transient_failure_propagates_and_the_position_stays(setup: Setup) -> None:
+    setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+
+    class Throttling(Application):
+        def handle(self, command: object) -> object:  # type: ignore[override]
+            raise Throttled("slow down")
+
+    setup.manager.application = Throttling(store=setup.store, aggregates=[Order, Stock])
+    with pytest.raises(Throttled):
+        setup.follow()
+    assert setup.positions.get("fulfilment", "Order#o1").version == 0
+    setup.manager.application = setup.app
+    setup.follow()
+    assert events_of(setup.app, "Stock", "apple") == ["Reserved"]
+
+
+def test_a_reused_command_id_is_loud(setup: Setup) -> None:
+    placed = setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+    taken = derived_command_id("fulfilment", event_id(str(placed.change_set_id), "Order#o1", 1), 0)
+    setup.app.handle(Reserve(sku="pear", order_id="x", command_id=taken))
+    with pytest.raises(CommandIdReused):
+        setup.follow()
+
+
+def test_a_failed_handler_attempt_asks_for_nothing(setup: Setup) -> None:
+    attempts: list[int] = []
+
+    class Flaky(ProcessManager, name="flaky"):
+        @event_handler(OrderPlaced)
+        def _placed(self, event: OrderPlaced, envelope: Envelope) -> None:
+            self.issue(Reserve(sku=event.sku, order_id=envelope.aggregate_id))
+            attempts.append(1)
+            if len(attempts) == 1:
+                raise RuntimeError("first attempt fails after issuing")
+
+    manager = Flaky(setup.app)
+    setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+    ProjectionEngine(manager, setup.store, setup.positions, retry_delay=0).apply(feed(setup.store))
+    assert len(attempts) == 2
+    stock = setup.app.get(Stock, "apple")
+    assert stock.reserved == ["o1"] and stock.version == 1
+
+
+def test_scheduling_twice_stores_one_deadline_and_payment_cancels_it(setup: Setup) -> None:
+    setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+    setup.follow()
+    ProjectionEngine(setup.manager, setup.store, InMemoryPositionStore()).apply(feed(setup.store))
+    assert len(setup.deadlines.list()) == 1
+    deadline = setup.deadlines.list()[0]
+    assert deadline.deadline_id == Fulfilment.deadline_id("o1")
+    assert deadline.command_type == "ExpireOrder"
+    setup.app.handle(PayOrder(order_id="o1"))
+    setup.follow()
+    assert setup.deadlines.list()[0].status is DeadlineStatus.CANCELLED
+    runner = DeadlineRunner(setup.app, setup.deadlines)
+    report = runner.run_due(deadline.due_at + dt.timedelta(hours=1))
+    assert report.fired == 0
+    assert setup.app.get(Order, "o1").state == "paid"
+
+
+def test_an_unpaid_order_expires_and_releases_its_stock(setup: Setup) -> None:
+    setup.app.handle(PlaceOrder(order_id="o1", sku="apple", correlation_id="req-9"))
+    setup.follow()
+    placed_at = setup.store.load_events("Order", "o1", 0)[0].occurred_at
+    runner = DeadlineRunner(setup.app, setup.deadlines)
+    assert runner.run_due(placed_at + PAYMENT_WINDOW - dt.timedelta(seconds=1)).fired == 0
+    assert runner.run_due(placed_at + PAYMENT_WINDOW).fired == 1
+    assert runner.run_due(placed_at + PAYMENT_WINDOW * 2).fired == 0  # fired once
+    expired = setup.store.load_events("Order", "o1", 0)[-1]
+    assert expired.event_type == "OrderExpired"
+    assert expired.command_id == Fulfilment.deadline_id("o1")
+    assert expired.correlation_id == "req-9"
+    setup.follow()
+    assert setup.app.get(Stock, "apple").reserved == []
+    outcomes: list[CancelResult] = []
+
+    class Noting(Fulfilment, name="fulfilment"):
+        def cancelled(self, deadline_id: str, result: CancelResult, envelope: Envelope) -> None:
+            outcomes.append(result)
+
+    late = Noting(setup.app, deadlines=setup.deadlines)
+    with late_payment(late) as asking:
+        asking.cancel("o1")
+    late.before_advance()
+    assert outcomes == [CancelResult.ALREADY_FIRED]
+
+
+class late_payment:
+    """Runs a manager's requests as if an OrderPaid had just been handled."""
+
+    def __init__(self, manager: ProcessManager) -> None:
+        self.manager = manager
+
+    def __enter__(self) -> ProcessManager:
+        self.manager._begin(
+            Envelope(
+                aggregate_type="Order",
+                aggregate_id="o1",
+                version=3,
+                event_type="OrderPaid",
+                occurred_at=dt.datetime.now(dt.UTC),
+                change_set_id="cs",
+                command_id="c",
+                correlation_id="r",
+                causation_id="c",
+            )
+        )
+        return self.manager
+
+    def __exit__(self, *exc: object) -> None:
+        self.manager._end(True)
+
+
+def test_a_refused_deadline_is_not_retried(setup: Setup) -> None:
+    setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+    setup.follow()
+    setup.manager.deadlines = None  # the payment's cancellation is lost: the deadline stays
+    setup.app.handle(PayOrder(order_id="o1"))
+    due = setup.deadlines.list()[0].due_at
+    runner = DeadlineRunner(setup.app, setup.deadlines)
+    report = runner.run_due(due)
+    assert report.refused == 1
+    assert setup.deadlines.list()[0].status is DeadlineStatus.REFUSED
+    assert runner.run_due(due + dt.timedelta(hours=1)).refused == 0
+
+
+def test_requests_outside_a_handler_and_naive_times_are_refused(setup: Setup) -> None:
+    with pytest.raises(DefinitionError):
+        setup.manager.issue(Reserve(sku="a", order_id="o"))
+    with late_payment(setup.manager) as asking, pytest.raises(InvalidDeadline):
+        asking.schedule(ExpireOrder(order_id="o1"), at=dt.datetime(2030, 1, 1))
+    setup.manager.deadlines = None
+    with late_payment(setup.manager) as asking:
+        asking.cancel("o1")
+    with pytest.raises(InvalidDeadline):
+        setup.manager.before_advance()
+
+
+def test_derived_ids_have_no_separator_ambiguity() -> None:
+    assert derived_id("a:b", "c") != derived_id("a", "b:c")
+    assert derived_id("1:a", "") != derived_id("1", ":a")
+    assert derived_command_id("p", "e", 0) == derived_command_id("p", "e", 0)
+    assert derived_command_id("p", "e", 0) != derived_command_id("p", "e", 1)
+
+
+def test_the_scenario_kit_records_what_the_manager_asks() -> None:
+    from framework.testing import ProcessManagerScenario, ScenarioFailed
+    from tests.support.processes import OrderPaid, Release
+
+    start = dt.datetime(2031, 5, 1, 8, 0, tzinfo=dt.UTC)
+    with ProcessManagerScenario(Fulfilment(), now=start) as orders:
+        orders.given(Order, "o1", OrderPlaced(sku="apple"))
+        with pytest.raises(ScenarioFailed):
+            orders.then_issued(Release(sku="apple", order_id="o1"))
+        orders.given(Order, "o2", OrderPlaced(sku="pear"))
+        orders.then_issued(Reserve(sku="apple", order_id="o1"), Reserve(sku="pear", order_id="o2"))
+        expiry = orders.then_scheduled(ExpireOrder(order_id="o1"), at=start + PAYMENT_WINDOW)
+        assert expiry == Fulfilment.deadline_id("o1")
+        orders.redeliver().then_nothing_issued()
+        orders.advance(PAYMENT_WINDOW / 2).given(Order, "o1", OrderPaid())
+        assert orders.then_cancelled(expiry) is CancelResult.CANCELLED
+        assert [s.deadline_id for s in orders.due(start + PAYMENT_WINDOW)] == [
+            Fulfilment.deadline_id("o2")
+        ]
+        with pytest.raises(ScenarioFailed):
+            orders.then_cancelled(Fulfilment.deadline_id("o2"))
+
+
+def test_a_command_the_application_does_not_handle_parks_the_event(setup: Setup) -> None:
+    lone = Application(store=setup.store, aggregates=[Order])  # no Stock: Reserve is unknown
+    manager = Fulfilment(lone, deadlines=setup.deadlines)
+    setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+    report = ProjectionEngine(manager, setup.store, setup.positions, retry_delay=0).apply(
+        feed(setup.store)
+    )
+    assert report.parked == ["fulfilment:Order#o1@1"]
+    (parked,) = setup.positions.parked("fulfilment")
+    assert parked.parked is not None and "does not handle" in parked.parked.error
+    assert setup.deadlines.list() == []  # nothing of the failed handler was done
+
+
+def test_a_deadline_without_a_key_is_named_by_its_event_and_cancelled_by_id(setup: Setup) -> None:
+    with late_payment(setup.manager) as asking:
+        first = asking.schedule(
+            ExpireOrder(order_id="o1"), at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+        )
+        second = asking.schedule(
+            ExpireOrder(order_id="o1"), at=dt.datetime(2030, 1, 2, tzinfo=dt.UTC)
+        )
+    assert first != second
+    setup.manager.before_advance()
+    assert len(setup.deadlines.list()) == 2
+    with late_payment(setup.manager) as asking:
+        assert asking.cancel(first, by_id=True) == first
+        with pytest.raises(DefinitionError):
+            asking.cancel(("o1", "x"), by_id=True)
+    setup.manager.before_advance()
+    assert [d.deadline_id for d in setup.deadlines.list(DeadlineStatus.CANCELLED)] == [first]
