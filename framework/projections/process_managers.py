@@ -59,6 +59,7 @@ from framework.projections.deadlines import (
 from framework.projections.projector import Envelope, Projector
 from framework.projections.publisher import event_id
 from framework.store.base import EventStore
+from framework.tracing import continued_from
 
 __all__ = [
     "APPLICATION_ENV",
@@ -357,8 +358,16 @@ class ProcessManager(Projector, name="process-manager"):
         return ready
 
     def _send(self, command: Command, envelope: Envelope) -> None:
+        # The command continues the trace of the event that asked for it (the handlers ran
+        # earlier, in the engine's spans; this runs before the position moves).
+        attributes = {
+            "framework.process": self.projector_name(),
+            "framework.command.type": type(command).__name__,
+            "framework.command_id": command.command_id,
+        }
         try:
-            self.application.handle(command)
+            with continued_from(envelope, "issue", attributes):
+                self.application.handle(command)
         except CommandIdReused:
             log.error(
                 "process.command_id_reused",

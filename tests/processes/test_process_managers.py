@@ -312,3 +312,31 @@ def test_a_deadline_without_a_key_is_named_by_its_event_and_cancelled_by_id(setu
             asking.cancel(("o1", "x"), by_id=True)
     setup.manager.before_advance()
     assert [d.deadline_id for d in setup.deadlines.list(DeadlineStatus.CANCELLED)] == [first]
+
+
+def test_an_issued_command_continues_the_trace_of_its_event(setup: Setup) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from framework.tracing import use_tracer_provider
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    with use_tracer_provider(provider):
+        setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+        (placing,) = [s for s in exported.get_finished_spans() if s.name == "handle"]
+        exported.clear()
+        setup.follow()
+    assert placing.context is not None
+    spans = exported.get_finished_spans()
+    (issue,) = [s for s in spans if s.name == "issue"]
+    (reserving,) = [s for s in spans if s.name == "handle"]
+    assert issue.context is not None and reserving.parent is not None
+    assert issue.context.trace_id == placing.context.trace_id
+    assert reserving.parent.span_id == issue.context.span_id
+    assert issue.attributes is not None and issue.attributes["framework.process"] == "fulfilment"
+    (reserved,) = setup.store.load_events("Stock", "apple", 0)
+    assert reserved.traceparent is not None
+    assert reserved.traceparent.split("-")[1] == f"{placing.context.trace_id:032x}"
