@@ -18,6 +18,7 @@ __all__ = [
     "ConflictError",
     "CorruptEvent",
     "DefinitionError",
+    "DeliverAgain",
     "DomainError",
     "DuplicateCommand",
     "EntryTooLarge",
@@ -304,6 +305,18 @@ class BusUnavailable(PublishError, StoreUnavailable):
     """EventBridge or the dead-letter queue refused or did not answer whole requests, after
     bounded retries. Nothing was moved past the unpublished events: the runner fails (a Lambda
     batch is retried, the Streams poller backs off) and they are delivered again."""
+
+
+class DeliverAgain(FrameworkError):
+    """Raised while an event is handled, when what handling it must do could not be done for a
+    reason that may pass (the store or the bus unavailable, a race lost after the retries).
+
+    The projection engine neither retries nor parks the event: it stops the delivery before any
+    position moves past it, the runner fails (a Lambda batch is retried, the poller backs off, a
+    catch-up run is run again) and the event comes again. Only handlers whose effects are
+    idempotent may raise it: a process manager's commands, whose ids are derived from the event.
+    ``__cause__`` is the error that stopped it.
+    """
 
 
 class InvalidDeadline(FrameworkError, ValueError):

@@ -22,6 +22,10 @@ events out of order, events of many streams interleaved, gaps. Per stream the en
 6. when another runner moved the position first (a lost race), reads where it got to and goes on
    with what is left of the delivery, so nothing delivered is dropped.
 
+A handler that raises ``DeliverAgain`` (a process manager whose command could not be sent for a
+reason that may pass) is neither retried nor parked: the delivery stops, no position moves past
+the event, and the runner delivers it again.
+
 Before any position moves (an advance, a pack of them, a park) the engine calls the projector's
 ``before_advance``: a projector whose effects leave DynamoDB (the EventBridge publisher) completes
 them there, so a position never passes an event whose effect is not done.
@@ -40,7 +44,7 @@ import attrs
 import structlog
 
 from framework.encryption import KeyRing
-from framework.errors import CorruptEvent, DefinitionError
+from framework.errors import CorruptEvent, DefinitionError, DeliverAgain
 from framework.logs import LazyValue, log_context
 from framework.mapping.mapper import EventMapper
 from framework.mapping.upcasters import Upcaster
@@ -489,6 +493,8 @@ class ProjectionEngine:
                     finally:
                         queued = self.projector.take_queued()
                 return queued
+            except DeliverAgain:
+                raise  # not the event's fault: it is delivered again, never parked
             except Exception as failure:  # a handler's failure of any kind: retry, then park
                 error = failure  # what the failed attempt queued was dropped
                 log.warning(

@@ -3,10 +3,12 @@
 A ``ProcessManager`` is a ``Projector``: the engine and its runners (catch-up, the Streams
 poller, the Lambda handler) deliver it events of any aggregates with the same per-stream
 positions. Its ``@event_handler`` methods decide, and say what to do with ``self.issue(command)``,
-``self.schedule(command, at=..., key=...)`` and ``self.cancel(key)``. Nothing is done inside the
-handler: what it asks is queued, and done in ``before_advance``, which the engine calls before
-it moves a position. So a crash before the position moves means the event is delivered again,
-never that a command is lost.
+``self.schedule(command, at=..., key=...)`` and ``self.cancel(key)``. What a handler asks is
+queued while it runs and done when it returns (a failed attempt asked for nothing), before the
+next event is handled, so that a handler reading state sees what earlier events' commands did,
+and before any position moves, so that a crash means the event is delivered again, never that a
+command is lost. A failure that may pass raises ``DeliverAgain``: the delivery stops and the
+event comes again, it is never parked for it.
 
 Delivered again, the handler asks for the same things, and they are the same: an issued command's
 id is derived from the process, the triggering event and the command's place among what that
@@ -18,8 +20,9 @@ publisher gives it too) as their causation id.
 
 A command the application refuses (a ``DomainError``...) goes to ``refused`` (log it, or issue
 a compensating command there) and the manager goes on; a failure a retry may cure (a lost race
-after the application's retries, throttling) propagates so that the event is delivered again;
-``CommandIdReused`` is raised, loudly: two different commands derived the same id, a bug.
+after the application's retries, throttling) stops the delivery (``DeliverAgain``) so that the
+event is delivered again; ``CommandIdReused`` (two different commands derived the same id, a bug)
+parks the event, loudly.
 
 State: a process manager object keeps none between events (several runners may run it). State a
 process needs lives in an event-sourced aggregate of its own, changed by commands the manager
@@ -46,8 +49,11 @@ from framework.domain import Command, Event
 from framework.errors import (
     CommandIdReused,
     ConfigurationError,
+    ConflictError,
     DefinitionError,
+    DeliverAgain,
     InvalidDeadline,
+    StoreUnavailable,
 )
 from framework.projections.deadlines import (
     REFUSALS,
@@ -328,11 +334,34 @@ class ProcessManager(Projector, name="process-manager"):
         return _collecting(handler)
 
     def before_advance(self) -> None:
-        """Do what the handlers asked, in order, before the engine moves a position."""
+        """Do whatever the handlers asked that is not done yet, before a position moves."""
         ready = self._ready()
         self._local.ready = []
         for action in ready:
             self.perform(action)
+
+    def _perform_asked(self) -> None:
+        """Do what a handler asked as soon as it returned, before the next event is handled.
+
+        So a handler that reads state (``self.application.get``) sees what the commands issued
+        for earlier events of the same delivery changed, never a state they are about to change.
+        A failure that may pass stops the delivery (``DeliverAgain``) before any position moves:
+        the event comes again, and what was already done is repeated as a no-op (derived ids).
+        Any other failure is the event's: the engine retries its handler, then parks it.
+        """
+        ready = self._ready()
+        self._local.ready = []
+        for action in ready:
+            try:
+                self.perform(action)
+            except CommandIdReused:
+                raise  # a bug, not a passing failure: the event is parked with it
+            except (StoreUnavailable, ConflictError) as error:
+                raise DeliverAgain(
+                    f"{type(self).__name__} could not complete what it asked for "
+                    f"{action.envelope.stream} version {action.envelope.version}: "
+                    f"{type(error).__name__}: {error}; the event will be delivered again"
+                ) from error
 
     def perform(self, action: Action) -> None:
         """Do one queued action now."""
@@ -439,8 +468,9 @@ def _collecting(handler: Callable[..., Any]) -> Callable[..., Any]:
         try:
             result = handler(manager, event, envelope)
             kept = True
-            return result
         finally:
             manager._end(kept)
+        manager._perform_asked()
+        return result
 
     return collecting
