@@ -134,7 +134,19 @@ class Deadline:
 
 
 def encode_command(command: Command) -> tuple[str, str]:
-    """A command as a deadline stores it: its class name and its JSON document without ids."""
+    """A command as a deadline stores it: its class name and its JSON document without ids.
+
+    A command with personal fields is refused: a deadline is stored as it is, in clear, and
+    forgetting a subject could not erase it there (events keep personal data encrypted under the
+    subject's key; a deadline has none). Schedule a command naming the subject by id instead.
+    """
+    personal = [field.name for field in type(command).__personal__]
+    if personal:
+        raise InvalidDeadline(
+            f"{type(command).__name__} has personal fields ({', '.join(personal)}): a deadline "
+            "stores its command in clear, where forgetting the subject could not erase them; "
+            "schedule a command that names the subject by id instead"
+        )
     document = converter.unstructure(command, type(command))
     for name in _COMMAND_ENVELOPE:
         document.pop(name, None)

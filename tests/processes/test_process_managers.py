@@ -7,8 +7,16 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 
 import pytest
+from attrs import frozen
 
-from framework import Application, InMemoryEventStore, event_handler
+from framework import (
+    Application,
+    Command,
+    InMemoryEventStore,
+    UnitOfWork,
+    command_handler,
+    event_handler,
+)
 from framework.errors import (
     AggregateNotFound,
     DefinitionError,
@@ -376,3 +384,36 @@ def test_a_handler_sees_what_the_commands_of_earlier_events_changed(setup: Setup
     assert report.applied == 3
     assert setup.app.get(Stock, "apple").reserved == ["o1", "o2"]
     assert setup.app.get(Order, "o3").state == "expired"
+
+
+def test_a_deadline_never_stores_personal_data(setup: Setup) -> None:
+    """A deadline is stored in clear: a command with personal fields would outlive the
+    subject's forgetting there, so scheduling one is refused before anything is stored."""
+
+    @frozen
+    class RemindByEmail(Command, target="order_id", personal=("email",)):
+        order_id: str
+        email: str
+
+    class Reminders(ProcessManager, name="reminders"):
+        @event_handler(OrderPlaced)
+        def _placed(self, event: OrderPlaced, envelope: Envelope) -> None:
+            self.schedule(
+                RemindByEmail(order_id=envelope.aggregate_id, email="ann@example.com"),
+                at=envelope.occurred_at + dt.timedelta(days=1),
+            )
+
+    @command_handler(RemindByEmail)
+    def remind(uow: UnitOfWork, command: RemindByEmail) -> None:
+        """Would send the reminder."""
+
+    app = Application(store=setup.store, aggregates=[Order, Stock], handlers=[remind])
+    app.handle(PlaceOrder(order_id="o1", sku="apple"))
+    manager = Reminders(app, deadlines=setup.deadlines)
+    report = ProjectionEngine(manager, setup.store, setup.positions, retry_delay=0).apply(
+        feed(setup.store)
+    )
+    assert report.parked == ["reminders:Order#o1@1"]
+    parked = setup.positions.get("reminders", "Order#o1").parked
+    assert parked is not None and "InvalidDeadline" in parked.error and "email" in parked.error
+    assert setup.deadlines.list() == []
