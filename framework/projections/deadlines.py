@@ -402,10 +402,16 @@ class DeadlineRunner:
         bound = log.bind(deadline_id=deadline_id, process=claimed.process, runner=self.owner)
         try:
             command = decode_command(self.command_types, claimed)
+        except Exception as error:  # cattrs and json raise several kinds
+            # A command type the application no longer has, or a document its class no longer
+            # reads: no later run can fire it. It ends refused, with the reason, loudly, instead
+            # of failing every run (and, raised, stopping the deadlines after it in each run).
+            return self._refuse(claimed, now, report, bound, f"undecodable: {error!r}")
+        try:
             self.application.handle(command)
-        except CommandIdReused:
-            self.store.release(deadline_id, self.owner, "CommandIdReused")
-            raise
+        except CommandIdReused as error:
+            # Another command took this deadline's id (a bug): sending again cannot cure it.
+            return self._refuse(claimed, now, report, bound, f"CommandIdReused: {error}")
         except REFUSALS as error:
             self.store.finish(
                 deadline_id, self.owner, DeadlineStatus.REFUSED, now, f"{type(error).__name__}"
@@ -423,6 +429,19 @@ class DeadlineRunner:
         else:  # the lease ran out meanwhile; the command id made any second send a repeat
             bound.warning("deadline.lease_lost")
         report.fired += 1
+        return True
+
+    def _refuse(
+        self,
+        deadline: Deadline,
+        now: dt.datetime,
+        report: RunReport,
+        bound: structlog.typing.FilteringBoundLogger,
+        reason: str,
+    ) -> bool:
+        self.store.finish(deadline.deadline_id, self.owner, DeadlineStatus.REFUSED, now, reason)
+        report.refused += 1
+        bound.error("deadline.unfireable", command_type=deadline.command_type, reason=reason)
         return True
 
     def run(self, stop: threading.Event, interval: float = 5.0) -> None:

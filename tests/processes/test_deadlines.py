@@ -8,6 +8,7 @@ import datetime as dt
 import threading
 from collections.abc import Iterator
 
+import attrs
 import pytest
 
 from framework import Application, InMemoryEventStore
@@ -191,3 +192,29 @@ def test_a_transient_failure_gives_the_deadline_back_for_a_later_run(
     assert failed.lease_owner is None and "StoreUnavailable" in (failed.last_error or "")
     assert DeadlineRunner(app, deadlines).run_due(T0 + dt.timedelta(seconds=1)).fired == 1
     assert expired_events(app, "o1") == ["d-o1"]
+
+
+def test_a_deadline_no_run_can_fire_ends_refused_and_the_others_fire(
+    backend: tuple[EventStore, DeadlineStore],
+) -> None:
+    """A command type the application lost, a document its class no longer reads, a command id
+    taken by another command: each is refused with its reason, never retried, never blocking."""
+    store, deadlines = backend
+    app = order_application(store)
+    ids = place(app, 4)
+    deadlines.schedule(attrs.evolve(expiry(ids[0]), command_type="VanishedCommand"))
+    deadlines.schedule(attrs.evolve(expiry(ids[1]), command='{"order": 1}'))
+    app.handle(PayOrder(order_id=ids[2], command_id=f"d-{ids[2]}"))  # takes the deadline's id
+    for order_id in ids[2:]:
+        deadlines.schedule(expiry(order_id))
+    report = DeadlineRunner(app, deadlines).run_due(T0)
+    assert (report.fired, report.refused, report.failed) == (1, 3, 0)
+    reasons = {}
+    for order_id in ids[:3]:
+        ended = deadlines.get(f"d-{order_id}")
+        assert ended is not None and ended.status is DeadlineStatus.REFUSED
+        reasons[order_id] = ended.last_error or ""
+    assert "VanishedCommand" in reasons[ids[0]] and "undecodable" in reasons[ids[1]]
+    assert reasons[ids[2]].startswith("CommandIdReused")
+    assert expired_events(app, ids[3]) == [f"d-{ids[3]}"]
+    assert DeadlineRunner(app, deadlines).run_due(T0 + dt.timedelta(hours=1)) == RunReport()
