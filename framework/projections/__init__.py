@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     )
     from framework.projections.dynamodb_deadlines import DynamoDBDeadlineStore
     from framework.projections.process_managers import ProcessManager, derived_command_id
+    from framework.projections.process_state import ProcessState
     from framework.projections.publisher import EventBridgePublisher
     from framework.projections.streams_poller import StreamsPoller
 else:
@@ -52,6 +53,7 @@ else:
             "EventBridgePublisher": "framework.projections.publisher",
             "InMemoryDeadlineStore": "framework.projections.deadlines",
             "ProcessManager": "framework.projections.process_managers",
+            "ProcessState": "framework.projections.process_state",
             "derived_command_id": "framework.projections.process_managers",
             "StreamsPoller": "framework.projections.streams_poller",
         },
@@ -72,6 +74,7 @@ __all__ = [
     "EventBridgePublisher",
     "InMemoryDeadlineStore",
     "ProcessManager",
+    "ProcessState",
     "ProjectionEngine",
     "Projector",
     "StreamsPoller",

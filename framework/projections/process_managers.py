@@ -25,8 +25,9 @@ event is delivered again; ``CommandIdReused`` (two different commands derived th
 parks the event, loudly.
 
 State: a process manager object keeps none between events (several runners may run it). State a
-process needs lives in an event-sourced aggregate of its own, changed by commands the manager
-issues (with derived ids, so exactly once) and read with ``self.application.get``.
+process needs lives in a ``ProcessState`` aggregate (``framework.projections.process_state``),
+reached with ``self.state(StateClass, id)``: committed after the handler's commands, in one
+transaction that records the event on it, so a redelivered event finds itself done there.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import structlog
@@ -52,6 +53,7 @@ from framework.errors import (
     ConflictError,
     DefinitionError,
     DeliverAgain,
+    DuplicateCommand,
     InvalidDeadline,
     StoreUnavailable,
 )
@@ -62,10 +64,12 @@ from framework.projections.deadlines import (
     DeadlineStore,
     encode_command,
 )
+from framework.projections.process_state import ProcessState, RecordProcessState
 from framework.projections.projector import Envelope, Projector
 from framework.projections.publisher import event_id
 from framework.store.base import EventStore
 from framework.tracing import continued_from
+from framework.unit_of_work import UnitOfWork
 
 __all__ = [
     "APPLICATION_ENV",
@@ -79,6 +83,8 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+S = TypeVar("S", bound=ProcessState)
 
 _NAMESPACE = uuid.UUID("3b0f7a52-54f1-4c55-8a8e-64a0a3f1c2d9")
 
@@ -174,6 +180,14 @@ class _Asking:
     actions: list[Action] = attrs.field(factory=list)
     issued: int = 0
     scheduled: int = 0
+    states: list[ProcessState] = attrs.field(factory=list)
+    unit_of_work: UnitOfWork | None = None
+
+
+class _AlreadyHandled(BaseException):
+    """The event is recorded on the state the handler asked for: its first delivery did all.
+
+    A ``BaseException``, so that a handler's own ``except Exception`` cannot swallow it."""
 
 
 class ProcessManager(Projector, name="process-manager"):
@@ -289,6 +303,44 @@ class ProcessManager(Projector, name="process-manager"):
         asking.actions.append(Cancel(deadline_id, asking.envelope))
         return deadline_id
 
+    def state(self, state_class: type[S], state_id: str) -> S:
+        """This process's state ``state_id`` (a ``ProcessState`` subclass the application
+        registers), as the events handled so far left it; a new, empty one if there is none.
+
+        Change it through its methods. When the handler returns, after the commands and
+        deadlines it asked for are done, the manager commits the states it asked for in one
+        transaction, each recording this event as handled (``process_state``). If the event
+        is found recorded already (it comes again after that commit), the handler is stopped
+        here and nothing it asked for is done again: its first delivery did it all.
+        """
+        asking = self._asking("state")
+        if not (isinstance(state_class, type) and issubclass(state_class, ProcessState)):
+            raise DefinitionError(
+                f"{type(self).__name__}.state() takes a ProcessState subclass, got {state_class!r}"
+            )
+        if state_class not in self.application.aggregates:
+            raise DefinitionError(
+                f"{state_class.__name__} is not registered with {type(self).__name__}'s "
+                "application: add it to Application(aggregates=[...])"
+            )
+        if asking.unit_of_work is None:
+            name = self.projector_name()
+            asking.unit_of_work = self.application.unit_of_work(
+                RecordProcessState(
+                    process=name,
+                    command_id=derived_id("state", name, asking.triggering_event_id),
+                    correlation_id=asking.envelope.correlation_id,
+                    causation_id=asking.triggering_event_id,
+                )
+            )
+        state = asking.unit_of_work.get_or_create(state_class, state_id)
+        envelope = asking.envelope
+        if state.has_handled(envelope.stream, envelope.version):
+            raise _AlreadyHandled
+        if state not in asking.states:
+            asking.states.append(state)
+        return state
+
     @classmethod
     def deadline_id(cls, key: Key) -> str:
         """The id of this process's deadline scheduled with ``key``."""
@@ -339,6 +391,24 @@ class ProcessManager(Projector, name="process-manager"):
         self._local.ready = []
         for action in ready:
             self.perform(action)
+
+    def _commit_states(self, asking: _Asking) -> None:
+        """Commit the states the handler asked for, each recording the event as handled."""
+        if asking.unit_of_work is None or not asking.states:
+            return
+        envelope = asking.envelope
+        for state in asking.states:
+            state.record_handled(envelope.stream, envelope.version)
+        try:
+            asking.unit_of_work.commit()
+        except DuplicateCommand:
+            return  # another runner committed this event's states first: the same ones
+        except (StoreUnavailable, ConflictError) as error:
+            raise DeliverAgain(
+                f"{type(self).__name__} could not commit its state for {envelope.stream} "
+                f"version {envelope.version}: {type(error).__name__}: {error}; the event will "
+                "be delivered again"
+            ) from error
 
     def _perform_asked(self) -> None:
         """Do what a handler asked as soon as it returned, before the next event is handled.
@@ -453,11 +523,12 @@ class ProcessManager(Projector, name="process-manager"):
             envelope, event_id(envelope.change_set_id, envelope.stream, envelope.version)
         )
 
-    def _end(self, keep: bool) -> None:
+    def _end(self, keep: bool) -> _Asking | None:
         asking: _Asking | None = getattr(self._local, "asking", None)
         self._local.asking = None
         if keep and asking is not None:
             self._ready().extend(asking.actions)
+        return asking
 
 
 def _collecting(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -465,12 +536,18 @@ def _collecting(handler: Callable[..., Any]) -> Callable[..., Any]:
     def collecting(manager: ProcessManager, event: Event, envelope: Envelope) -> Any:
         manager._begin(envelope)
         kept = False
+        result = None
         try:
             result = handler(manager, event, envelope)
             kept = True
+        except _AlreadyHandled:
+            pass  # recorded on its state: everything it asks for was done the first time
         finally:
-            manager._end(kept)
-        manager._perform_asked()
+            asking = manager._end(kept)
+        if kept:
+            manager._perform_asked()  # the commands and deadlines first, then the state
+            if asking is not None:
+                manager._commit_states(asking)
         return result
 
     return collecting

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import pytest
 from attrs import frozen
@@ -41,6 +42,8 @@ from framework.store import InMemoryPositionStore, StoredEvent
 from framework.store.positions import PositionStore
 from tests.support.processes import (
     PAYMENT_WINDOW,
+    Allocation,
+    Allocator,
     ExpireOrder,
     Fulfilment,
     Order,
@@ -417,3 +420,62 @@ def test_a_deadline_never_stores_personal_data(setup: Setup) -> None:
     parked = setup.positions.get("reminders", "Order#o1").parked
     assert parked is not None and "InvalidDeadline" in parked.error and "email" in parked.error
     assert setup.deadlines.list() == []
+
+
+class CrashOnAdvance(InMemoryPositionStore):
+    """Crashes when a position would move: everything before it is done, nothing after."""
+
+    def advance_many(self, projector: str, moves: Sequence[tuple[str, int, int]]) -> list[str]:
+        raise RuntimeError("crash before the position was written")
+
+
+def test_a_state_is_committed_with_the_event_it_handled(setup: Setup) -> None:
+    """The event comes again after its state was committed: the handler is not run on the
+    state its first run changed (it would expire the order under the id of its reservation)."""
+    setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+    allocator = Allocator(setup.app)
+    with pytest.raises(RuntimeError):
+        ProjectionEngine(allocator, setup.store, CrashOnAdvance()).apply(feed(setup.store))
+    assert setup.app.get(Allocation, "apple").handled == {"Order#o1": 1}
+    report = ProjectionEngine(allocator, setup.store, setup.positions).apply(feed(setup.store))
+    assert report.parked == []
+    assert setup.app.get(Stock, "apple").reserved == ["o1"]
+    assert setup.app.get(Order, "o1").state == "placed"
+    assert setup.app.get(Allocation, "apple").given == 1
+
+
+def test_a_crash_before_the_state_commit_decides_again_on_the_same_state(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+    setup.app.handle(PlaceOrder(order_id="o2", sku="apple"))
+    commit = Allocator._commit_states
+    crashed: list[str] = []
+
+    def crash_once(manager: Allocator, asking: Any) -> None:
+        if not crashed:
+            crashed.append(asking.envelope.stream)
+            raise RuntimeError("crash after the commands, before the state")
+        commit(manager, asking)
+
+    monkeypatch.setattr(Allocator, "_commit_states", crash_once)
+    allocator = Allocator(setup.app)
+    report = ProjectionEngine(allocator, setup.store, setup.positions, retry_delay=0).apply(
+        feed(setup.store)
+    )
+    assert crashed == ["Order#o1"] and report.parked == []
+    # The second attempt decided on the same state: the same reservation, a repeat.
+    assert setup.app.get(Stock, "apple").reserved == ["o1"]
+    assert setup.app.get(Order, "o2").state == "expired"  # sold out, seen in the same delivery
+    allocation = setup.app.get(Allocation, "apple")
+    assert allocation.given == 1 and allocation.handled == {"Order#o1": 1, "Order#o2": 1}
+
+
+def test_state_must_be_a_registered_process_state(setup: Setup) -> None:
+    setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+    unregistered = Application(store=setup.store, aggregates=[Order, Stock])
+    report = ProjectionEngine(
+        Allocator(unregistered), setup.store, setup.positions, retry_delay=0
+    ).apply(feed(setup.store))
+    parked = setup.positions.get("allocator", "Order#o1").parked
+    assert report.parked and parked is not None and "not registered" in parked.error

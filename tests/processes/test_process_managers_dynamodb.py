@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Sequence
+
+import pytest
 
 from framework import DynamoDBEventStore
 from framework.projections import CatchUpRunner, StreamsPoller
@@ -14,7 +17,10 @@ from framework.projections.dynamodb_deadlines import DynamoDBDeadlineStore
 from framework.store.dynamodb_positions import DynamoDBPositionStore
 from tests.support.processes import (
     PAYMENT_WINDOW,
+    Allocation,
+    Allocator,
     Fulfilment,
+    Order,
     PayOrder,
     PlaceOrder,
     Stock,
@@ -72,3 +78,31 @@ def test_runners_racing_issue_once_and_deadlines_fire_once(
     stock = app.get(Stock, "apple")
     assert sorted(stock.reserved) == sorted(orders[:2])  # expired orders released theirs
     assert stock.version == len(orders) + len(orders) - 2
+
+
+def test_a_state_and_the_event_it_handled_commit_together_on_dynamodb(
+    dynamodb_store: DynamoDBEventStore,
+) -> None:
+    app = order_application(dynamodb_store)
+    for order_id in ("o1", "o2"):
+        app.handle(PlaceOrder(order_id=order_id, sku="pear"))
+
+    class CrashOnAdvance(DynamoDBPositionStore):
+        def advance_many(self, projector: str, moves: Sequence[tuple[str, int, int]]) -> list[str]:
+            raise RuntimeError("crash before the positions were written")
+
+    allocator = Allocator(app)
+    safe = dt.timedelta(0)
+    with pytest.raises(RuntimeError):
+        CatchUpRunner(
+            dynamodb_store, CrashOnAdvance(dynamodb_store), [allocator], safety_window=safe
+        ).run()
+    positions = DynamoDBPositionStore(dynamodb_store)
+    report = CatchUpRunner(dynamodb_store, positions, [allocator], safety_window=safe).run()
+    assert report.parked == []
+    # Streams interleave in no set order: one order got the unit, the other none.
+    (winner,) = app.get(Stock, "pear").reserved
+    (loser,) = {"o1", "o2"} - {winner}
+    assert app.get(Order, winner).state == "placed" and app.get(Order, loser).state == "expired"
+    allocation = app.get(Allocation, "pear")
+    assert allocation.given == 1 and allocation.handled == {"Order#o1": 1, "Order#o2": 1}

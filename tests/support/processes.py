@@ -22,6 +22,7 @@ from framework import (
 )
 from framework.projections import Envelope
 from framework.projections.process_managers import ProcessManager
+from framework.projections.process_state import ProcessState
 from framework.store import EventStore
 
 PAYMENT_WINDOW = dt.timedelta(minutes=30)
@@ -162,6 +163,42 @@ class Fulfilment(ProcessManager, name="fulfilment"):
         self.issue(Release(sku=event.sku, order_id=envelope.aggregate_id))
 
 
+@frozen
+class UnitGiven(Event):
+    order_id: str
+
+
+class Allocation(ProcessState):
+    """The allocator's own state: how many units of a SKU it gave out."""
+
+    given: int = 0
+
+    def give(self, order_id: str) -> None:
+        self.emit(UnitGiven(order_id=order_id))
+
+    @event_handler(UnitGiven)
+    def _given(self, event: UnitGiven) -> None:
+        self.given += 1
+
+
+class Allocator(ProcessManager, name="allocator"):
+    """One unit per SKU: the first order placed reserves it, the later ones expire (sold out).
+
+    Its decision depends on its state, so a handler run again on a state its first run already
+    changed would decide otherwise: the state and the event it handled are committed together.
+    """
+
+    @event_handler(OrderPlaced)
+    def _placed(self, event: OrderPlaced, envelope: Envelope) -> None:
+        allocation = self.state(Allocation, event.sku)
+        if allocation.given < 1:
+            allocation.give(envelope.aggregate_id)
+            self.issue(Reserve(sku=event.sku, order_id=envelope.aggregate_id))
+        else:
+            self.issue(ExpireOrder(order_id=envelope.aggregate_id))
+
+
 def order_application(store: EventStore | None = None) -> Application:
-    """The orders application on ``store`` (a fresh in-memory one by default)."""
-    return Application(store=store or InMemoryEventStore(), aggregates=[Order, Stock])
+    """The orders application on ``store`` (a fresh in-memory one by default), with the
+    allocator's state."""
+    return Application(store=store or InMemoryEventStore(), aggregates=[Order, Stock, Allocation])

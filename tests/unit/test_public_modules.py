@@ -34,6 +34,7 @@ PUBLIC_MODULES = (
     "framework.projections.dynamodb_deadlines",
     "framework.projections.eventbridge",
     "framework.projections.process_managers",
+    "framework.projections.process_state",
     "framework.projections.publisher",
     "framework.projections.read_models",
     "framework.store",
