@@ -24,10 +24,10 @@ from framework.logs import configure_logging
 from framework.testing.bank import Account, Deposit, OpenAccount, Withdraw
 
 
-def framework_round(accounts: int, per_account: int) -> float:
-    app = Application(store=InMemoryEventStore(), aggregates=[Account])
+def bank_workload(app: Application, accounts: int, per_account: int) -> int:
+    """Open ``accounts`` accounts, then ``per_account`` deposits and withdrawals on each, round
+    after round; returns the number of commands handled."""
     ids = [str(uuid.uuid4()) for _ in range(accounts)]
-    started = time.perf_counter()
     for account_id in ids:
         app.handle(OpenAccount(account_id=account_id, owner="bench"))
     for step in range(per_account):
@@ -36,7 +36,14 @@ def framework_round(accounts: int, per_account: int) -> float:
                 app.handle(Withdraw(account_id=account_id, amount=Decimal("0.50")))
             else:
                 app.handle(Deposit(account_id=account_id, amount=Decimal("1.25")))
-    return (accounts * (per_account + 1)) / (time.perf_counter() - started)
+    return accounts * (per_account + 1)
+
+
+def framework_round(accounts: int, per_account: int) -> float:
+    app = Application(store=InMemoryEventStore(), aggregates=[Account])
+    started = time.perf_counter()
+    commands = bank_workload(app, accounts, per_account)
+    return commands / (time.perf_counter() - started)
 
 
 @functools.cache

@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -29,11 +27,12 @@ import framework.projections.engine
 import framework.repository
 import framework.unit_of_work
 from bench.common import machine, markdown_table, median
+from bench.inmemory import bank_workload
 from framework import Application, InMemoryEventStore
 from framework.logs import configure_logging
 from framework.projections import ProjectionEngine
 from framework.store import InMemoryPositionStore
-from framework.testing.bank import Account, Deposit, OpenAccount, Withdraw
+from framework.testing.bank import Account
 from framework.tracing import use_tracer_provider
 from tests.support.projectors import Balances
 
@@ -78,17 +77,8 @@ def one_round(accounts: int, per_account: int) -> tuple[float, float]:
     """µs per command and µs per projected event."""
     store = InMemoryEventStore()
     app = Application(store=store, aggregates=[Account])
-    ids = [str(uuid.uuid4()) for _ in range(accounts)]
     started = time.perf_counter()
-    for account_id in ids:
-        app.handle(OpenAccount(account_id=account_id, owner="bench"))
-    for step in range(per_account):
-        for account_id in ids:
-            if step % 3 == 2:
-                app.handle(Withdraw(account_id=account_id, amount=Decimal("0.50")))
-            else:
-                app.handle(Deposit(account_id=account_id, amount=Decimal("1.25")))
-    commands = accounts * (per_account + 1)
+    commands = bank_workload(app, accounts, per_account)
     per_command = (time.perf_counter() - started) / commands * 1e6
     records = list(store.read_feed())
     engine = ProjectionEngine(Balances(), store, InMemoryPositionStore())
