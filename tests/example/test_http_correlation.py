@@ -9,9 +9,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from example_app.bank import UPCASTERS
 from example_app.http_api import create_app
@@ -23,6 +20,7 @@ from framework.projections.publisher import InMemoryDeadLetterQueue, InMemoryEve
 from framework.store import DynamoDBPositionStore
 from framework.tracing import use_tracer_provider
 from tests.example.http_support import Server
+from tests.support.tracing import recording_spans
 
 TOKEN = "correlation-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -124,11 +122,8 @@ def test_the_callers_traceparent_is_stored_without_an_sdk(
 def test_with_an_sdk_the_command_joins_the_callers_trace(
     client: httpx.Client, moto_store: DynamoDBEventStore
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
     open_account(client, "acc-1")
-    with use_tracer_provider(provider):
+    with recording_spans() as exporter:
         response = client.post(
             "/accounts/acc-1/deposits",
             json={"amount": "5"},
@@ -152,11 +147,8 @@ def test_with_an_sdk_the_command_joins_the_callers_trace(
 def test_from_the_http_request_to_the_bus_one_trace_and_one_correlation_id(
     client: httpx.Client, moto_store: DynamoDBEventStore
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
     bus = InMemoryEventBus()
-    with use_tracer_provider(provider):
+    with recording_spans() as exporter:
         open_account(client, "acc-1", traceparent=CALLER, **{"X-Correlation-Id": "order-7"})
         CatchUpRunner(
             moto_store,

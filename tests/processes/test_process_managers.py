@@ -54,6 +54,7 @@ from tests.support.processes import (
     Stock,
     order_application,
 )
+from tests.support.tracing import recording_spans
 
 
 def feed(store: InMemoryEventStore) -> list[StoredEvent]:
@@ -337,16 +338,7 @@ def test_a_deadline_without_a_key_is_named_by_its_event_and_cancelled_by_id(setu
 
 
 def test_an_issued_command_continues_the_trace_of_its_event(setup: Setup) -> None:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    from framework.tracing import use_tracer_provider
-
-    exported = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exported))
-    with use_tracer_provider(provider):
+    with recording_spans() as exported:
         setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
         (placing,) = [s for s in exported.get_finished_spans() if s.name == "handle"]
         exported.clear()

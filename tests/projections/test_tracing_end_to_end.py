@@ -12,8 +12,6 @@ from typing import Any
 
 import boto3
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from framework import Application, DynamoDBEventStore
@@ -28,6 +26,7 @@ from framework.store import DynamoDBPositionStore
 from framework.testing.bank import Account, Deposit, OpenAccount
 from framework.tracing import use_tracer_provider
 from tests.support.projectors import Balances
+from tests.support.tracing import named, recording_spans, trace_id
 
 
 class AccountEvents(EventBridgePublisher, name="account-events"):
@@ -37,10 +36,7 @@ class AccountEvents(EventBridgePublisher, name="account-events"):
 
 @pytest.fixture
 def exporter() -> Iterator[InMemorySpanExporter]:
-    exported = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exported))
-    with use_tracer_provider(provider):
+    with recording_spans() as exported:
         yield exported
 
 
@@ -72,15 +68,6 @@ def received(sqs: Any, queue: str) -> list[dict[str, Any]]:
     return bodies
 
 
-def named(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
-    return [span for span in spans if span.name == name]
-
-
-def trace_of(span: ReadableSpan) -> int:
-    assert span.context is not None
-    return int(span.context.trace_id)
-
-
 def catch_up(store: DynamoDBEventStore, *projectors: Any) -> None:
     CatchUpRunner(
         store, DynamoDBPositionStore(store), list(projectors), safety_window=dt.timedelta(0)
@@ -97,9 +84,9 @@ def test_projections_and_the_bus_continue_the_trace_of_the_command(
     app.handle(OpenAccount(account_id="a1", owner="o", correlation_id="corr-1"))
     app.handle(Deposit(account_id="a1", amount=Decimal(5), correlation_id="corr-1"))
     handles = named(exporter.get_finished_spans(), "handle")
-    command_traces = {trace_of(span) for span in handles}
+    command_traces = {trace_id(span) for span in handles}
     assert len(command_traces) == 2  # one trace per command
-    assert {trace_of(span) for span in exporter.get_finished_spans()} == command_traces
+    assert {trace_id(span) for span in exporter.get_finished_spans()} == command_traces
     exporter.clear()
 
     publisher = AccountEvents(
@@ -110,12 +97,12 @@ def test_projections_and_the_bus_continue_the_trace_of_the_command(
     projected = named(spans, "project")
     published = named(spans, "publish")
     assert len(projected) == 4  # two events, two projectors
-    assert {trace_of(span) for span in projected} == command_traces
+    assert {trace_id(span) for span in projected} == command_traces
     assert {s.attributes["framework.projector"] for s in projected if s.attributes} == {
         "balances",
         "account-events",
     }
-    assert published and {trace_of(span) for span in published} <= command_traces
+    assert published and {trace_id(span) for span in published} <= command_traces
     entries = [s.attributes["framework.publish.entries"] for s in published if s.attributes]
     assert sum(int(str(count)) for count in entries) == 2
     assert all(s.attributes and s.attributes["framework.publish.failed"] == 0 for s in published)
@@ -137,14 +124,14 @@ def test_one_request_for_events_of_several_traces_links_them(
     app = Application(store=moto_store, aggregates=[Account])
     app.handle(OpenAccount(account_id="a1", owner="o"))
     app.handle(OpenAccount(account_id="a2", owner="o"))
-    command_traces = {trace_of(span) for span in named(exporter.get_finished_spans(), "handle")}
+    command_traces = {trace_id(span) for span in named(exporter.get_finished_spans(), "handle")}
     exporter.clear()
     bus = InMemoryEventBus()
     publisher = AccountEvents(bus=bus, dead_letters=InMemoryDeadLetterQueue())
     report = publisher.send(publisher.entries_for(list(moto_store.read_feed()), moto_store))
     assert report.requests == 1 and len(bus.published) == 2  # two streams, one request
     (publish,) = named(exporter.get_finished_spans(), "publish")
-    assert trace_of(publish) not in command_traces
+    assert trace_id(publish) not in command_traces
     assert {link.context.trace_id for link in publish.links} == command_traces
 
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
@@ -25,29 +25,13 @@ from framework.store.streams import record_to_event
 from framework.testing.bank import Account, Deposit, OpenAccount
 from framework.tracing import continued_from, use_tracer_provider
 from tests.support.projectors import Balances
+from tests.support.tracing import named, recording_spans, span_id, trace_id
 
 
 @pytest.fixture
 def exporter() -> Iterator[InMemorySpanExporter]:
-    exported = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exported))
-    with use_tracer_provider(provider):
+    with recording_spans() as exported:
         yield exported
-
-
-def named(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
-    return [span for span in spans if span.name == name]
-
-
-def trace_id(span: ReadableSpan) -> int:
-    assert span.context is not None
-    return int(span.context.trace_id)
-
-
-def span_id(span: ReadableSpan) -> int:
-    assert span.context is not None
-    return int(span.context.span_id)
 
 
 def test_a_command_is_one_trace_of_handle_load_and_commit(
