@@ -155,19 +155,37 @@ def encode_command(command: Command) -> tuple[str, str]:
 
 def decode_command(command_types: Mapping[str, type[Command]], deadline: Deadline) -> Command:
     """The command a deadline fires, with its ids: command id = deadline id."""
-    command_class = command_types.get(deadline.command_type)
-    if command_class is None:
-        raise DefinitionError(
-            f"deadline {deadline.deadline_id} holds a {deadline.command_type} command, which "
-            "the application does not handle"
-        )
-    document: dict[str, Any] = json.loads(deadline.command)
-    document.update(
+    return command_from(
+        command_types,
+        deadline.command_type,
+        deadline.command,
         command_id=deadline.deadline_id,
         correlation_id=deadline.correlation_id,
         causation_id=deadline.causation_id,
+        holder=f"deadline {deadline.deadline_id}",
     )
-    command: Command = converter.structure(document, command_class)
+
+
+def command_from(
+    command_types: Mapping[str, type[Command]],
+    command_type: str,
+    document: str,
+    *,
+    command_id: str,
+    correlation_id: str | None,
+    causation_id: str | None,
+    holder: str,
+) -> Command:
+    """A command stored by ``encode_command`` (in a deadline, or a process's state), with its
+    ids given back; ``holder`` names where it was stored, for the error."""
+    command_class = command_types.get(command_type)
+    if command_class is None:
+        raise DefinitionError(
+            f"{holder} holds a {command_type} command, which the application does not handle"
+        )
+    fields: dict[str, Any] = json.loads(document)
+    fields.update(command_id=command_id, correlation_id=correlation_id, causation_id=causation_id)
+    command: Command = converter.structure(fields, command_class)
     return command
 
 

@@ -26,8 +26,9 @@ parks the event, loudly.
 
 State: a process manager object keeps none between events (several runners may run it). State a
 process needs lives in a ``ProcessState`` aggregate (``framework.projections.process_state``),
-reached with ``self.state(StateClass, id)``: committed after the handler's commands, in one
-transaction that records the event on it, so a redelivered event finds itself done there.
+reached with ``self.state(StateClass, id)``: committed when the handler returns, in one
+transaction that records the event and what the handler asked for on it, and only then is that
+done; a redelivered event finds itself recorded there and what was recorded is done again.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import importlib
+import json
 import os
 import threading
 import uuid
@@ -62,6 +64,9 @@ from framework.projections.deadlines import (
     CancelResult,
     Deadline,
     DeadlineStore,
+    command_from,
+    command_types_of,
+    decode_command,
     encode_command,
 )
 from framework.projections.process_state import ProcessState, RecordProcessState
@@ -185,9 +190,13 @@ class _Asking:
 
 
 class _AlreadyHandled(BaseException):
-    """The event is recorded on the state the handler asked for: its first delivery did all.
+    """The event is recorded on the state the handler asked for, with what it asked (``asked``).
 
     A ``BaseException``, so that a handler's own ``except Exception`` cannot swallow it."""
+
+    def __init__(self, asked: str) -> None:
+        super().__init__(asked)
+        self.asked = asked
 
 
 class ProcessManager(Projector, name="process-manager"):
@@ -307,11 +316,12 @@ class ProcessManager(Projector, name="process-manager"):
         """This process's state ``state_id`` (a ``ProcessState`` subclass the application
         registers), as the events handled so far left it; a new, empty one if there is none.
 
-        Change it through its methods. When the handler returns, after the commands and
-        deadlines it asked for are done, the manager commits the states it asked for in one
-        transaction, each recording this event as handled (``process_state``). If the event
-        is found recorded already (it comes again after that commit), the handler is stopped
-        here and nothing it asked for is done again: its first delivery did it all.
+        Change it through its methods. When the handler returns, the manager commits the
+        states it asked for in one transaction, each recording this event as handled with what
+        the handler asked for, and then does that (``process_state``). If the event is found
+        recorded already (it comes again after that commit), the handler is stopped here and
+        what was recorded is done again, as repeats: the handler never runs on a state its own
+        first run changed.
         """
         asking = self._asking("state")
         if not (isinstance(state_class, type) and issubclass(state_class, ProcessState)):
@@ -336,7 +346,7 @@ class ProcessManager(Projector, name="process-manager"):
         state = asking.unit_of_work.get_or_create(state_class, state_id)
         envelope = asking.envelope
         if state.has_handled(envelope.stream, envelope.version):
-            raise _AlreadyHandled
+            raise _AlreadyHandled(state.asked_for(envelope.stream, envelope.version))
         if state not in asking.states:
             asking.states.append(state)
         return state
@@ -385,20 +395,15 @@ class ProcessManager(Projector, name="process-manager"):
             return None
         return _collecting(handler)
 
-    def before_advance(self) -> None:
-        """Do whatever the handlers asked that is not done yet, before a position moves."""
-        ready = self._ready()
-        self._local.ready = []
-        for action in ready:
-            self.perform(action)
-
     def _commit_states(self, asking: _Asking) -> None:
-        """Commit the states the handler asked for, each recording the event as handled."""
+        """Commit the states the handler asked for, each recording the event as handled and
+        what the handler asked for (done next, and again from there after a crash)."""
         if asking.unit_of_work is None or not asking.states:
             return
         envelope = asking.envelope
+        asked = self._encode_actions(asking.actions)
         for state in asking.states:
-            state.record_handled(envelope.stream, envelope.version)
+            state.record_handled(envelope.stream, envelope.version, asked)
         try:
             asking.unit_of_work.commit()
         except DuplicateCommand:
@@ -410,7 +415,72 @@ class ProcessManager(Projector, name="process-manager"):
                 "be delivered again"
             ) from error
 
-    def _perform_asked(self) -> None:
+    def _encode_actions(self, actions: list[Action]) -> str:
+        """``actions`` as a process's state records them (JSON)."""
+        encoded: list[dict[str, str]] = []
+        for action in actions:
+            if isinstance(action, Issue):
+                command = action.command
+                personal = [field.name for field in type(command).__personal__]
+                if personal:
+                    raise DefinitionError(
+                        f"{type(self).__name__} issues {type(command).__name__} from a handler "
+                        f"that keeps state: its personal fields ({', '.join(personal)}) would be "
+                        "recorded in clear on the state; issue a command naming the subject by id"
+                    )
+                command_type, document = encode_command(command)
+                encoded.append(
+                    {"issue": command_type, "command": document, "id": command.command_id}
+                )
+            elif isinstance(action, Schedule):
+                deadline = action.deadline
+                encoded.append(
+                    {
+                        "schedule": deadline.deadline_id,
+                        "due_at": deadline.due_at.isoformat(),
+                        "command_type": deadline.command_type,
+                        "command": deadline.command,
+                    }
+                )
+            else:
+                encoded.append({"cancel": action.deadline_id})
+        return json.dumps(encoded, separators=(",", ":"))
+
+    def _decode_actions(self, asked: str, envelope: Envelope) -> list[Action]:
+        """The actions a state recorded for ``envelope``'s event, to be done again."""
+        types = command_types_of(self.application)
+        trigger = event_id(envelope.change_set_id, envelope.stream, envelope.version)
+        holder = f"the state of {type(self).__name__} for {envelope.stream}@{envelope.version}"
+        actions: list[Action] = []
+        for entry in json.loads(asked):
+            if "issue" in entry:
+                command = command_from(
+                    types,
+                    entry["issue"],
+                    entry["command"],
+                    command_id=entry["id"],
+                    correlation_id=envelope.correlation_id,
+                    causation_id=trigger,
+                    holder=holder,
+                )
+                actions.append(Issue(command, envelope))
+            elif "schedule" in entry:
+                deadline = Deadline(
+                    deadline_id=entry["schedule"],
+                    process=self.projector_name(),
+                    due_at=dt.datetime.fromisoformat(entry["due_at"]),
+                    command_type=entry["command_type"],
+                    command=entry["command"],
+                    correlation_id=envelope.correlation_id,
+                    causation_id=trigger,
+                    created_at=envelope.occurred_at,
+                )
+                actions.append(Schedule(deadline, envelope, decode_command(types, deadline)))
+            else:
+                actions.append(Cancel(entry["cancel"], envelope))
+        return actions
+
+    def _perform_asked(self, actions: list[Action]) -> None:
         """Do what a handler asked as soon as it returned, before the next event is handled.
 
         So a handler that reads state (``self.application.get``) sees what the commands issued
@@ -419,9 +489,7 @@ class ProcessManager(Projector, name="process-manager"):
         the event comes again, and what was already done is repeated as a no-op (derived ids).
         Any other failure is the event's: the engine retries its handler, then parks it.
         """
-        ready = self._ready()
-        self._local.ready = []
-        for action in ready:
+        for action in actions:
             try:
                 self.perform(action)
             except CommandIdReused:
@@ -449,12 +517,6 @@ class ProcessManager(Projector, name="process-manager"):
         else:
             result = self._store().cancel(action.deadline_id, self.clock())
             self.cancelled(action.deadline_id, result, action.envelope)
-
-    def take_actions(self) -> list[Action]:
-        """What the handlers asked since the last call, without doing it (the testing kit)."""
-        ready = self._ready()
-        self._local.ready = []
-        return ready
 
     def _send(self, command: Command, envelope: Envelope) -> None:
         # The command continues the trace of the event that asked for it (the handlers ran
@@ -503,12 +565,6 @@ class ProcessManager(Projector, name="process-manager"):
             )
         return self.deadlines
 
-    def _ready(self) -> list[Action]:
-        ready: list[Action] | None = getattr(self._local, "ready", None)
-        if ready is None:
-            ready = self._local.ready = []
-        return ready
-
     def _asking(self, what: str) -> _Asking:
         asking: _Asking | None = getattr(self._local, "asking", None)
         if asking is None:
@@ -523,11 +579,9 @@ class ProcessManager(Projector, name="process-manager"):
             envelope, event_id(envelope.change_set_id, envelope.stream, envelope.version)
         )
 
-    def _end(self, keep: bool) -> _Asking | None:
+    def _end(self) -> _Asking | None:
         asking: _Asking | None = getattr(self._local, "asking", None)
         self._local.asking = None
-        if keep and asking is not None:
-            self._ready().extend(asking.actions)
         return asking
 
 
@@ -537,17 +591,21 @@ def _collecting(handler: Callable[..., Any]) -> Callable[..., Any]:
         manager._begin(envelope)
         kept = False
         result = None
+        recorded: str | None = None
         try:
             result = handler(manager, event, envelope)
             kept = True
-        except _AlreadyHandled:
-            pass  # recorded on its state: everything it asks for was done the first time
+        except _AlreadyHandled as done:
+            recorded = done.asked  # handled before: do again what it asked, nothing more
         finally:
-            asking = manager._end(kept)
-        if kept:
-            manager._perform_asked()  # the commands and deadlines first, then the state
-            if asking is not None:
-                manager._commit_states(asking)
+            asking = manager._end()
+        if recorded is not None:
+            manager._perform_asked(manager._decode_actions(recorded, envelope))
+        elif kept and asking is not None:
+            # The states (with what was asked) first, then what was asked: a commit that fails
+            # has done nothing, and a failed attempt's requests are dropped with it.
+            manager._commit_states(asking)
+            manager._perform_asked(asking.actions)
         return result
 
     return collecting

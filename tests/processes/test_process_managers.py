@@ -47,6 +47,7 @@ from tests.support.processes import (
     ExpireOrder,
     Fulfilment,
     Order,
+    OrderPaid,
     OrderPlaced,
     PayOrder,
     PlaceOrder,
@@ -220,7 +221,6 @@ def test_an_unpaid_order_expires_and_releases_its_stock(setup: Setup) -> None:
     late = Noting(setup.app, deadlines=setup.deadlines)
     with late_payment(late) as asking:
         asking.cancel("o1")
-    late.before_advance()
     assert outcomes == [CancelResult.ALREADY_FIRED]
 
 
@@ -247,7 +247,9 @@ class late_payment:
         return self.manager
 
     def __exit__(self, *exc: object) -> None:
-        self.manager._end(True)
+        asking = self.manager._end()
+        assert asking is not None
+        self.manager._perform_asked(asking.actions)
 
 
 def test_a_refused_deadline_is_not_retried(setup: Setup) -> None:
@@ -269,10 +271,8 @@ def test_requests_outside_a_handler_and_naive_times_are_refused(setup: Setup) ->
     with late_payment(setup.manager) as asking, pytest.raises(InvalidDeadline):
         asking.schedule(ExpireOrder(order_id="o1"), at=dt.datetime(2030, 1, 1))
     setup.manager.deadlines = None
-    with late_payment(setup.manager) as asking:
-        asking.cancel("o1")
-    with pytest.raises(InvalidDeadline):
-        setup.manager.before_advance()
+    with pytest.raises(InvalidDeadline), late_payment(setup.manager) as asking:
+        asking.cancel("o1")  # done when the handler returns: there is no store to do it in
 
 
 def test_derived_ids_have_no_separator_ambiguity() -> None:
@@ -471,3 +471,136 @@ def test_state_must_be_a_registered_process_state(setup: Setup) -> None:
     ).apply(feed(setup.store))
     parked = setup.positions.get("allocator", "Order#o1").parked
     assert report.parked and parked is not None and "not registered" in parked.error
+
+
+def test_a_crash_after_the_state_commit_does_again_what_was_recorded(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+    perform = Allocator._perform_asked
+    crashed: list[bool] = []
+
+    def crash_once(manager: Allocator, actions: list[Any]) -> None:
+        if not crashed:
+            crashed.append(True)
+            raise RuntimeError("crash after the state, before its commands")
+        perform(manager, actions)
+
+    monkeypatch.setattr(Allocator, "_perform_asked", crash_once)
+    report = ProjectionEngine(
+        Allocator(setup.app), setup.store, setup.positions, retry_delay=0
+    ).apply(feed(setup.store))
+    assert crashed and report.parked == []
+    # The handler's second attempt found the event recorded on the state and did what the
+    # state recorded (the reservation), instead of deciding again on the state it had changed.
+    assert setup.app.get(Stock, "apple").reserved == ["o1"]
+    assert setup.app.get(Order, "o1").state == "placed"
+    assert setup.app.get(Allocation, "apple").given == 1
+
+
+def test_a_state_commit_that_loses_a_race_has_done_nothing(setup: Setup) -> None:
+    """Another runner changes the state between this handler's read and its commit: nothing the
+    handler asked for was done, so the event is handled again, afresh, on the newer state."""
+    setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+    interloper = Allocator(setup.app)
+
+    class Racing(Allocator, name="allocator"):
+        raced = False
+
+        @event_handler(OrderPlaced)
+        def _placed(self, event: OrderPlaced, envelope: Envelope) -> None:
+            allocation = self.state(Allocation, event.sku)
+            if not Racing.raced:  # another runner gives the last unit away meanwhile
+                Racing.raced = True
+                other = interloper.application.unit_of_work(PlaceOrder(order_id="x", sku="-"))
+                other.get_or_create(Allocation, event.sku).give("o9")
+                other.commit()
+            if allocation.given < 1:
+                allocation.give(envelope.aggregate_id)
+                self.issue(Reserve(sku=event.sku, order_id=envelope.aggregate_id))
+            else:
+                self.issue(ExpireOrder(order_id=envelope.aggregate_id))
+
+    engine = ProjectionEngine(Racing(setup.app), setup.store, setup.positions, retry_delay=0)
+    with pytest.raises(DeliverAgain):
+        engine.apply(feed(setup.store))
+    with pytest.raises(AggregateNotFound):
+        setup.app.get(Stock, "apple")  # the reservation was never sent
+    report = engine.apply(feed(setup.store))
+    assert report.parked == []
+    assert setup.app.get(Order, "o1").state == "expired"  # decided on the newer state
+    assert setup.app.get(Allocation, "apple").given == 1
+
+
+def test_deadlines_recorded_on_a_state_are_scheduled_and_cancelled_again_after_a_crash(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Keeping(ProcessManager, name="keeping"):
+        """Fulfilment with a state: a crash after each state commit must lose nothing."""
+
+        @event_handler(OrderPlaced)
+        def _placed(self, event: OrderPlaced, envelope: Envelope) -> None:
+            self.state(Allocation, event.sku).give(envelope.aggregate_id)
+            self.issue(Reserve(sku=event.sku, order_id=envelope.aggregate_id))
+            self.schedule(
+                ExpireOrder(order_id=envelope.aggregate_id),
+                at=envelope.occurred_at + PAYMENT_WINDOW,
+                key=envelope.aggregate_id,
+            )
+
+        @event_handler(OrderPaid)
+        def _paid(self, event: OrderPaid, envelope: Envelope) -> None:
+            self.state(Allocation, "apple")
+            self.cancel(envelope.aggregate_id)
+
+    perform = Keeping._perform_asked
+    crashes: list[int] = []
+
+    def crash_each_first_time(manager: Keeping, actions: list[Any]) -> None:
+        if len(crashes) < 2 and actions and actions[0].envelope.version not in crashes:
+            crashes.append(actions[0].envelope.version)
+            raise RuntimeError("crash after the state, before what it asked for")
+        perform(manager, actions)
+
+    monkeypatch.setattr(Keeping, "_perform_asked", crash_each_first_time)
+    manager = Keeping(setup.app, deadlines=setup.deadlines)
+    engine = ProjectionEngine(manager, setup.store, setup.positions, retry_delay=0)
+    setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+    engine.apply(feed(setup.store))
+    (deadline,) = setup.deadlines.list()
+    placed = setup.store.load_events("Order", "o1", 0)[0]
+    assert deadline.deadline_id == Keeping.deadline_id("o1")
+    assert deadline.due_at == placed.occurred_at + PAYMENT_WINDOW
+    assert setup.app.get(Stock, "apple").reserved == ["o1"]
+    setup.app.handle(PayOrder(order_id="o1"))
+    engine.apply(feed(setup.store))
+    assert crashes == [1, 2]
+    (cancelled,) = setup.deadlines.list()
+    assert cancelled.status is DeadlineStatus.CANCELLED
+
+
+def test_a_stateful_handler_cannot_issue_personal_data(setup: Setup) -> None:
+    @frozen
+    class Greet(Command, target="order_id", personal=("name",)):
+        order_id: str
+        name: str
+
+    class Greeter(ProcessManager, name="greeter"):
+        @event_handler(OrderPlaced)
+        def _placed(self, event: OrderPlaced, envelope: Envelope) -> None:
+            self.state(Allocation, event.sku)
+            self.issue(Greet(order_id=envelope.aggregate_id, name="Ann"))
+
+    @command_handler(Greet)
+    def greet(uow: UnitOfWork, command: Greet) -> None:
+        """Would greet."""
+
+    app = Application(store=setup.store, aggregates=[Order, Stock, Allocation], handlers=[greet])
+    app.handle(PlaceOrder(order_id="o1", sku="apple"))
+    report = ProjectionEngine(Greeter(app), setup.store, setup.positions, retry_delay=0).apply(
+        feed(setup.store)
+    )
+    parked = setup.positions.get("greeter", "Order#o1").parked
+    assert report.parked and parked is not None and "personal fields (name)" in parked.error
+    with pytest.raises(AggregateNotFound):
+        app.get(Allocation, "apple")  # nothing committed
