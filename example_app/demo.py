@@ -16,13 +16,16 @@ from decimal import Decimal
 from typing import Any, TextIO
 
 from example_app.bank import (
+    HOLD_FOR,
     Account,
     CloseAccount,
+    ConfirmWithdrawal,
     DepositMoney,
     OpenAccount,
     TransferMoney,
     WithdrawMoney,
 )
+from example_app.processes import WithdrawalHolds
 from example_app.read_models import (
     all_projectors,
     create_read_model_tables,
@@ -32,8 +35,14 @@ from example_app.read_models import (
 from example_app.users import ChangeEmail, ForgetUser, RegisterUser
 from example_app.wiring import SNAPSHOT_EVERY, build_application, open_example_store
 from framework import Application, Command, ConcurrencyError, DomainError, DynamoDBEventStore
+from framework.application import CommandResult
 from framework.errors import UniqueConstraintViolated
-from framework.projections import CatchUpRunner
+from framework.projections import (
+    CatchUpRunner,
+    DeadlineRunner,
+    DeadlineStatus,
+    DynamoDBDeadlineStore,
+)
 from framework.store import DynamoDBPositionStore
 
 
@@ -69,17 +78,18 @@ class Narrator:
     def line(self, text: str = "") -> None:
         self.out.write(text + "\n")
 
-    def step(self, title: str, command: Command) -> None:
+    def step(self, title: str, command: Command) -> CommandResult | None:
+        """Handle ``command`` and say what happened; its result, ``None`` when refused."""
         if title:
             self.line(f"* {title}")
         try:
             result = self.app.handle(command)
         except DomainError as error:
             self.line(f"    refused: {error}")
-            return
+            return None
         except UniqueConstraintViolated as error:  # the claimed value is a hash: name the scope
             self.line(f"    refused: that {error.scope} belongs to someone else")
-            return
+            return None
         versions = ", ".join(f"{stream} v{version}" for stream, version in result.versions.items())
         if result.duplicate:
             self.line(
@@ -89,6 +99,7 @@ class Narrator:
             self.line("    nothing to change")
         else:
             self.line(f"    committed {len(result.events)} event(s): {versions}")
+        return result
 
     def table(self, title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         self.line(title)
@@ -207,6 +218,55 @@ def run_demo(out: TextIO) -> None:
         print_read_models(
             say, store, [alice, bob, dave_account], [f"carol{suffix}", f"dave{suffix}"]
         )
+        hold_large_withdrawals(say, app, store, alice)
+
+
+def hold_large_withdrawals(
+    say: Narrator, app: Application, store: DynamoDBEventStore, alice: str
+) -> None:
+    """Withdrawals above 1,000 wait for the owner: a process manager schedules their release and
+    a deadline runner fires it; the clock is moved on, not waited for."""
+    deadlines = DynamoDBDeadlineStore(store)
+    deadlines.create_table()
+    holds = CatchUpRunner(
+        store,
+        DynamoDBPositionStore(store),
+        [WithdrawalHolds(app, deadlines=deadlines)],
+        safety_window=dt.timedelta(0),
+    )
+    say.line("Large withdrawals wait for the owner's confirmation:")
+    say.step("Alice deposits 3,000.00", DepositMoney(account_id=alice, amount=Decimal(3000)))
+    confirmed = say.step(
+        "Alice withdraws 1,500.00 (above 1,000.00: held until she confirms it)",
+        WithdrawMoney(account_id=alice, amount=Decimal(1500)),
+    )
+    say.step(
+        "Alice withdraws 1,200.00 and never confirms it",
+        WithdrawMoney(account_id=alice, amount=Decimal(1200)),
+    )
+    holds.run(until=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
+    pending = deadlines.list()
+    say.line(
+        f"    the process manager scheduled {len(pending)} release(s), "
+        f"{int(HOLD_FOR.total_seconds() // 60)} minutes after each hold"
+    )
+    if confirmed is None:  # refused (it was not, the account has the money): nothing to show
+        return
+    hold_id = f"hold-{confirmed.versions[f'{Account.aggregate_type()}#{alice}']}"
+    say.step(
+        f"Alice confirms the first ({hold_id})",
+        ConfirmWithdrawal(account_id=alice, hold_id=hold_id),
+    )
+    holds.run(until=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
+    later = dt.datetime.now(dt.UTC) + HOLD_FOR + dt.timedelta(minutes=1)
+    report = DeadlineRunner(app, deadlines).run_due(later)
+    account = app.get(Account, alice)
+    cancelled = sum(1 for d in deadlines.list() if d.status is DeadlineStatus.CANCELLED)
+    say.line(
+        f"* {int(HOLD_FOR.total_seconds() // 60) + 1} minutes later the deadline runner fired "
+        f"{report.fired} release(s); {cancelled} was cancelled by the confirmation"
+    )
+    say.line(f"    Alice's balance: {account.balance}, held: {len(account.holds)}")
 
 
 def print_read_models(

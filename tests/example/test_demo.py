@@ -43,6 +43,12 @@ EXPECTED_LINES = [
     "8 deposit +1.00",
     "carol Carol carol@example.org",
     "dave (erased) (erased)",
+    "Alice withdraws 1,500.00 (above 1,000.00: held until she confirms it)",
+    "the process manager scheduled 2 release(s), 15 minutes after each hold",
+    "Alice confirms the first (hold-10)",
+    "committed 2 event(s): Account#alice v13",
+    "16 minutes later the deadline runner fired 1 release(s); 1 was cancelled by the confirmation",
+    "Alice's balance: 1643.00, held: 0",
 ]
 
 
