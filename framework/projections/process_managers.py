@@ -395,11 +395,12 @@ class ProcessManager(Projector, name="process-manager"):
             return None
         return _collecting(handler)
 
-    def _commit_states(self, asking: _Asking) -> None:
+    def _commit_states(self, asking: _Asking) -> list[Action]:
         """Commit the states the handler asked for, each recording the event as handled and
-        what the handler asked for (done next, and again from there after a crash)."""
+        what the handler asked for; returns what is to be done now: that, or what another
+        runner recorded when it committed this event's states first."""
         if asking.unit_of_work is None or not asking.states:
-            return
+            return asking.actions
         envelope = asking.envelope
         asked = self._encode_actions(asking.actions)
         for state in asking.states:
@@ -407,13 +408,20 @@ class ProcessManager(Projector, name="process-manager"):
         try:
             asking.unit_of_work.commit()
         except DuplicateCommand:
-            return  # another runner committed this event's states first: the same ones
+            # Another runner committed this event's states first, perhaps having decided on a
+            # newer state than this one read: what it recorded is what is done.
+            first = asking.states[0]
+            current = self.application.get(type(first), first.id)
+            return self._decode_actions(
+                current.asked_for(envelope.stream, envelope.version), envelope
+            )
         except (StoreUnavailable, ConflictError) as error:
             raise DeliverAgain(
                 f"{type(self).__name__} could not commit its state for {envelope.stream} "
                 f"version {envelope.version}: {type(error).__name__}: {error}; the event will "
                 "be delivered again"
             ) from error
+        return asking.actions
 
     def _encode_actions(self, actions: list[Action]) -> str:
         """``actions`` as a process's state records them (JSON)."""
@@ -604,8 +612,7 @@ def _collecting(handler: Callable[..., Any]) -> Callable[..., Any]:
         elif kept and asking is not None:
             # The states (with what was asked) first, then what was asked: a commit that fails
             # has done nothing, and a failed attempt's requests are dropped with it.
-            manager._commit_states(asking)
-            manager._perform_asked(asking.actions)
+            manager._perform_asked(manager._commit_states(asking))
         return result
 
     return collecting

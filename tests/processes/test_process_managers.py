@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pytest
+import structlog.testing
 from attrs import frozen
 
 from framework import (
@@ -444,11 +445,11 @@ def test_a_crash_before_the_state_commit_decides_again_on_the_same_state(
     commit = Allocator._commit_states
     crashed: list[str] = []
 
-    def crash_once(manager: Allocator, asking: Any) -> None:
+    def crash_once(manager: Allocator, asking: Any) -> list[Any]:
         if not crashed:
             crashed.append(asking.envelope.stream)
-            raise RuntimeError("crash after the commands, before the state")
-        commit(manager, asking)
+            raise RuntimeError("crash before the state was committed")
+        return commit(manager, asking)
 
     monkeypatch.setattr(Allocator, "_commit_states", crash_once)
     allocator = Allocator(setup.app)
@@ -604,3 +605,38 @@ def test_a_stateful_handler_cannot_issue_personal_data(setup: Setup) -> None:
     assert report.parked and parked is not None and "personal fields (name)" in parked.error
     with pytest.raises(AggregateNotFound):
         app.get(Allocation, "apple")  # nothing committed
+
+
+def test_a_runner_that_finds_the_event_committed_by_another_does_what_that_one_recorded(
+    setup: Setup,
+) -> None:
+    """Runner B reads the state, then runner A (which read a newer state) handles the same event
+    and commits first: B's commit is a duplicate, and B does what A recorded, not its own."""
+    setup.app.handle(PlaceOrder(order_id="o1", sku="apple"))
+
+    class Late(Allocator, name="allocator"):
+        @event_handler(OrderPlaced)
+        def _placed(self, event: OrderPlaced, envelope: Envelope) -> None:
+            allocation = self.state(Allocation, event.sku)  # B reads: no unit given yet
+            other = self.application.unit_of_work(PlaceOrder(order_id="x", sku="-"))
+            other.get_or_create(Allocation, event.sku).give("o9")  # meanwhile: the last unit
+            other.commit()
+            ProjectionEngine(
+                Allocator(self.application), setup.store, InMemoryPositionStore()
+            ).apply(feed(setup.store))  # runner A: reads the newer state, expires o1
+            if allocation.given < 1:  # B, on what it read: would reserve
+                allocation.give(envelope.aggregate_id)
+                self.issue(Reserve(sku=event.sku, order_id=envelope.aggregate_id))
+            else:
+                self.issue(ExpireOrder(order_id=envelope.aggregate_id))
+
+    with structlog.testing.capture_logs() as logged:
+        report = ProjectionEngine(Late(setup.app), setup.store, setup.positions).apply(
+            feed(setup.store)
+        )
+    assert report.parked == []
+    # Done right the first time: no second command under A's ids, no handler retried.
+    assert [e["event"] for e in logged if e["log_level"] in ("warning", "error")] == []
+    assert setup.app.get(Order, "o1").state == "expired"
+    with pytest.raises(AggregateNotFound):
+        setup.app.get(Stock, "apple")  # B's own decision was never sent
