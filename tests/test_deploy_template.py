@@ -156,6 +156,7 @@ def test_the_function_runs_the_framework_handler(template: dict[str, Any]) -> No
         "DYNAMO_TABLE_PREFIX": {"Ref": "TablePrefix"},
         "PROJECTORS": {"Ref": "Projectors"},
         "UPCASTERS": {"Ref": "Upcasters"},
+        "APPLICATION": {"Ref": "Application"},
         **STORE_SETTINGS,
     }
     default_projectors = template["Parameters"]["Projectors"]["Default"]
@@ -234,8 +235,29 @@ def test_the_function_role_is_least_privilege(template: dict[str, Any]) -> None:
     }
     assert granted(FAILURE_QUEUE) == {"sqs:SendMessage"}
     assert granted(LARGE_PAYLOADS) == {"s3:GetObject"}
+    assert granted({"Fn::GetAtt": ["DeadlinesTable", "Arn"]}) == {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+    }
     for table in ("AggregatesTable", "SnapshotsTable"):
         assert not granted({"Fn::GetAtt": [table, "Arn"]})
+
+
+def test_the_example_process_manager_runs_with_the_projections(
+    template: dict[str, Any],
+) -> None:
+    """On AWS the held withdrawals' releases are scheduled: the projection function runs the
+    example's process manager, built (as the handler builds it) from APPLICATION."""
+    from framework.projections import ProcessManager
+
+    projectors = load_projectors(template["Parameters"]["Projectors"]["Default"])
+    managers = [p for p in projectors if isinstance(p, ProcessManager)]
+    assert [type(m).__name__ for m in managers] == ["WithdrawalHolds"]
+    from example_app import wiring
+
+    module, _, factory = template["Parameters"]["Application"]["Default"].partition(":")
+    assert module == wiring.__name__ and callable(getattr(wiring, factory))
 
 
 def test_read_model_tables_follow_the_prefix_by_default(template: dict[str, Any]) -> None:
