@@ -452,7 +452,7 @@ class ProjectionEngine:
         function = self.projector.handler_for(record.event_type)
         if function is None:
             return []  # not interesting to this projector: the position still moves past it
-        envelope = _envelope(record)
+        envelope = Envelope.of(record)
         # The projector's log lines (and the engine's) carry the event's ids; its span continues
         # the trace of the request that committed the event.
         with log_context(
@@ -645,19 +645,3 @@ def group_by_stream(records: Iterable[StoredEvent]) -> dict[str, list[StoredEven
     for record in records:
         by_stream.setdefault(record.stream, []).append(record)
     return by_stream
-
-
-def _envelope(record: StoredEvent) -> Envelope:
-    return Envelope(
-        aggregate_type=record.aggregate_type,
-        aggregate_id=record.aggregate_id,
-        version=record.version,
-        event_type=record.event_type,
-        occurred_at=record.occurred_at,
-        change_set_id=record.change_set_id,
-        command_id=record.command_id,
-        correlation_id=record.correlation_id,
-        causation_id=record.causation_id,
-        traceparent=record.traceparent,
-        tracestate=record.tracestate,
-    )

@@ -71,8 +71,8 @@ from framework.projections.deadlines import (
 )
 from framework.projections.process_state import ProcessState, RecordProcessState
 from framework.projections.projector import Envelope, Projector
-from framework.projections.publisher import event_id
 from framework.store.base import EventStore
+from framework.store.records import event_id
 from framework.tracing import continued_from
 from framework.unit_of_work import UnitOfWork
 

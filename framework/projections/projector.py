@@ -40,6 +40,7 @@ from framework.projections.folding import (
     update_write,
 )
 from framework.store.keys import check_projector_name, stream_key
+from framework.store.records import StoredEvent
 
 
 @attrs.frozen
@@ -58,6 +59,23 @@ class Envelope:
     traceparent: str | None = None
     """The trace context stored with the event (``framework.tracing.continued_from`` uses it)."""
     tracestate: str | None = None
+
+    @classmethod
+    def of(cls, record: StoredEvent) -> Envelope:
+        """The envelope of a stored event: everything it was stored with but its payload."""
+        return cls(
+            aggregate_type=record.aggregate_type,
+            aggregate_id=record.aggregate_id,
+            version=record.version,
+            event_type=record.event_type,
+            occurred_at=record.occurred_at,
+            change_set_id=record.change_set_id,
+            command_id=record.command_id,
+            correlation_id=record.correlation_id,
+            causation_id=record.causation_id,
+            traceparent=record.traceparent,
+            tracestate=record.tracestate,
+        )
 
     @property
     def stream(self) -> str:

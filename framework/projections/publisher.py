@@ -383,20 +383,7 @@ class EventBridgePublisher(Projector, name="eventbridge-publisher"):
                 stream=record.stream,
                 version=record.version,
             )
-            envelope = Envelope(
-                aggregate_type=record.aggregate_type,
-                aggregate_id=record.aggregate_id,
-                version=record.version,
-                event_type=record.event_type,
-                occurred_at=record.occurred_at,
-                change_set_id=record.change_set_id,
-                command_id=record.command_id,
-                correlation_id=record.correlation_id,
-                causation_id=record.causation_id,
-                traceparent=record.traceparent,
-                tracestate=record.tracestate,
-            )
-            entries.append((self.entry_for(event, envelope), record.event_type))
+            entries.append((self.entry_for(event, Envelope.of(record)), record.event_type))
         return entries
 
     def republish(
