@@ -29,6 +29,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import attrs
 import structlog
 
 from framework.config import Settings
@@ -177,17 +178,6 @@ def deadlines_handler(event: Mapping[str, Any], context: Any) -> dict[str, int]:
     if _runner is None:
         application, store = application_from_settings()
         _runner = DeadlineRunner(application, DynamoDBDeadlineStore(store))
-    report = _runner.run_due()
-    log.info(
-        "deadlines.run",
-        fired=report.fired,
-        refused=report.refused,
-        failed=report.failed,
-        lost=report.lost,
-    )
-    return {
-        "fired": report.fired,
-        "refused": report.refused,
-        "failed": report.failed,
-        "lost": report.lost,
-    }
+    counts: dict[str, int] = attrs.asdict(_runner.run_due())
+    log.info("deadlines.run", **counts)
+    return counts
