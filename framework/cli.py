@@ -378,13 +378,10 @@ def projections_follow(
         upcasters=_upcasters(upcaster_specs),
         **_engine_options(store),
     )
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     names = ", ".join(projector.projector_name() for projector in projectors)
-    click.echo(f"following the events stream for {names} (Ctrl-C to stop)", err=True)
-    poller.run(stop, interval=interval)
-    click.echo("stopped", err=True)
+    _until_stopped(
+        f"following the events stream for {names}", lambda stop: poller.run(stop, interval=interval)
+    )
 
 
 @projections.command("retry")
@@ -545,6 +542,16 @@ def publish_dlq_resend(publisher_spec: str, limit: int, upcaster_specs: str) -> 
     )
 
 
+def _until_stopped(doing: str, run: Callable[[threading.Event], None]) -> None:
+    """Say what runs, run it until Ctrl-C or SIGTERM sets its stop event, say it stopped."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    click.echo(f"{doing} (Ctrl-C to stop)", err=True)
+    run(stop)
+    click.echo("stopped", err=True)
+
+
 # -- deadlines -----------------------------------------------------------------------------
 
 
@@ -628,12 +635,9 @@ def deadlines_run(application_spec: str, loop: bool, interval: float, now_text: 
     if loop:
         if now_text is not None:
             raise click.BadParameter("--now fires once: leave out --loop")
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
-        click.echo("firing deadlines as they fall due (Ctrl-C to stop)", err=True)
-        runner.run(stop, interval=interval)
-        click.echo("stopped", err=True)
+        _until_stopped(
+            "firing deadlines as they fall due", lambda stop: runner.run(stop, interval=interval)
+        )
         return
     report = runner.run_due(_moment(now_text))
     console.print(
