@@ -92,11 +92,6 @@ def _text(item: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def _optional_text(item: Mapping[str, Any], name: str) -> str | None:
-    value = item.get(name)
-    return None if value is None else _text(item, name)
-
-
 def _number(item: Mapping[str, Any], name: str) -> int:
     return int(item[name]["N"])
 
@@ -144,43 +139,48 @@ def item_to_event(item: Mapping[str, Any], stream: tuple[str, str] | None = None
     """Read an events-table item; a malformed item raises ``CorruptEvent`` naming it.
 
     ``stream`` is the (aggregate type, id) the item is known to belong to (a stream's own
-    ``Query``): its ``pk`` is then neither read nor needed. Loading decodes every item of a
-    stream, so the attributes are read inline rather than through a helper each.
+    ``Query``): its ``pk`` is then neither read nor needed. Every event a replay or a load reads
+    comes through here, so the attributes are read inline, the record is built positionally and
+    the text attributes are checked by their exact type, without a helper call or a generator
+    per attribute (together about a third of this function's time).
     """
     try:
         aggregate_type, aggregate_id = stream or split_stream(item["pk"]["S"])
+        event_type = item["event_type"]["S"]
         occurred_at = item["occurred_at"]["S"]
-        payload = item["payload"]["B"]
-        if not isinstance(payload, bytes):
-            payload = _binary(item, "payload")
-        record = StoredEvent(
-            aggregate_type=aggregate_type,
-            aggregate_id=aggregate_id,
-            version=int(item["sk"]["N"]),
-            event_type=item["event_type"]["S"],
-            schema=int(item["schema"]["N"]),
-            payload=payload,
-            occurred_at=dt.datetime.fromisoformat(occurred_at),
-            change_set_id=item["change_set_id"]["S"],
-            command_id=item["command_id"]["S"],
-            correlation_id=item["correlation_id"]["S"],
-            causation_id=item["causation_id"]["S"],
-            traceparent=_optional_text(item, "traceparent"),
-            tracestate=_optional_text(item, "tracestate"),
-        )
-        if not all(
-            isinstance(text, str)
-            for text in (
-                record.event_type,
-                occurred_at,
-                record.change_set_id,
-                record.command_id,
-                record.correlation_id,
-                record.causation_id,
-            )
+        change_set_id = item["change_set_id"]["S"]
+        command_id = item["command_id"]["S"]
+        correlation_id = item["correlation_id"]["S"]
+        causation_id = item["causation_id"]["S"]
+        if (
+            type(event_type) is not str
+            or type(occurred_at) is not str
+            or type(change_set_id) is not str
+            or type(command_id) is not str
+            or type(correlation_id) is not str
+            or type(causation_id) is not str
         ):
             raise TypeError("a text attribute is not a string")
-        return record
+        payload = item["payload"]["B"]
+        if type(payload) is not bytes:
+            payload = _binary(item, "payload")
+        traceparent = item.get("traceparent")
+        tracestate = item.get("tracestate")
+        return StoredEvent(
+            aggregate_type,
+            aggregate_id,
+            int(item["sk"]["N"]),
+            event_type,
+            int(item["schema"]["N"]),
+            payload,
+            dt.datetime.fromisoformat(occurred_at),
+            change_set_id,
+            command_id,
+            correlation_id,
+            causation_id,
+            None if traceparent is None else _text(item, "traceparent"),
+            None if tracestate is None else _text(item, "tracestate"),
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         where = stream_key(*stream) if stream else str(item.get("pk", {}).get("S", "?"))
         version: int | None = None
