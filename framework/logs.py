@@ -26,7 +26,7 @@ import contextlib
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType
 from typing import Any
@@ -37,6 +37,7 @@ __all__ = [
     "LazyValue",
     "configure_logging",
     "log_context",
+    "log_context_from",
     "merge_log_context",
     "redact_sensitive",
     "withhold",
@@ -78,9 +79,8 @@ def withhold(text: str, personal_values: Iterable[str]) -> str:
     return pattern.sub(WITHHELD, text)
 
 
-_bound: ContextVar[Mapping[str, Any]] = ContextVar(
-    "framework_log_context", default=MappingProxyType({})
-)
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_bound: ContextVar[Mapping[str, Any]] = ContextVar("framework_log_context", default=_EMPTY)
 
 
 class LazyValue:
@@ -126,6 +126,61 @@ class _LogContext(contextlib.AbstractContextManager[None]):
         if self._token is not None:
             _bound.reset(self._token)
             self._token = None
+
+
+def log_context_from(
+    compute: Callable[..., Mapping[str, Any]], *args: Any
+) -> contextlib.AbstractContextManager[None]:
+    """Within the block, log lines carry the ids ``compute(*args)`` returns, computed only when
+    a line is logged (at most once per block).
+
+    For a block entered per item of a stream of work: the projection engine binds an event's
+    ids around each handler call, and most calls log nothing, so building the ids (and merging
+    them with the outer block's) each time cost more than the rest of the binding. Otherwise
+    as ``log_context``: ``None`` values are left out, the ids override the outer block's.
+    """
+    return _LazyIds(compute, args)
+
+
+class _LazyIds(Mapping[str, Any]):
+    """``log_context_from``'s block, and the ids it binds: the outer block's merged with those
+    it computes, when first read."""
+
+    __slots__ = ("_args", "_compute", "_merged", "_outer", "_token")
+
+    def __init__(self, compute: Callable[..., Mapping[str, Any]], args: tuple[Any, ...]) -> None:
+        self._compute = compute
+        self._args = args
+        self._merged: dict[str, Any] | None = None
+        self._outer: Mapping[str, Any] = _EMPTY
+        self._token: Token[Mapping[str, Any]] | None = None
+
+    def __enter__(self) -> None:
+        self._outer = _bound.get()
+        self._token = _bound.set(self)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _bound.reset(self._token)
+            self._token = None
+
+    def _ids(self) -> dict[str, Any]:
+        if self._merged is None:
+            merged = dict(self._outer)
+            for name, value in self._compute(*self._args).items():
+                if value is not None:
+                    merged[name] = value
+            self._merged = merged
+        return self._merged
+
+    def __getitem__(self, name: str) -> Any:
+        return self._ids()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids())
+
+    def __len__(self) -> int:
+        return len(self._ids())
 
 
 def merge_log_context(

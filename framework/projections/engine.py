@@ -45,7 +45,7 @@ import structlog
 
 from framework.encryption import KeyRing
 from framework.errors import CorruptEvent, DefinitionError, DeliverAgain
-from framework.logs import LazyValue, log_context
+from framework.logs import log_context_from
 from framework.mapping.mapper import EventMapper
 from framework.mapping.upcasters import Upcaster
 from framework.projections.folding import FoldedBatch, QueuedWrite, RowWrite
@@ -453,15 +453,9 @@ class ProjectionEngine:
         if function is None:
             return []  # not interesting to this projector: the position still moves past it
         envelope = Envelope.of(record)
-        # The projector's log lines (and the engine's) carry the event's ids; its span continues
-        # the trace of the request that committed the event.
-        with log_context(
-            event_id=LazyValue(event_id, record.change_set_id, record.stream, record.version),
-            stream=record.stream,
-            version=record.version,
-            correlation_id=record.correlation_id,
-            causation_id=record.causation_id,
-        ):
+        # The projector's log lines (and the engine's) carry the event's ids, worked out only
+        # when a line is logged; its span continues the trace of the request that committed it.
+        with log_context_from(_log_ids, record):
             if active_tracer() is None:
                 return self._handle_traced(function, record, envelope)
             attributes: dict[str, AttributeValue] = {
@@ -637,6 +631,18 @@ def _reading_mapper(
     return mapper.extended(
         projector.event_classes(), keys=keys or mapper.keys or projector.key_ring
     )
+
+
+def _log_ids(record: StoredEvent) -> dict[str, str | int]:
+    """The ids a log line about ``record`` carries."""
+    stream = record.stream
+    return {
+        "event_id": event_id(record.change_set_id, stream, record.version),
+        "stream": stream,
+        "version": record.version,
+        "correlation_id": record.correlation_id,
+        "causation_id": record.causation_id,
+    }
 
 
 def group_by_stream(records: Iterable[StoredEvent]) -> dict[str, list[StoredEvent]]:

@@ -22,7 +22,7 @@ from framework import (
     command_handler,
     event_handler,
 )
-from framework.logs import configure_logging, log_context
+from framework.logs import configure_logging, log_context, log_context_from
 from framework.projections import Envelope, ProjectionEngine
 from framework.store import InMemoryPositionStore
 from framework.store.records import event_id
@@ -132,6 +132,41 @@ def test_log_contexts_nest_and_restore_even_on_errors(json_lines: Any) -> None:
     assert outer["correlation_id"] == "outer" and "event_id" not in outer
     assert "skipped" not in outer
     assert "correlation_id" not in none
+
+
+def test_ids_computed_for_a_block_are_worked_out_only_when_a_line_is_logged(
+    json_lines: Any,
+) -> None:
+    computed: list[str] = []
+
+    def ids(name: str) -> dict[str, str | None]:
+        computed.append(name)
+        return {"correlation_id": "inner", "event_id": name, "skipped": None}
+
+    with log_context(correlation_id="outer", command_id="c-1"):
+        with log_context_from(ids, "quiet"):
+            pass
+        assert computed == []  # nothing logged: nothing computed
+        with pytest.raises(RuntimeError), log_context_from(ids, "e-1"):
+            chatter.info("first")
+            with log_context(version=3):
+                chatter.info("nested")
+            chatter.info("second")
+            raise RuntimeError
+        chatter.info("outer")
+    chatter.info("none")
+    first, nested, second, outer, none = json_lines()
+    assert computed == ["e-1"]  # once per block, however many lines it logs
+    for line in (first, nested, second):
+        assert (line["correlation_id"], line["event_id"], line["command_id"]) == (
+            "inner",
+            "e-1",
+            "c-1",
+        )
+        assert "skipped" not in line
+    assert nested["version"] == 3 and "version" not in second
+    assert outer["correlation_id"] == "outer" and "event_id" not in outer
+    assert "correlation_id" not in none and "command_id" not in none
 
 
 def test_the_ready_made_lambda_handler_logs_the_ids_unless_the_function_configured_logging(
