@@ -837,12 +837,19 @@ _FRAMEWORK_ATTRIBUTES = frozenset(
 )
 
 
-def aggregate_state_fields(cls: type[Aggregate]) -> dict[str, Any]:
+_state_fields: dict[type, Mapping[str, Any]] = {}
+
+
+def aggregate_state_fields(cls: type[Aggregate]) -> Mapping[str, Any]:
     """The annotated state attributes of an aggregate class, with their types.
 
     These are what a snapshot stores. Class variables and the framework's own attributes are left
-    out.
+    out. Resolved once per class (``typing.get_type_hints`` compiles every string annotation
+    anew, which cost more than reading a snapshot) and kept read-only.
     """
+    known = _state_fields.get(cls)
+    if known is not None:
+        return known
     try:
         hints = typing.get_type_hints(cls)
     except (NameError, TypeError) as error:
@@ -856,7 +863,8 @@ def aggregate_state_fields(cls: type[Aggregate]) -> dict[str, Any]:
         if typing.get_origin(hint) is ClassVar or hint is ClassVar:
             continue
         fields[name] = hint
-    return fields
+    known = _state_fields[cls] = types.MappingProxyType(fields)
+    return known
 
 
 def undeclared_state(aggregate: Aggregate) -> list[str]:
