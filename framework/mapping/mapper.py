@@ -10,14 +10,13 @@ stored type name in two ways.
 
 Every class is checked when it is registered (its upcaster chain complete, its personal fields
 text) and gets a prebuilt reader: its current schema version, its upcasters, its personal fields
-and cattrs' structure function. Decoding an event stored at the current version is then a JSON
-parse and one call; the chain is only looked at for an older version.
+and its structure function (``structure.py``). Decoding an event stored at the current version
+is then a JSON parse and one call; the chain is only looked at for an older version.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
 import attrs
 
@@ -35,6 +34,7 @@ from framework.mapping.converter import converter
 from framework.mapping.formats import decode_json, encode_json
 from framework.mapping.personal import open_fields, open_state, seal_fields, seal_state
 from framework.mapping.state import DecodedState, state_document, state_schema, state_values
+from framework.mapping.structure import structure_function
 from framework.mapping.upcasters import Upcaster, Upcasters, run_chain
 from framework.subjects import Subject
 from framework.typecheck import text_field_kind
@@ -58,7 +58,7 @@ class _Reader:
         self.event_class = event_class
         self.name = event_type_name(event_class)
         self.current = event_schema_version(event_class)
-        self.structure: Callable[[Any, Any], Any] = converter.get_structure_hook(event_class)
+        self.structure = structure_function(event_class, converter)
         self.steps = upcasters.steps(self.name)
         self.personal = tuple(
             (spec.name, text_field_kind(event_class, spec.name) == "optional")
@@ -170,7 +170,7 @@ class EventMapper:
                 document = run_chain(event_type, reader.steps, schema, current, document)
             if reader.personal:
                 open_fields(self.keys, event_type, reader.personal, document)
-            event: Event = reader.structure(document, reader.event_class)
+            event = reader.structure(document)
         except Exception as error:
             raise CorruptEvent(stream, version, f"cannot decode {event_type}: {error}") from error
         return event
