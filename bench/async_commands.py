@@ -12,7 +12,11 @@ of the stream and a ``TransactWriteItems``.
 Rounds are interleaved and rotated (each side goes first in turn), after a warm-up round of each
 side that is not counted; each round opens fresh accounts. Reported: commands/s (all the round's
 commands over its wall time) and the p50/p99 latency of single commands, medians over rounds
-with their ranges, and the ratio asyncio / threads of each round (median and range).
+with their ranges, and the ratio asyncio / threads of each round (median and range); and this
+process's CPU time per command, which tells the client's cost apart from DynamoDB Local's (a JVM
+on the same cores), and how many of its threads were runnable but waiting for a core, on average
+(Linux only): a loop is one thread, and on a crowded machine one thread gets one thread's share
+of the cores, however much work waits for it.
 
     python -m bench.async_commands [--rounds 5] [--in-flight 50] [--commands 10] [--cache]
 """
@@ -28,6 +32,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 
 import attrs
 from botocore.config import Config
@@ -49,6 +54,12 @@ class RoundResult:
     commands_per_second: float
     p50_ms: float
     p99_ms: float
+    cpu_ms: float
+    """This process's CPU time per command (all its threads): what the client side costs."""
+    waiting: float
+    """How many of this process's threads were, on average over the round, runnable but
+    waiting for a core (Linux ``schedstat`` run-queue time, summed over threads, over wall
+    time): for the loop's one thread, the share of the round it could not run."""
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -57,13 +68,33 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
-def summarise(side: str, latencies: Sequence[float], elapsed: float) -> RoundResult:
-    return RoundResult(
-        side,
-        len(latencies) / elapsed,
-        percentile(latencies, 0.50) * 1000,
-        percentile(latencies, 0.99) * 1000,
-    )
+def run_queue_wait() -> float:
+    """Seconds this process's threads have spent waiting on a run queue (0 where unknown)."""
+    total = 0
+    for stat in Path("/proc/self/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(stat.read_text().split()[1])
+    return total / 1e9
+
+
+@attrs.frozen
+class Clocks:
+    """Where a round starts: wall time, this process's CPU time, its run-queue wait."""
+
+    wall: float = attrs.field(factory=time.perf_counter)
+    cpu: float = attrs.field(factory=time.process_time)
+    waited: float = attrs.field(factory=run_queue_wait)
+
+    def result(self, side: str, latencies: Sequence[float]) -> RoundResult:
+        elapsed = time.perf_counter() - self.wall
+        return RoundResult(
+            side,
+            len(latencies) / elapsed,
+            percentile(latencies, 0.50) * 1000,
+            percentile(latencies, 0.99) * 1000,
+            (time.process_time() - self.cpu) / len(latencies) * 1000,
+            (run_queue_wait() - self.waited) / elapsed,
+        )
 
 
 def build(store: DynamoDBEventStore, cache: bool) -> Application:
@@ -86,9 +117,9 @@ async def asyncio_round(app: AsyncApplication, in_flight: int, commands: int) ->
             await app.handle(Deposit(account_id=account_id, amount=Decimal(1)))
             latencies.append(time.perf_counter() - started)
 
-    started = time.perf_counter()
+    clocks = Clocks()
     await asyncio.gather(*(worker(account_id) for account_id in ids))
-    return summarise("asyncio", latencies, time.perf_counter() - started)
+    return clocks.result("asyncio", latencies)
 
 
 def threads_round(
@@ -104,9 +135,9 @@ def threads_round(
             app.handle(Deposit(account_id=account_id, amount=Decimal(1)))
             latencies.append(time.perf_counter() - started)
 
-    started = time.perf_counter()
+    clocks = Clocks()
     list(pool.map(worker, ids))
-    return summarise("threads", latencies, time.perf_counter() - started)
+    return clocks.result("threads", latencies)
 
 
 def spread(values: Sequence[float], digits: int) -> str:
@@ -120,6 +151,8 @@ def report(results: dict[str, list[RoundResult]]) -> str:
         ("commands/s", lambda r: r.commands_per_second, 0),
         ("p50 latency, ms", lambda r: r.p50_ms, 1),
         ("p99 latency, ms", lambda r: r.p99_ms, 1),
+        ("CPU ms per command (this process)", lambda r: r.cpu_ms, 2),
+        ("threads waiting for a core, mean", lambda r: r.waiting, 2),
     ]
     for name, measure, digits in measures:
         ratios = [
@@ -183,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                     results[side].append(outcome)
                     print(
                         f"round {round_number + 1} {side}: {outcome.commands_per_second:.0f} "
-                        f"commands/s, p50 {outcome.p50_ms:.1f} ms, p99 {outcome.p99_ms:.1f} ms",
+                        f"commands/s, p50 {outcome.p50_ms:.1f} ms, p99 {outcome.p99_ms:.1f} ms, "
+                        f"CPU {outcome.cpu_ms:.2f} ms a command, {outcome.waiting:.2f} threads "
+                        f"waiting for a core, load {os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
         loop.run_until_complete(run_in_greenlet(async_store.delete_tables))
