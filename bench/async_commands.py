@@ -42,7 +42,7 @@ from framework import Application, DynamoDBEventStore
 from framework.aio import AsyncApplication, open_async_store, run_in_greenlet
 from framework.application import AggregateCache
 from framework.logs import configure_logging
-from framework.store.dynamodb import default_client_config
+from framework.store.dynamodb.event_store import default_client_config
 from framework.testing.bank import Account, Deposit, OpenAccount
 
 SIDES = ("asyncio", "threads")

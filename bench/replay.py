@@ -34,8 +34,8 @@ from framework import Application, DynamoDBEventStore, Projector, event_handler
 from framework.logs import configure_logging
 from framework.projections import CatchUpRunner, Envelope, read_models
 from framework.store import DynamoDBPositionStore, InMemoryPositionStore
+from framework.store.dynamodb.tables import FEED_INDEX
 from framework.store.keys import feed_hour, feed_partitions
-from framework.store.tables import FEED_INDEX
 from framework.testing.bank import Account, Deposited, DepositMany, OpenAccount
 
 ACCOUNTS = 100

@@ -23,9 +23,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import framework.application
+import framework.application.repository
+import framework.application.unit_of_work
 import framework.projections.engine
-import framework.repository
-import framework.unit_of_work
 from bench.common import machine, markdown_table, median
 from bench.inmemory import bank_workload
 from framework import Application, InMemoryEventStore
@@ -58,9 +58,9 @@ def stubbed() -> Iterator[None]:
     for module, name, stub in [
         (framework.application, "log_context", _no_context),
         (framework.application, "active_tracer", _no_tracer),
-        (framework.repository, "active_tracer", _no_tracer),
-        (framework.unit_of_work, "active_tracer", _no_tracer),
-        (framework.unit_of_work, "current_trace_context", _no_trace_context),
+        (framework.application.repository, "active_tracer", _no_tracer),
+        (framework.application.unit_of_work, "active_tracer", _no_tracer),
+        (framework.application.unit_of_work, "current_trace_context", _no_trace_context),
         (framework.projections.engine, "log_context", _no_context),
         (framework.projections.engine, "active_tracer", _no_tracer),
     ]:

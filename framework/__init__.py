@@ -23,6 +23,7 @@ projector) are imported on first use.
 
 from typing import TYPE_CHECKING
 
+from framework.application.snapshots import EveryNEvents, NoSnapshots
 from framework.domain import (
     Aggregate,
     Command,
@@ -33,13 +34,12 @@ from framework.domain import (
 )
 from framework.errors import ConcurrencyError, DomainError
 from framework.mapping.upcasters import upcaster
-from framework.snapshots import EveryNEvents, NoSnapshots
 
 if TYPE_CHECKING:
     from framework.application import Application
+    from framework.application.unit_of_work import UnitOfWork
     from framework.projections import Projector
     from framework.store import DynamoDBEventStore, InMemoryEventStore
-    from framework.unit_of_work import UnitOfWork
 else:
     from framework._lazy import lazy_exports
 
@@ -50,7 +50,7 @@ else:
             "DynamoDBEventStore": "framework.store",
             "InMemoryEventStore": "framework.store",
             "Projector": "framework.projections",
-            "UnitOfWork": "framework.unit_of_work",
+            "UnitOfWork": "framework.application.unit_of_work",
         },
     )
 

@@ -39,8 +39,8 @@ from framework.projections.process_managers import APPLICATION_ENV, load_applica
 from framework.projections.projector import Projector
 from framework.projections.publisher import EventBridgePublisher
 from framework.projections.streams_poller import StreamsPoller
-from framework.store.dynamodb import DynamoDBEventStore
-from framework.store.dynamodb_positions import DynamoDBPositionStore
+from framework.store.dynamodb.event_store import DynamoDBEventStore
+from framework.store.dynamodb.positions import DynamoDBPositionStore
 from framework.store.keys import split_stream, stream_key
 from framework.store.opening import key_ring_for
 

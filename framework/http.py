@@ -44,12 +44,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import structlog
 
+from framework.application.results import CommandResult
 from framework.domain import Command, new_id
 from framework.errors import CommandIdReused, InvalidCommand
 from framework.logs import log_context
 from framework.projections.engine import ApplyReport, ProjectionEngine
 from framework.projections.projector import Projector
-from framework.results import CommandResult
 from framework.store.base import EventStore
 from framework.store.keys import split_stream
 from framework.store.positions import PositionStore

@@ -23,12 +23,12 @@ from typing import Any
 import attrs
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("application", ("framework.application",)),
-    ("unit of work", ("framework.unit_of_work",)),
-    ("repository", ("framework.repository", "framework.cache")),
+    ("application", ("framework.application.application",)),
+    ("unit of work", ("framework.application.unit_of_work",)),
+    ("repository", ("framework.application.repository", "framework.application.cache")),
     (
         "mapping",
-        ("framework.mapping", "framework.snapshots"),
+        ("framework.mapping", "framework.application.snapshots"),
     ),
     ("domain", ("framework.domain", "framework.testing.bank")),
     ("store", ("framework.store",)),
@@ -38,10 +38,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 LEAVES = (
     "framework.store.keys",
     "framework.store.records",
-    "framework.store.tables",
+    "framework.store.dynamodb.tables",
     "framework.store.conditions",
     "framework.typecheck",
-    "framework.results",
+    "framework.application.results",
 )
 """Modules of values and answers, not steps: left out, the path is what a reader follows."""
 

@@ -15,7 +15,7 @@ from cfnlint.decode import decode
 
 from framework.projections.aws_lambda import handler, load_projectors, load_upcasters, make_handler
 from framework.store import InMemoryEventStore, InMemoryPositionStore
-from framework.store.tables import (
+from framework.store.dynamodb.tables import (
     COMMAND_TTL_ATTRIBUTE,
     FEED_INDEX,
     TableNames,

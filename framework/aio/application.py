@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TypeVar
 
 from framework.aio.bridge import run_in_greenlet
-from framework.application import Application
+from framework.application.application import Application
+from framework.application.results import CommandResult
 from framework.domain import Aggregate, Command
-from framework.results import CommandResult
 
 __all__ = ["AsyncApplication"]
 

@@ -22,7 +22,7 @@ from aiobotocore.response import StreamingBody
 from aiobotocore.session import AioSession, get_session
 
 from framework.aio.bridge import wait_for
-from framework.store.dynamodb import DynamoDBEventStore, lean_client
+from framework.store.dynamodb.event_store import DynamoDBEventStore, lean_client
 from framework.store.large_payloads import S3PayloadStore
 
 __all__ = ["BridgedClient", "open_async_store"]

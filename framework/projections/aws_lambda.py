@@ -42,12 +42,12 @@ from framework.projections.engine import ProjectionEngine, group_by_stream
 from framework.projections.process_managers import application_from_settings
 from framework.projections.projector import Projector
 from framework.store.base import EventStore
-from framework.store.dynamodb import DynamoDBEventStore
-from framework.store.dynamodb_positions import DynamoDBPositionStore
+from framework.store.dynamodb.event_store import DynamoDBEventStore
+from framework.store.dynamodb.positions import DynamoDBPositionStore
+from framework.store.dynamodb.streams import record_to_event
 from framework.store.opening import key_ring_for
 from framework.store.positions import PositionStore
 from framework.store.records import StoredEvent
-from framework.store.streams import record_to_event
 
 __all__ = ["deadlines_handler", "handler", "load_projectors", "load_upcasters", "make_handler"]
 

@@ -41,7 +41,7 @@ from framework.projections.engine import ApplyReport, ProjectionEngine
 from framework.projections.projector import Projector
 from framework.projections.read_models import clear_tables
 from framework.store.base import EventStore
-from framework.store.dynamodb import DynamoDBEventStore
+from framework.store.dynamodb.event_store import DynamoDBEventStore
 from framework.store.keys import feed_checkpoint_key, feed_lane_checkpoint_key
 from framework.store.positions import PositionStore
 from framework.store.records import StoredEvent

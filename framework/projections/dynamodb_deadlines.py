@@ -27,9 +27,9 @@ from framework.projections.deadlines import (
     DeadlineStatus,
     cancel_outcome,
 )
-from framework.store.dynamodb import DynamoDBEventStore, translated_errors
+from framework.store.dynamodb.event_store import DynamoDBEventStore, translated_errors
+from framework.store.dynamodb.tables import describe_table_status
 from framework.store.items import n, s, timestamp
-from framework.store.tables import describe_table_status
 
 __all__ = [
     "DUE_INDEX",

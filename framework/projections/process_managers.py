@@ -47,6 +47,7 @@ import attrs
 import structlog
 
 from framework.application import Application
+from framework.application.unit_of_work import UnitOfWork
 from framework.config import Settings
 from framework.domain import Command, Event
 from framework.errors import (
@@ -74,7 +75,6 @@ from framework.projections.projector import Envelope, Projector
 from framework.store.base import EventStore
 from framework.store.records import event_id
 from framework.tracing import continued_from
-from framework.unit_of_work import UnitOfWork
 
 __all__ = [
     "APPLICATION_ENV",
@@ -122,7 +122,7 @@ def load_application(spec: str, store: EventStore) -> Application:
 
 def application_from_settings() -> tuple[Application, Any]:
     """The application ``APPLICATION`` builds on the DynamoDB store of the settings, and it."""
-    from framework.store.dynamodb import DynamoDBEventStore
+    from framework.store.dynamodb.event_store import DynamoDBEventStore
 
     spec = os.environ.get(APPLICATION_ENV, "")
     if not spec:

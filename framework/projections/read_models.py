@@ -24,8 +24,8 @@ from botocore.exceptions import ClientError
 from pynamodb.models import Model
 
 from framework.errors import DefinitionError
-from framework.store.dynamodb import DynamoDBEventStore, translated_errors
-from framework.store.tables import describe_table_status
+from framework.store.dynamodb.event_store import DynamoDBEventStore, translated_errors
+from framework.store.dynamodb.tables import describe_table_status
 
 __all__ = [
     "bound",

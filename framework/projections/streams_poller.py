@@ -27,10 +27,10 @@ from framework.application import Backoff
 from framework.errors import StoreUnavailable, TransactionConflict
 from framework.projections.engine import ApplyReport, ProjectionEngine
 from framework.projections.projector import Projector
-from framework.store.dynamodb import DynamoDBEventStore
+from framework.store.dynamodb.event_store import DynamoDBEventStore
+from framework.store.dynamodb.streams import EventStreamReader
 from framework.store.keys import shard_checkpoint_key
 from framework.store.positions import PositionStore
-from framework.store.streams import EventStreamReader
 
 log = structlog.get_logger(__name__)
 

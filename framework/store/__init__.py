@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from framework.store.base import EventStore
-    from framework.store.dynamodb import DynamoDBEventStore, translated_errors
-    from framework.store.dynamodb_keys import DynamoDBKeyStorage
-    from framework.store.dynamodb_positions import DynamoDBPositionStore
-    from framework.store.embedded import embedded_dynamodb_store
+    from framework.store.dynamodb.embedded import embedded_dynamodb_store
+    from framework.store.dynamodb.event_store import DynamoDBEventStore, translated_errors
+    from framework.store.dynamodb.key_storage import DynamoDBKeyStorage
+    from framework.store.dynamodb.positions import DynamoDBPositionStore
     from framework.store.keys import max_id_bytes, stream_key
     from framework.store.large_payloads import (
         InMemoryPayloadStore,
@@ -38,11 +38,11 @@ else:
         __name__,
         {
             "EventStore": "framework.store.base",
-            "DynamoDBEventStore": "framework.store.dynamodb",
-            "translated_errors": "framework.store.dynamodb",
-            "DynamoDBKeyStorage": "framework.store.dynamodb_keys",
-            "DynamoDBPositionStore": "framework.store.dynamodb_positions",
-            "embedded_dynamodb_store": "framework.store.embedded",
+            "DynamoDBEventStore": "framework.store.dynamodb.event_store",
+            "translated_errors": "framework.store.dynamodb.event_store",
+            "DynamoDBKeyStorage": "framework.store.dynamodb.key_storage",
+            "DynamoDBPositionStore": "framework.store.dynamodb.positions",
+            "embedded_dynamodb_store": "framework.store.dynamodb.embedded",
             "max_id_bytes": "framework.store.keys",
             "stream_key": "framework.store.keys",
             "InMemoryPayloadStore": "framework.store.large_payloads",

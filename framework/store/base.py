@@ -6,8 +6,8 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
+from framework.store.dynamodb.tables import TableNames
 from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent
-from framework.store.tables import TableNames
 
 
 @runtime_checkable

@@ -28,6 +28,7 @@ from framework.errors import (
     UniqueConstraintViolated,
 )
 from framework.store.conditions import Absent, Condition, FreeOrOwnedBy, VersionIs
+from framework.store.dynamodb.tables import COMMAND_TTL_ATTRIBUTE, TableNames
 from framework.store.keys import (
     FEED_SHARDS,
     MAX_PARTITION_KEY_BYTES,
@@ -49,7 +50,6 @@ from framework.store.records import (
     UniqueClaim,
     VersionCheck,
 )
-from framework.store.tables import COMMAND_TTL_ATTRIBUTE, TableNames
 
 log = structlog.get_logger(__name__)
 

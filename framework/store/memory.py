@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from framework.store.dynamodb.tables import TableNames
 from framework.store.items import (
     Item,
     PlannedWrite,
@@ -24,7 +25,6 @@ from framework.store.items import (
 from framework.store.keys import checked_stream_key, command_key
 from framework.store.large_payloads import PayloadStore, forget_uploads, offload, resolve
 from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent
-from framework.store.tables import TableNames
 from framework.tracing import annotate
 
 _OK: Mapping[str, Any] = {"Code": "None"}

@@ -32,14 +32,14 @@ def open_store(settings: Settings) -> Iterator[EventStore]:
         yield InMemoryEventStore(table_prefix=settings.table_prefix, large_payloads=payloads)
         return
     if settings.backend == "embedded":
-        from framework.store.embedded import embedded_dynamodb_store
+        from framework.store.dynamodb.embedded import embedded_dynamodb_store
 
         with embedded_dynamodb_store(
             table_prefix=settings.table_prefix, region_name=settings.region
         ) as store:
             yield store
         return
-    from framework.store.dynamodb import DynamoDBEventStore
+    from framework.store.dynamodb.event_store import DynamoDBEventStore
 
     yield DynamoDBEventStore.from_settings(settings)
 
@@ -53,10 +53,10 @@ def key_ring_for(settings: Settings, store: EventStore) -> KeyRing | None:
     if settings.kms_key_id is None:
         return None
     storage: WrappedKeyStorage
-    from framework.store.dynamodb import DynamoDBEventStore
+    from framework.store.dynamodb.event_store import DynamoDBEventStore
 
     if isinstance(store, DynamoDBEventStore):
-        from framework.store.dynamodb_keys import DynamoDBKeyStorage
+        from framework.store.dynamodb.key_storage import DynamoDBKeyStorage
 
         storage = DynamoDBKeyStorage(store)
     else:

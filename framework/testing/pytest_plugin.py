@@ -24,7 +24,7 @@ import pytest
 
 from framework.config import Settings
 from framework.projections import read_models
-from framework.store.dynamodb import DynamoDBEventStore
+from framework.store.dynamodb.event_store import DynamoDBEventStore
 from framework.store.memory import InMemoryEventStore
 from framework.testing.dynamodb_local import DynamoDBLocal, DynamoDBLocalUnavailable
 

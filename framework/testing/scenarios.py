@@ -30,12 +30,12 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from framework.application import Application
+from framework.application.results import CommandResult
+from framework.application.snapshots import SnapshotPolicy
 from framework.domain import Aggregate, Command, Event, command_target_field
 from framework.encryption import KeyRing, LocalKeyWrapper
 from framework.mapping.mapper import EventMapper
 from framework.mapping.upcasters import Upcaster
-from framework.results import CommandResult
-from framework.snapshots import SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.memory import InMemoryEventStore
 from framework.store.positions import InMemoryPositionStore, PositionStore
@@ -229,8 +229,8 @@ class ProjectorScenario:
         self.store: EventStore
         self.positions: PositionStore
         if projector.read_models:
-            from framework.store.dynamodb_positions import DynamoDBPositionStore
-            from framework.store.embedded import embedded_dynamodb_store
+            from framework.store.dynamodb.embedded import embedded_dynamodb_store
+            from framework.store.dynamodb.positions import DynamoDBPositionStore
 
             dynamodb = self._closing.enter_context(embedded_dynamodb_store("scenario"))
             read_models.create_tables(dynamodb, projector.read_models)
@@ -291,7 +291,7 @@ class ProjectorScenario:
 
     def _bound(self, model: type[M]) -> type[M]:
         from framework.projections import read_models
-        from framework.store.dynamodb import DynamoDBEventStore
+        from framework.store.dynamodb.event_store import DynamoDBEventStore
 
         if not isinstance(self.store, DynamoDBEventStore):
             raise ScenarioFailed(f"{type(self.projector).__name__} declares no read models")

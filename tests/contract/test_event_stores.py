@@ -11,7 +11,7 @@ from framework.aio import BridgedClient, BridgeError, open_async_store, run_in_g
 from framework.config import Settings
 from framework.errors import ConfigurationError
 from framework.store import EventStore, InMemoryEventStore, StoredEvent
-from framework.store import dynamodb as dynamodb_module
+from framework.store.dynamodb import event_store as dynamodb_module
 from framework.store.items import Item
 from framework.testing.contracts import EventStoreContract
 from framework.testing.records import change_set

@@ -10,7 +10,7 @@ from moto import mock_aws
 
 from framework.encryption import InMemoryKeyStorage, WrappedKeyStorage
 from framework.store import DynamoDBEventStore
-from framework.store.dynamodb_keys import DynamoDBKeyStorage
+from framework.store.dynamodb.key_storage import DynamoDBKeyStorage
 from framework.store.large_payloads import InMemoryPayloadStore, PayloadStore, S3PayloadStore
 from framework.testing.contracts import KeyStorageContract, PayloadStoreContract
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from framework.store import DynamoDBEventStore
-from framework.store.dynamodb_positions import DynamoDBPositionStore
+from framework.store.dynamodb.positions import DynamoDBPositionStore
 from framework.store.positions import InMemoryPositionStore, PositionStore
 from framework.testing.contracts import PositionStoreContract
 

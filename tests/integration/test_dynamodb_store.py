@@ -22,9 +22,9 @@ from botocore.exceptions import ReadTimeoutError
 from framework import Application, DynamoDBEventStore, EveryNEvents
 from framework.application import AggregateCache
 from framework.errors import StoreUnavailable, TableMissing, Throttled
+from framework.store.dynamodb.tables import FEED_INDEX
 from framework.store.items import item_to_event
 from framework.store.keys import feed_hour, split_stream
-from framework.store.tables import FEED_INDEX
 from framework.testing.bank import Account, Deposit, DepositMany, OpenAccount
 from framework.testing.pytest_plugin import unique_prefix
 from framework.testing.records import COMMITTED_AT, change_set

@@ -38,7 +38,7 @@ from framework.errors import InvalidIdentifier, SubjectForgotten
 from framework.mapping import EventMapper
 from framework.projections import CatchUpRunner, Envelope
 from framework.store import EventStore, InMemoryPositionStore
-from framework.store.dynamodb_keys import DynamoDBKeyStorage
+from framework.store.dynamodb.key_storage import DynamoDBKeyStorage
 
 
 @frozen

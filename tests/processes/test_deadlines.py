@@ -12,6 +12,7 @@ import attrs
 import pytest
 
 from framework import Application, InMemoryEventStore
+from framework.application.results import CommandResult
 from framework.domain import Command
 from framework.errors import StoreUnavailable
 from framework.projections.deadlines import (
@@ -24,7 +25,6 @@ from framework.projections.deadlines import (
     encode_command,
 )
 from framework.projections.dynamodb_deadlines import DynamoDBDeadlineStore
-from framework.results import CommandResult
 from framework.store import EventStore
 from tests.support.processes import ExpireOrder, Order, PayOrder, PlaceOrder, order_application
 

@@ -14,7 +14,7 @@ from framework import DynamoDBEventStore
 from framework.projections import CatchUpRunner, StreamsPoller
 from framework.projections.deadlines import DeadlineRunner, DeadlineStatus
 from framework.projections.dynamodb_deadlines import DynamoDBDeadlineStore
-from framework.store.dynamodb_positions import DynamoDBPositionStore
+from framework.store.dynamodb.positions import DynamoDBPositionStore
 from tests.support.processes import (
     PAYMENT_WINDOW,
     Allocation,

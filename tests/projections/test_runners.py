@@ -23,7 +23,7 @@ from framework.errors import StoreUnavailable
 from framework.projections import CatchUpRunner, StreamsPoller
 from framework.projections.aws_lambda import make_handler
 from framework.store import DynamoDBPositionStore, InMemoryPositionStore
-from framework.store.streams import EventStreamReader
+from framework.store.dynamodb.streams import EventStreamReader
 from framework.testing.bank import Account, Deposit, OpenAccount, Transfer, Withdraw, transfer
 from tests.support.projectors import Balances, TableBalances, create_read_table, read_table
 

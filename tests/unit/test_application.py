@@ -19,6 +19,7 @@ from framework import (
     command_handler,
 )
 from framework.application import Backoff
+from framework.application.unit_of_work import command_fingerprint
 from framework.errors import (
     AggregateNotFound,
     CommandIdReused,
@@ -43,7 +44,6 @@ from framework.testing.bank import (
     joint_withdraw,
     transfer,
 )
-from framework.unit_of_work import command_fingerprint
 from tests.support.retries import NO_WAIT
 from tests.support.stores import SpyStore
 

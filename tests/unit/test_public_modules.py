@@ -239,9 +239,9 @@ def test_a_lazy_name_is_imported_on_first_use_and_then_cached() -> None:
         """
         import json, sys
         import framework
-        before = "framework.store.dynamodb" in sys.modules
+        before = "framework.store.dynamodb.event_store" in sys.modules
         store_class = framework.DynamoDBEventStore
-        after = "framework.store.dynamodb" in sys.modules
+        after = "framework.store.dynamodb.event_store" in sys.modules
         cached = vars(framework)["DynamoDBEventStore"] is store_class
         print(json.dumps([before, after, cached, "boto3" in sys.modules]))
         """

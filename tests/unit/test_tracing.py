@@ -20,8 +20,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from framework import Application, DynamoDBEventStore, InMemoryEventStore
 from framework.projections import ProjectionEngine
 from framework.store import InMemoryPositionStore
+from framework.store.dynamodb.streams import record_to_event
 from framework.store.items import event_item
-from framework.store.streams import record_to_event
 from framework.testing.bank import Account, Deposit, OpenAccount
 from framework.tracing import continued_from, use_tracer_provider
 from tests.support.projectors import Balances

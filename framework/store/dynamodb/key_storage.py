@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from framework.encryption import FORGOTTEN, Forgotten
-from framework.store.dynamodb import DynamoDBEventStore, translated_errors
+from framework.store.dynamodb.event_store import DynamoDBEventStore, translated_errors
 from framework.store.items import timestamp
 from framework.store.keys import data_key_key
 

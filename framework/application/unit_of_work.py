@@ -19,7 +19,10 @@ from typing import Any, TypeVar
 import attrs
 import structlog
 
-from framework.cache import AggregateCache
+from framework.application.cache import AggregateCache
+from framework.application.repository import ReloadPoint, Repository
+from framework.application.results import CommandResult
+from framework.application.snapshots import NoSnapshots, SnapshotPolicy
 from framework.domain import Aggregate, Command, Event, event_type_name, personal_fields
 from framework.errors import (
     AggregateAlreadyExists,
@@ -28,9 +31,6 @@ from framework.errors import (
 )
 from framework.mapping.converter import converter
 from framework.mapping.mapper import EventMapper
-from framework.repository import ReloadPoint, Repository
-from framework.results import CommandResult
-from framework.snapshots import NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.keys import check_aggregate_id, stream_key
 from framework.store.records import (

@@ -41,9 +41,10 @@ from framework.errors import (
     Throttled,
     TransactionConflict,
 )
-from framework.store import tables as provisioning
 from framework.store.conditions import merged
-from framework.store.feed_hours import FeedHours
+from framework.store.dynamodb import tables as provisioning
+from framework.store.dynamodb.feed_hours import FeedHours
+from framework.store.dynamodb.tables import FEED_INDEX, TableNames
 from framework.store.items import (
     Item,
     PlannedWrite,
@@ -71,7 +72,6 @@ from framework.store.large_payloads import (
     resolve,
 )
 from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent
-from framework.store.tables import FEED_INDEX, TableNames
 from framework.tracing import annotate, count_request
 
 log = structlog.get_logger(__name__)

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from framework.store.dynamodb import DynamoDBEventStore, translated_errors
+from framework.store.dynamodb.event_store import DynamoDBEventStore, translated_errors
 from framework.store.items import item_to_event
 from framework.store.records import StoredEvent
 

@@ -20,11 +20,11 @@ from typing import TypeVar
 import attrs
 import structlog
 
-from framework.cache import AggregateCache
+from framework.application.cache import AggregateCache
+from framework.application.snapshots import NoSnapshots, SnapshotPolicy
 from framework.domain import Aggregate
 from framework.errors import CorruptEvent
 from framework.mapping.mapper import EventMapper
-from framework.snapshots import NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.keys import stream_key
 from framework.store.records import Snapshot, StoredEvent

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from unittest import mock
 
 from framework.errors import StoreUnavailable
-from framework.store.dynamodb import DynamoDBEventStore
+from framework.store.dynamodb.event_store import DynamoDBEventStore
 
 _FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "embedded",

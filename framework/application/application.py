@@ -6,8 +6,6 @@ transaction conflict or throttling), the whole command is run again on freshly l
 a bounded number of times with jittered exponential backoff. A command id that was already
 processed returns the first result and writes nothing, unless it was processed for a command with
 another payload: that is refused with ``CommandIdReused``.
-
-This is the public module of the write side: what builds and tunes an application.
 """
 
 from __future__ import annotations
@@ -20,7 +18,11 @@ from typing import Any, TypeVar
 import attrs
 import structlog
 
-from framework.cache import AggregateCache
+from framework.application.cache import AggregateCache
+from framework.application.repository import ReloadPoint, Repository
+from framework.application.results import CommandResult
+from framework.application.snapshots import NoSnapshots, SnapshotPolicy
+from framework.application.unit_of_work import UnitOfWork, command_fingerprint
 from framework.domain import (
     Aggregate,
     Command,
@@ -51,25 +53,12 @@ from framework.mapping.mapper import EventMapper
 from framework.mapping.state import SnapshotStateError
 from framework.mapping.upcasters import Upcaster
 from framework.pauses import pause
-from framework.repository import ReloadPoint, Repository
-from framework.results import CommandResult
-from framework.snapshots import EveryNEvents, NoSnapshots, SnapshotPolicy
 from framework.store.base import EventStore
 from framework.store.keys import check_aggregate_id
 from framework.store.records import ProcessedCommand
 from framework.tracing import ATTEMPTS, active_tracer
-from framework.unit_of_work import UnitOfWork, command_fingerprint
 
-__all__ = [
-    "AggregateCache",
-    "Application",
-    "Backoff",
-    "CommandResult",
-    "EveryNEvents",
-    "NoSnapshots",
-    "SnapshotPolicy",
-    "UnitOfWork",
-]
+__all__ = ["Application", "Backoff"]
 
 A = TypeVar("A", bound=Aggregate)
 

@@ -21,7 +21,7 @@ from framework.errors import (
     TableMissing,
     TransactionConflict,
 )
-from framework.store.dynamodb import (
+from framework.store.dynamodb.event_store import (
     DynamoDBEventStore,
     TransactionCancelled,
     translated_errors,
