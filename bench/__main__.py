@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import argparse
 
-from bench import commands, contention, deadlines, import_time, inmemory, replay, tracing
+from bench import (
+    async_commands,
+    commands,
+    contention,
+    deadlines,
+    import_time,
+    inmemory,
+    replay,
+    tracing,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     if arguments.quick:
         commands.main(["--rounds", "1", "--commands", "40"])
+        async_commands.main(["--rounds", "1", "--in-flight", "10", "--commands", "2"])
         inmemory.main(["--rounds", "1", "--accounts", "20"])
         contention.main(["--rounds", "1", "--processes", "2", "--deposits", "20"])
         replay.main(["--events", "2000", "4000", "--rounds", "1"])
@@ -25,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         tracing.main(["--rounds", "1", "--accounts", "20"])
     else:
         commands.main([])
+        async_commands.main([])
         inmemory.main([])
         contention.main([])
         replay.main(["--events", "10000", "100000"])

@@ -19,7 +19,7 @@ os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 
 # The framework's pytest plugin is opt-in, for users' test suites as for this one: it provides
 # ``event_store``, ``dynamodb_local_endpoint`` and ``dynamodb_store``.
-pytest_plugins = ["framework.testing.pytest_plugin"]
+pytest_plugins = ["framework.testing.pytest_plugin", "tests.support.aio"]
 
 
 @pytest.fixture(autouse=True)

@@ -52,6 +52,7 @@ from framework.logs import log_context, withhold
 from framework.mapping.mapper import EventMapper
 from framework.mapping.state import SnapshotStateError
 from framework.mapping.upcasters import Upcaster
+from framework.pauses import pause
 from framework.store.base import EventStore
 from framework.store.keys import check_aggregate_id
 from framework.store.records import ProcessedCommand
@@ -310,7 +311,7 @@ class Application:
                     error_type=type(error).__name__,
                     delay_ms=round(delay * 1000, 1),
                 )
-                time.sleep(delay)
+                pause(delay)  # awaited, not blocking, on the async face
                 attempt += 1
                 continue
             bound.info(

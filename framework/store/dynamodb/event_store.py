@@ -153,6 +153,19 @@ class DynamoDBEventStore:
         self._client_given = client is not None
         self._feed_client: Any | None = None
 
+    def attach_client(self, client: Any) -> None:
+        """Send every request of this store, the feed's included, through ``client`` from now on.
+
+        For a client that has the same methods as boto3's but is made elsewhere: the async face
+        (``framework.aio.open_async_store``) attaches one whose calls are awaited on an event
+        loop. Refused once the store has a client: requests already sent went through that one.
+        """
+        if self._client is not None:
+            raise ConfigurationError("this store already has a client: attach one before use")
+        self._client = client
+        self._client_given = True
+        self._feed_client = None
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DynamoDBEventStore:
         """The store the environment describes, over the TOML file ``FRAMEWORK_CONFIG`` names
@@ -201,14 +214,17 @@ class DynamoDBEventStore:
         used as it is.
         """
         if self._client is None:
-            client = self.make_client("dynamodb")
-            client.meta.events.register("before-parse.dynamodb.Query", fast_query_items)
-            client.meta.events.register("before-call.dynamodb", count_request)  # for spans
-            self._client = client
+            self._client = lean_client(self.make_client("dynamodb"))
         return self._client
 
     def make_client(self, service: Literal["dynamodb", "dynamodbstreams"]) -> Any:
         """A boto3 client for ``service`` on this store's endpoint, region and credentials."""
+        return boto3.session.Session().client(service, **self.client_options())
+
+    def client_options(self) -> dict[str, Any]:
+        """The keyword arguments a botocore session's ``client`` (or aiobotocore's
+        ``create_client``) takes for this store: region, endpoint, settings, and dummy
+        credentials for a local endpoint when the environment names none."""
         options: dict[str, Any] = {
             "region_name": self.region_name,
             "config": self.client_config,
@@ -218,7 +234,7 @@ class DynamoDBEventStore:
             if not os.environ.get("AWS_ACCESS_KEY_ID") and not os.environ.get("AWS_PROFILE"):
                 options["aws_access_key_id"] = "local"
                 options["aws_secret_access_key"] = "local"
-        return boto3.session.Session().client(service, **options)
+        return options
 
     # -- provisioning ------------------------------------------------------------------------
 
@@ -462,9 +478,7 @@ class DynamoDBEventStore:
             if self._client_given:
                 self._feed_client = self.client
             else:
-                client = self.make_client("dynamodb")
-                client.meta.events.register("before-parse.dynamodb.Query", fast_query_items)
-                self._feed_client = client
+                self._feed_client = lean_client(self.make_client("dynamodb"), spans=False)
         return self._feed_client
 
     def _query_feed(self, partition: str) -> Iterator[Item]:
@@ -497,6 +511,19 @@ class DynamoDBEventStore:
             )
         item = response.get("Item")
         return None if item is None else item_to_command(item)
+
+
+def lean_client(client: Any, *, spans: bool = True) -> Any:
+    """``client`` (boto3's or aiobotocore's DynamoDB client) made lean for the store, returned.
+
+    Its ``Query`` answers are decoded straight from the JSON (``fast_query_items``), and, with
+    ``spans``, each request it sends is counted for the span around it. botocore and aiobotocore
+    emit the same events, so one copy of both hooks serves the sync and the async store.
+    """
+    client.meta.events.register("before-parse.dynamodb.Query", fast_query_items)
+    if spans:
+        client.meta.events.register("before-call.dynamodb", count_request)
+    return client
 
 
 def fast_query_items(

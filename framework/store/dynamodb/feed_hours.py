@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import structlog
 
+from framework.pauses import pause
 from framework.store.keys import (
     FEED_MARKERS_SINCE_KEY,
     FEED_SHARDS,
@@ -131,13 +131,13 @@ class FeedHours:
         keys: list[dict[str, Any]] = [{"pk": {"S": feed_hour_key(hour)}} for hour in hours]
         found: dict[str, int] = {}
         request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
-        pause = 0.05
+        delay = 0.05
         while request:
             response = self.client.batch_get_item(RequestItems=request)
             for item in response.get("Responses", {}).get(self.table, []):
                 found[item["pk"]["S"]] = max(int(count) for count in item["shards"]["NS"])
             request = response.get("UnprocessedKeys") or {}
             if request:  # DynamoDB asks to come back for these: back off a little first
-                time.sleep(pause)
-                pause = min(pause * 2, 1.0)
+                pause(delay)
+                delay = min(delay * 2, 1.0)
         return found

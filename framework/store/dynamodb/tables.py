@@ -16,6 +16,8 @@ from typing import Any
 import attrs
 import structlog
 
+from framework.pauses import pause
+
 log = structlog.get_logger(__name__)
 
 FEED_INDEX = "feed"
@@ -125,7 +127,7 @@ def _wait_for(client: Any, name: str, timeout: float) -> None:
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"table {name!r} is still {status} after {timeout:.0f} s")
-        time.sleep(delay)
+        pause(delay)
         delay = min(delay * 2, 2.0)
 
 
@@ -175,4 +177,4 @@ def delete_tables(client: Any, names: TableNames, *, timeout: float = 120.0) -> 
         while describe_table_status(client, name) is not None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"table {name!r} still exists after {timeout:.0f} s")
-            time.sleep(0.1)
+            pause(0.1)
