@@ -38,6 +38,10 @@ import structlog
 
 from framework.errors import DefinitionError
 from framework.projections.engine import ApplyReport, ProjectionEngine
+from framework.projections.garbage_collection import (
+    DEFAULT_YOUNG_THRESHOLD,
+    fewer_young_collections,
+)
 from framework.projections.projector import Projector
 from framework.projections.read_models import clear_tables
 from framework.store.base import EventStore
@@ -102,10 +106,13 @@ class CatchUpRunner:
         workers: int = DEFAULT_WORKERS,
         checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
         on_progress: Callable[[ReplayProgress], None] | None = None,
+        young_gc_threshold: int | None = DEFAULT_YOUNG_THRESHOLD,
         **engine_options: Any,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
+        if young_gc_threshold is not None and young_gc_threshold < 1:
+            raise ValueError(f"young_gc_threshold must be at least 1, got {young_gc_threshold}")
         self.store = store
         self.positions = positions
         self.engines = [ProjectionEngine(p, store, positions, **engine_options) for p in projectors]
@@ -116,6 +123,7 @@ class CatchUpRunner:
         self.workers = workers
         self.checkpoint_interval = checkpoint_interval
         self.on_progress = on_progress
+        self.young_gc_threshold = young_gc_threshold
 
     def run(
         self, *, since: dt.datetime | None = None, until: dt.datetime | None = None
@@ -123,8 +131,19 @@ class CatchUpRunner:
         """Apply every event from ``since`` (default: where the last run stopped) to ``until``.
 
         ``until`` defaults to now minus the safety window. The checkpoint the next run resumes
-        from is ``min(until, now - safety window) - overlap``, per shard.
+        from is ``min(until, now - safety window) - overlap``, per shard. While it runs, the
+        garbage collector's first threshold is raised to ``young_gc_threshold``
+        (``garbage_collection``; ``None`` leaves the collector alone).
         """
+        with self._fewer_collections():
+            return self._run(since, until)
+
+    def _fewer_collections(self) -> AbstractContextManager[Any]:
+        if self.young_gc_threshold is None:
+            return nullcontext()
+        return fewer_young_collections(self.young_gc_threshold)
+
+    def _run(self, since: dt.datetime | None, until: dt.datetime | None) -> ApplyReport:
         settled = dt.datetime.now(dt.UTC) - self.safety_window
         end = until or settled
         shards = self._shards()
