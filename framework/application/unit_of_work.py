@@ -144,15 +144,7 @@ class UnitOfWork:
         Like ``create`` and ``get_or_create``, it refuses an id that cannot be stored (empty,
         not UTF-8, too long for one of its keys) with ``InvalidIdentifier`` before any read.
         """
-        check_aggregate_id(aggregate_class.aggregate_type(), aggregate_id)
-        tracked = self._tracked.get((aggregate_class, aggregate_id))
-        if tracked is not None:
-            return tracked.aggregate  # type: ignore[return-value]
-        aggregate, point = self._load(aggregate_class, aggregate_id)
-        if aggregate is None:
-            raise AggregateNotFound(aggregate_class.aggregate_type(), aggregate_id)
-        self._track(aggregate, point)
-        return aggregate
+        return self._open(aggregate_class, aggregate_id, missing_is_new=False)
 
     def create(self, aggregate_class: type[A], aggregate_id: str) -> A:
         """A new, empty aggregate. Raises ``AggregateAlreadyExists`` when the id is taken."""
@@ -171,12 +163,19 @@ class UnitOfWork:
         Two commands creating the same aggregate at once cannot both win: the second commit
         fails its condition and the command is retried, finding the aggregate this time.
         """
+        return self._open(aggregate_class, aggregate_id, missing_is_new=True)
+
+    def _open(self, aggregate_class: type[A], aggregate_id: str, *, missing_is_new: bool) -> A:
+        """The aggregate this unit of work already tracks, else loaded and tracked from now on;
+        one that does not exist is a new, empty one (``missing_is_new``) or refused."""
         check_aggregate_id(aggregate_class.aggregate_type(), aggregate_id)
         tracked = self._tracked.get((aggregate_class, aggregate_id))
         if tracked is not None:
             return tracked.aggregate  # type: ignore[return-value]
         aggregate, point = self._load(aggregate_class, aggregate_id)
         if aggregate is None:
+            if not missing_is_new:
+                raise AggregateNotFound(aggregate_class.aggregate_type(), aggregate_id)
             aggregate = aggregate_class(aggregate_id)
         self._track(aggregate, point)
         return aggregate

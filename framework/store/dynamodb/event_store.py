@@ -384,21 +384,9 @@ class DynamoDBEventStore:
 
         Without ``since`` the walk starts at the table's creation; hours without events are
         skipped by their markers (``feed_hours``), a hundred hours a request. One page per shard
-        is held in memory at a time.
+        is held in memory at a time. The whole feed is one lane: ``read_feed_lane(0, 1)``.
         """
-        end = until or dt.datetime.now(dt.UTC)
-        with translated_errors(self.tables.aggregates):
-            hours = self.feed_hours.hours(since or self.feed_start(), end)
-            for hour, shard_count in hours:
-                partitions = feed_partitions(hour, shard_count)
-                shards = [self._query_feed(partition) for partition in partitions]
-                for item in heapq.merge(*shards, key=lambda item: str(item["feed_sk"]["S"])):
-                    event = item_to_event(item)
-                    if since is not None and event.occurred_at < since:
-                        continue
-                    if event.occurred_at >= end:
-                        return
-                    yield self.resolve_payload(event)
+        return self.read_feed_lane(0, 1, since, until)
 
     def feed_lanes(self) -> int:
         """Into how many lanes the feed splits for a parallel replay (see ``keys.feed_lanes``):
