@@ -36,29 +36,29 @@ router = APIRouter()
 
 
 @command_endpoint(router, "/accounts", tag="accounts", summary="Open an account", status_code=201)
-def open_account(
+async def open_account(
     body: OpenAccountBody, commands: Commands, key: IdempotencyKey = None
 ) -> JSONResponse:
     """Open an account with a balance of zero; 409 when the id is taken."""
     command = OpenAccount(account_id=body.account_id, owner=body.owner, owner_id=body.owner_id)
-    return commands.run(command, key, [account_stream(body.account_id)], 201)
+    return await commands.run(command, key, [account_stream(body.account_id)], 201)
 
 
 @command_endpoint(
     router, "/accounts/{account_id}/deposits", tag="accounts", summary="Deposit money"
 )
-def deposit(
+async def deposit(
     account_id: AccountIdInPath, body: AmountBody, commands: Commands, key: IdempotencyKey = None
 ) -> JSONResponse:
     """Deposit money into an open account; the amount must be positive (422)."""
     command = DepositMoney(account_id=account_id, amount=Money(body.amount))
-    return commands.run(command, key, [account_stream(account_id)])
+    return await commands.run(command, key, [account_stream(account_id)])
 
 
 @command_endpoint(
     router, "/accounts/{account_id}/withdrawals", tag="accounts", summary="Withdraw money"
 )
-def withdraw(
+async def withdraw(
     account_id: AccountIdInPath, body: AmountBody, commands: Commands, key: IdempotencyKey = None
 ) -> JSONResponse:
     """Withdraw money from an open account; an overdraft is refused (422, `insufficient funds`,
@@ -66,7 +66,7 @@ def withdraw(
     waits for `confirm` (its hold id is `hold-{version}`, the account's version in the answer)
     and is released after 15 minutes without it."""
     command = WithdrawMoney(account_id=account_id, amount=Money(body.amount))
-    return commands.run(command, key, [account_stream(account_id)])
+    return await commands.run(command, key, [account_stream(account_id)])
 
 
 @command_endpoint(
@@ -75,7 +75,7 @@ def withdraw(
     tag="accounts",
     summary="Confirm a held withdrawal",
 )
-def confirm_withdrawal(
+async def confirm_withdrawal(
     account_id: AccountIdInPath,
     hold_id: HoldIdInPath,
     commands: Commands,
@@ -84,23 +84,27 @@ def confirm_withdrawal(
     """Pay out a withdrawal that was held; an unknown hold, or one already confirmed or
     released, is refused (422)."""
     command = ConfirmWithdrawal(account_id=account_id, hold_id=hold_id)
-    return commands.run(command, key, [account_stream(account_id)])
+    return await commands.run(command, key, [account_stream(account_id)])
 
 
 @command_endpoint(
     router, "/accounts/{account_id}/close", tag="accounts", summary="Close an account"
 )
-def close(
+async def close(
     account_id: AccountIdInPath, commands: Commands, key: IdempotencyKey = None
 ) -> JSONResponse:
     """Close an account; only an empty account can be closed (422 otherwise)."""
-    return commands.run(CloseAccount(account_id=account_id), key, [account_stream(account_id)])
+    return await commands.run(
+        CloseAccount(account_id=account_id), key, [account_stream(account_id)]
+    )
 
 
 @command_endpoint(
     router, "/transfers", tag="accounts", summary="Transfer money between two accounts"
 )
-def transfer(body: TransferBody, commands: Commands, key: IdempotencyKey = None) -> JSONResponse:
+async def transfer(
+    body: TransferBody, commands: Commands, key: IdempotencyKey = None
+) -> JSONResponse:
     """Debit one account and credit the other in one transaction: both or neither."""
     command = TransferMoney(
         source_account_id=body.source_account_id,
@@ -108,21 +112,21 @@ def transfer(body: TransferBody, commands: Commands, key: IdempotencyKey = None)
         amount=Money(body.amount),
     )
     streams = [account_stream(body.source_account_id), account_stream(body.target_account_id)]
-    return commands.run(command, key, streams)
+    return await commands.run(command, key, streams)
 
 
 @read_endpoint(
     router, "/accounts/{account_id}", response_model=AccountView, summary="An account's balance"
 )
-def get_account(account_id: AccountIdInPath, reads: Reads) -> Any:
+async def get_account(account_id: AccountIdInPath, reads: Reads) -> Any:
     """The account's balance, owner and status (balances read model)."""
     models = reads.models
-    row: Any = reads.read(
+    row: Any = await reads.read(
         reads.balances_table, lambda: models.balances.get(account_id, consistent_read=True)
     )
     if row is None:
         return problem(404, "not found", f"account {account_id!r} is unknown")
-    owner = reads.read(reads.users_table, lambda: owner_name(models, row)) or "(unknown user)"
+    owner = await reads.read(reads.users_table, lambda: owner_name(models, row)) or "(unknown user)"
     return AccountView(
         account_id=row.account_id,
         owner=owner,
@@ -139,15 +143,15 @@ def get_account(account_id: AccountIdInPath, reads: Reads) -> Any:
     response_model=list[StatementLineView],
     summary="An account's statement",
 )
-def get_statement(account_id: AccountIdInPath, reads: Reads) -> Any:
+async def get_statement(account_id: AccountIdInPath, reads: Reads) -> Any:
     """Every money movement of the account, in version order (statements read model)."""
     models = reads.models
-    balance = reads.read(
+    balance = await reads.read(
         reads.balances_table, lambda: models.balances.get(account_id, consistent_read=True)
     )
     if balance is None:
         return problem(404, "not found", f"account {account_id!r} is unknown")
-    lines: list[Any] | None = reads.read(
+    lines: list[Any] | None = await reads.read(
         reads.statements_table,
         lambda: list(models.statements.query(account_id, consistent_read=True)),
     )

@@ -20,6 +20,7 @@ from example_app.api.correlation import Correlation
 from example_app.api.reads import ReadModelReader
 from example_app.api.schemas import MAX_BODY_BYTES
 from example_app.api.security import RequestGuard, api_token_from_env, check_token
+from example_app.api.work import ConcurrentWork, RequestWork, SerialGate, SerializedWork
 from example_app.read_models import models_for
 from example_app.wiring import build_application
 from framework import DynamoDBEventStore
@@ -51,22 +52,30 @@ def create_app(
     time; the default does so only for the embedded moto store (no endpoint, no
     ``AWS_REGION``), which is not thread-safe. The background work also fires due deadlines
     (``app.state.deadlines``, a ``DeadlineRunner``; its table must exist too).
+
+    Commands are awaited through ``AsyncApplication``. On DynamoDB the lifespan opens an
+    aiobotocore copy of ``store`` for them (``app.state.work``, a ``ConcurrentWork``); the
+    projection, the reads and the background work keep ``store`` itself, in threads.
     """
     token = api_token if api_token is not None else api_token_from_env()
     if token is not None:
         check_token(token)
-    # Endpoints are plain ``def`` functions, run in FastAPI's thread pool, so a slow DynamoDB
-    # call holds up one request and not the event loop. The embedded moto backend is not
-    # thread-safe (its transactions deep-copy tables), so on it one lock makes every request
-    # run alone; on DynamoDB (Local or AWS) requests run concurrently and optimistic
+    # The endpoints are ``async def``: commands are awaited through the async application (see
+    # ``example_app.api.work`` for what runs where, and why). The embedded moto backend is not
+    # thread-safe (its transactions deep-copy tables), so on it one gate makes every piece of
+    # work run alone; on DynamoDB (Local or AWS) requests run concurrently and optimistic
     # concurrency in the store keeps them correct. moto's tables live in the process's memory,
     # which is one more reason ``serve`` runs a single worker process.
     if serialize_requests is None:
         serialize_requests = store.endpoint_url is None and not os.environ.get("AWS_REGION")
-    lock: contextlib.AbstractContextManager[Any] = (
-        threading.Lock() if serialize_requests else contextlib.nullcontext()
-    )
     application = build_application(store)
+    work: RequestWork
+    lock: contextlib.AbstractContextManager[Any]
+    if serialize_requests:
+        gate = SerialGate()
+        work, lock = SerializedWork(application, gate), gate.lock
+    else:
+        work, lock = ConcurrentWork(store, application), contextlib.nullcontext()
     keeper = read_models or ReadModelCatchUp(store, application=application)
     keeper.lock = lock
     if background_catch_up is None:
@@ -85,16 +94,17 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         firing = threading.Thread(target=fire_deadlines, name="deadlines", daemon=True)
-        if background_catch_up:
-            keeper.start()
-            firing.start()
-        try:
-            yield
-        finally:
-            stop_firing.set()
-            await asyncio.to_thread(keeper.stop)
-            if firing.is_alive():
-                await asyncio.to_thread(firing.join)
+        async with work.open():
+            if background_catch_up:
+                keeper.start()
+                firing.start()
+            try:
+                yield
+            finally:
+                stop_firing.set()
+                await asyncio.to_thread(keeper.stop)
+                if firing.is_alive():
+                    await asyncio.to_thread(firing.join)
 
     secured = token is not None
     api = FastAPI(
@@ -122,8 +132,9 @@ def create_app(
     )
     api.state.read_models = keeper
     api.state.deadlines = deadlines
-    api.state.commands = CommandRunner(application, keeper if project_synchronously else None, lock)
-    api.state.reads = ReadModelReader(models_for(store), lock)
+    api.state.work = work
+    api.state.commands = CommandRunner(work, keeper if project_synchronously else None)
+    api.state.reads = ReadModelReader(models_for(store), work)
     api.add_middleware(RequestGuard, token=token, max_body=max_body_bytes)
     api.add_middleware(Correlation)  # outermost: even a refusal answers with the request's ids
     problems.install(api)

@@ -9,7 +9,7 @@ catch-up as the guarantee).
 
 from __future__ import annotations
 
-import contextlib
+import functools
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
@@ -19,7 +19,8 @@ from fastapi.types import DecoratedCallable
 
 from example_app.api.problems import problem_responses
 from example_app.api.schemas import CommandResponse
-from framework import Application, Command
+from example_app.api.work import RequestWork
+from framework import Command
 from framework.application import CommandResult
 from framework.http import (
     IDEMPOTENCY_KEY_HEADER,
@@ -75,21 +76,16 @@ def user_stream(user_id: str) -> str:
 class CommandRunner:
     """Handles an endpoint's command and answers with its result.
 
-    ``lock`` makes requests run one at a time (the embedded moto store is not thread-safe);
-    ``read_models`` is ``None`` when the app does not project in the request.
+    ``work`` runs the command (awaited through the async application) and the projection
+    before the response (see ``example_app.api.work``); ``read_models`` is ``None`` when the
+    app does not project in the request.
     """
 
-    def __init__(
-        self,
-        application: Application,
-        read_models: ReadYourWrites | None,
-        lock: contextlib.AbstractContextManager[Any],
-    ) -> None:
-        self.application = application
+    def __init__(self, work: RequestWork, read_models: ReadYourWrites | None) -> None:
+        self.work = work
         self.read_models = read_models
-        self.lock = lock
 
-    def run(
+    async def run(
         self, command: Command, key: str | None, streams: Sequence[str], status: int = 200
     ) -> JSONResponse:
         """Handle ``command`` under the id ``key`` derives, refresh the read models, answer.
@@ -98,10 +94,9 @@ class CommandRunner:
         them means the key was first used for another request (``CommandIdReused``, 409).
         """
         command = bind_request(bind_idempotency_key(command, key))  # ids of the request
-        with self.lock:
-            result = check_repeat(self.application.handle(command), streams)
-            if self.read_models is not None:
-                self.read_models.after(result)
+        result = check_repeat(await self.work.handle(command), streams)
+        if self.read_models is not None:
+            await self.work.call(functools.partial(self.read_models.after, result))
         return JSONResponse(result_body(result), status_code=status)
 
 

@@ -10,6 +10,6 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/health", response_model=HealthView, summary="Is the server up?")
-def health() -> HealthView:
+async def health() -> HealthView:
     """Answers 200 while the server runs; needs no token and does not call DynamoDB."""
     return HealthView(status="ok")

@@ -4,7 +4,6 @@ table is a misconfiguration, 500; an unreachable DynamoDB is 503)."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -13,6 +12,7 @@ from fastapi.types import DecoratedCallable
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TableDoesNotExist
 
 from example_app.api.problems import problem_responses
+from example_app.api.work import RequestWork
 from example_app.read_models import ReadModels
 from framework.errors import ConfigurationError, FrameworkError, StoreUnavailable
 from framework.store import translated_errors
@@ -37,22 +37,23 @@ def read_endpoint(
 
 
 class ReadModelReader:
-    """The app's read models, read under the app's request lock."""
+    """The app's read models, read off the loop by the app's ``work`` (PynamoDB blocks)."""
 
-    def __init__(self, models: ReadModels, lock: contextlib.AbstractContextManager[Any]) -> None:
+    def __init__(self, models: ReadModels, work: RequestWork) -> None:
         self.models = models
-        self.lock = lock
+        self.work = work
         self.balances_table = models.balances.Meta.table_name
         self.statements_table = models.statements.Meta.table_name
         self.users_table = models.users.Meta.table_name
 
-    def read(self, table: str, load: Callable[[], T]) -> T | None:
+    async def read(self, table: str, load: Callable[[], T]) -> T | None:
         """A read-model read, ``None`` when the row does not exist.
 
         Rows come back typed ``Any`` at the call sites: the PynamoDB model classes are built per
         table prefix at run time, so their attributes are unknown to the type checker.
         """
-        with self.lock:
+
+        def read_row() -> T | None:
             try:
                 with translated_errors(table):
                     return load()
@@ -60,6 +61,8 @@ class ReadModelReader:
                 return None
             except PynamoDBException as error:
                 raise _read_model_error(error, table) from error
+
+        return await self.work.call(read_row)
 
 
 def _reader(request: Request) -> ReadModelReader:

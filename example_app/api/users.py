@@ -23,34 +23,36 @@ router = APIRouter()
 
 
 @command_endpoint(router, "/users", tag="users", summary="Register a user", status_code=201)
-def register(
+async def register(
     body: RegisterUserBody, commands: Commands, key: IdempotencyKey = None
 ) -> JSONResponse:
     """Register a user; the email must not belong to another user (409)."""
     command = RegisterUser(user_id=body.user_id, name=body.name, email=body.email)
-    return commands.run(command, key, [user_stream(body.user_id)], 201)
+    return await commands.run(command, key, [user_stream(body.user_id)], 201)
 
 
 @command_endpoint(router, "/users/{user_id}/email", tag="users", summary="Change a user's email")
-def change_email(
+async def change_email(
     user_id: UserIdInPath, body: EmailBody, commands: Commands, key: IdempotencyKey = None
 ) -> JSONResponse:
     """Change a user's email; the claim on the address moves in the same transaction."""
     command = ChangeEmail(user_id=user_id, email=body.email)
-    return commands.run(command, key, [user_stream(user_id)])
+    return await commands.run(command, key, [user_stream(user_id)])
 
 
 @command_endpoint(router, "/users/{user_id}/forget", tag="users", summary="Forget a user")
-def forget(user_id: UserIdInPath, commands: Commands, key: IdempotencyKey = None) -> JSONResponse:
+async def forget(
+    user_id: UserIdInPath, commands: Commands, key: IdempotencyKey = None
+) -> JSONResponse:
     """Forget a user: their key is deleted, so their name and email are unreadable for good."""
-    return commands.run(ForgetUser(user_id=user_id), key, [user_stream(user_id)])
+    return await commands.run(ForgetUser(user_id=user_id), key, [user_stream(user_id)])
 
 
 @read_endpoint(router, "/users/{user_id}", response_model=UserView, summary="A user")
-def get_user(user_id: UserIdInPath, reads: Reads) -> Any:
+async def get_user(user_id: UserIdInPath, reads: Reads) -> Any:
     """The user directory entry; a forgotten user's name and email read `(erased)`."""
     models = reads.models
-    row: Any = reads.read(
+    row: Any = await reads.read(
         reads.users_table, lambda: models.users.get(user_id, consistent_read=True)
     )
     if row is None:

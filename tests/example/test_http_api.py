@@ -22,10 +22,12 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from example_app.api.work import ConcurrentWork
 from example_app.bank import Account
 from example_app.http_api import create_app
 from example_app.wiring import build_application
 from framework import DynamoDBEventStore
+from framework.aio import BridgedClient
 from framework.testing.dynamodb_local import free_port
 from framework.testing.pytest_plugin import unique_prefix
 from tests.example.http_support import (
@@ -402,8 +404,13 @@ def test_a_refused_command_does_not_use_up_its_key(http: httpx.Client) -> None:
 
 
 def test_concurrent_transfers_conserve_money(
-    http: httpx.Client, example_store: DynamoDBEventStore
+    server: Server, http: httpx.Client, example_store: DynamoDBEventStore
 ) -> None:
+    # On the async application over the aiobotocore store (see test_http_async).
+    work = server.app.state.work
+    assert isinstance(work, ConcurrentWork) and work.async_application is not None
+    store = work.async_application.application.store
+    assert isinstance(store, DynamoDBEventStore) and isinstance(store.client, BridgedClient)
     accounts = [open_account(http, owner=f"c{i}", deposit="100.00") for i in range(4)]
     total = Decimal(400)
 

@@ -166,6 +166,28 @@ class DynamoDBEventStore:
         self._client_given = True
         self._feed_client = None
 
+    def unopened_copy(self) -> DynamoDBEventStore:
+        """A store on the same tables, endpoint, region and settings that has no client yet.
+
+        For a second face of one deployment: ``framework.aio.open_async_store`` needs a store
+        not used yet, while threads keep using this one. Refused (``ConfigurationError``) for a
+        store built with a client of its own: that client's endpoint and credentials are not
+        the store's to copy.
+        """
+        if self._client_given:
+            raise ConfigurationError(
+                "this store was given its own client: its settings cannot be copied"
+            )
+        return type(self)(
+            table_prefix=self.tables.prefix,
+            endpoint_url=self.endpoint_url,
+            region_name=self.region_name,
+            command_retention=self.command_retention,
+            client_config=self.client_config,
+            large_payloads=self.large_payloads,
+            feed_shards=self.feed_shards,
+        )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DynamoDBEventStore:
         """The store the environment describes, over the TOML file ``FRAMEWORK_CONFIG`` names
