@@ -125,17 +125,44 @@ class SerialGate:
             self.lock.release()
 
     async def _acquire_in_a_thread(self) -> None:
-        acquired = asyncio.ensure_future(asyncio.to_thread(self.lock.acquire))
+        waiter = _LockWaiter(self.lock)
         try:
-            await asyncio.shield(acquired)
+            await asyncio.to_thread(waiter.wait)
         except asyncio.CancelledError:
-            # The request went away while its thread waits: the lock it gets is nobody's.
-            acquired.add_done_callback(self._release_unclaimed)
+            # The request went away while its thread waits: whatever the thread gets is nobody's.
+            waiter.abandon()
             raise
 
-    def _release_unclaimed(self, acquired: asyncio.Future[bool]) -> None:
-        if not acquired.cancelled() and acquired.exception() is None:
-            self.lock.release()
+
+class _LockWaiter:
+    """A worker thread's wait for the gate, which the waiting task may abandon at any moment.
+
+    Who gives back a lock nobody claims is settled between the thread and the task under
+    ``_settled``, without the event loop: if the task is gone when the thread gets the lock, the
+    thread releases it at once; if the thread got it first, ``abandon`` releases it. A callback
+    on the loop instead would leave the lock taken for good when the loop closes first.
+    """
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self._settled = threading.Lock()
+        self._acquired = False
+        self._abandoned = False
+
+    def wait(self) -> None:
+        """Block (in a worker thread) until the lock is taken, and give it back if unwanted."""
+        self._lock.acquire()
+        with self._settled:
+            if self._abandoned:
+                self._lock.release()
+            else:
+                self._acquired = True
+
+    def abandon(self) -> None:
+        with self._settled:
+            self._abandoned = True
+            if self._acquired:
+                self._lock.release()
 
 
 class SerializedWork:

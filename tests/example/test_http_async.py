@@ -197,8 +197,48 @@ def test_a_cancelled_waiter_leaves_the_gate_free() -> None:
         gate.lock.release()  # the waiter's thread now takes it, for nobody: given back
         await asyncio.wait_for(_enter(gate), 5)
 
-    asyncio.run(main())
+    asyncio.run(main())  # it waits for the worker threads: the abandoned one has finished
     assert not gate.lock.locked()
+
+
+def test_a_waiter_cancelled_after_its_thread_took_the_lock_gives_it_back() -> None:
+    gate = SerialGate()
+
+    async def main() -> None:
+        gate.lock.acquire()
+        waiter = asyncio.create_task(_enter(gate))
+        await asyncio.sleep(0.05)
+        gate.lock.release()
+        while not gate.lock.locked():  # blocking the loop: the waiter's task cannot resume yet
+            time.sleep(0.001)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert not gate.lock.locked()
+
+    asyncio.run(main())
+
+
+def test_a_waiter_whose_task_left_gives_the_lock_back_even_with_the_loop_gone() -> None:
+    gate = SerialGate()
+    gate.lock.acquire()
+
+    async def main() -> None:
+        waiter = asyncio.create_task(_enter(gate))
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(main())
+    loop.close()  # the loop is gone before the worker thread gets the lock
+    gate.lock.release()
+    deadline = time.monotonic() + 5
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the default executor's thread gives the lock back and goes idle
+    assert gate.lock.acquire(timeout=5)  # free again: nobody holds a lock for a gone request
+    gate.lock.release()
 
 
 async def _enter(gate: SerialGate) -> None:
