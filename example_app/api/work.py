@@ -15,8 +15,8 @@ kind of store:
   shown never to be held across a wait, and the shard threads could not call an aiobotocore
   store at all. On their own boto3 store they stay as they are, and DynamoDB's conditions keep
   the two faces consistent exactly as they keep two processes consistent.
-- ``SerializedWork``, on the embedded store (moto, in process, not thread-safe): everything runs
-  one piece at a time, the requests' work on the loop's thread (commands through
+- ``SerializedWork``, on the embedded store (moto, in process, one request at a time):
+  everything runs one piece at a time, the requests' work on the loop's thread (commands through
   ``AsyncApplication`` over the sync store: nothing there waits for a network), the background
   work in its threads. ``SerialGate`` is the one lock both take, acquired so that the loop never
   blocks on it.

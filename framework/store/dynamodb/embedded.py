@@ -3,13 +3,20 @@
 No AWS account, no Java, no configuration: ``with embedded_dynamodb_store() as store`` gives a
 ``DynamoDBEventStore`` whose boto3 client talks to moto's in-process DynamoDB, with the tables
 created. Everything is gone when the block ends. moto ships with the ``embedded`` extra.
+
+moto keeps its tables in plain dictionaries with no lock of its own, and a ``TransactWriteItems``
+copies them all (to roll back on a refused condition) while another thread may be writing: the
+catch-up runner's lanes, a server's worker threads. So, while the block lasts, moto answers one
+request at a time, whichever client sent it (the store's, PynamoDB's, the user's own).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from unittest import mock
 
 from framework.errors import StoreUnavailable
@@ -21,6 +28,9 @@ _FAKE_CREDENTIALS = {
     "AWS_SESSION_TOKEN": "embedded",
 }
 
+# moto's DynamoDB lives once per process, however many embedded stores are open: one lock for all.
+_ONE_REQUEST_AT_A_TIME = threading.RLock()
+
 
 @contextmanager
 def embedded_dynamodb_store(
@@ -29,12 +39,23 @@ def embedded_dynamodb_store(
     """A DynamoDB store on moto, tables created, for the length of the ``with`` block."""
     try:
         from moto import mock_aws
+        from moto.core.botocore_stubber import BotocoreStubber
     except ImportError as error:
         raise StoreUnavailable(
             "the embedded DynamoDB needs moto: pip install 'dynamo-cqrs-framework[embedded]'"
         ) from error
+    answer_unlocked = BotocoreStubber.process_request
+
+    def answer_alone(stubber: Any, request: Any) -> Any:
+        with _ONE_REQUEST_AT_A_TIME:
+            return answer_unlocked(stubber, request)
+
     # Fake credentials keep boto3 from looking for (or finding) real ones while mocked.
-    with mock.patch.dict(os.environ, _FAKE_CREDENTIALS), mock_aws():
+    with (
+        mock.patch.dict(os.environ, _FAKE_CREDENTIALS),
+        mock.patch.object(BotocoreStubber, "process_request", answer_alone),
+        mock_aws(),
+    ):
         store = DynamoDBEventStore(table_prefix=table_prefix, region_name=region_name)
         store.create_tables()
         yield store
