@@ -21,8 +21,10 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from framework.aio.bridge import run_in_greenlet, wait_for
+from framework.errors import DefinitionError
 from framework.projections.catch_up import CatchUpRunner, side_by_side_with
 from framework.projections.engine import ApplyReport
+from framework.projections.publisher import EventBridgePublisher
 
 __all__ = ["AsyncCatchUpRunner"]
 
@@ -44,9 +46,19 @@ class AsyncCatchUpRunner:
     request it waits for (as a killed process would stop it: positions and read models move in
     one transaction, so the next run goes on from the checkpoints exactly once) and waits for
     them to unwind before it propagates.
+
+    The EventBridge publisher is refused: it sends through boto3 clients of its own, which
+    would block the loop, and keeps what its handlers queued per thread, not per lane.
     """
 
     def __init__(self, runner: CatchUpRunner) -> None:
+        for engine in runner.engines:
+            if isinstance(engine.projector, EventBridgePublisher):
+                raise DefinitionError(
+                    f"{engine.name} cannot run on the async catch-up runner: the publisher "
+                    "sends through blocking clients and queues per thread; run it with "
+                    "CatchUpRunner in a thread"
+                )
         self.runner = runner
 
     async def run(

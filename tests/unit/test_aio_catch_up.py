@@ -15,7 +15,13 @@ import pytest
 
 from framework import Application, InMemoryEventStore, Projector, event_handler
 from framework.aio import AsyncCatchUpRunner, in_bridge, run_in_greenlet, wait_for
-from framework.projections import CatchUpRunner, Envelope, ProjectionEngine
+from framework.errors import DefinitionError
+from framework.projections import (
+    CatchUpRunner,
+    Envelope,
+    EventBridgePublisher,
+    ProjectionEngine,
+)
 from framework.store import InMemoryPositionStore
 from framework.store.keys import feed_checkpoint_key
 from framework.store.positions import Position
@@ -149,3 +155,12 @@ def test_a_handler_waiting_on_the_loop_inside_the_handler_lock_lets_the_other_la
     threading.Thread(target=on_a_loop, daemon=True).start()  # a deadlock hangs it, not the test
     assert done.wait(20), "the lanes deadlocked on the handler lock"
     assert projector.versions == {account: list(range(2, 8)) for account in ACCOUNTS}
+
+
+def test_the_eventbridge_publisher_is_refused(store: InMemoryEventStore) -> None:
+    class Publisher(EventBridgePublisher):
+        source = "tests"
+
+    runner = CatchUpRunner(store, InMemoryPositionStore(), [Publisher()])
+    with pytest.raises(DefinitionError, match="async catch-up runner"):
+        AsyncCatchUpRunner(runner)
