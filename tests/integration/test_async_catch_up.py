@@ -113,7 +113,9 @@ def later() -> dt.datetime:
     return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
 
 
+@pytest.mark.parametrize("workers", [2, 4])
 def test_every_event_once_and_in_order_as_the_sync_runner_applies_them(
+    workers: int,
     async_local_store: DynamoDBEventStore,
     bridged: BridgedLoop,
     history: int,
@@ -121,7 +123,7 @@ def test_every_event_once_and_in_order_as_the_sync_runner_applies_them(
 ) -> None:
     projector = Ordered()
     positions = DynamoDBPositionStore(async_local_store)  # its requests awaited too
-    replay = AsyncCatchUpRunner(runner(async_local_store, positions, projector))
+    replay = AsyncCatchUpRunner(runner(async_local_store, positions, projector, workers=workers))
     report = bridged.run(replay.run(until=later()))
     assert report.applied == history  # the openings too: the position moves past them
     assert projector.versions == EVERY_STREAM_IN_ORDER
@@ -202,6 +204,22 @@ def test_an_interrupted_run_stops_every_lane_and_resumes_from_their_checkpoints(
     assert committed + report.applied == history  # every event exactly once
     for versions in second.versions.values():  # the rest of each stream, in order
         assert versions == list(range(versions[0], PER_ACCOUNT + 2))
+
+
+def test_a_failing_lane_stops_the_others_after_their_current_chunk(
+    async_local_store: DynamoDBEventStore, bridged: BridgedLoop, history: int
+) -> None:
+    def fail_first(envelope: Envelope, _: int) -> None:
+        if (envelope.aggregate_id, envelope.version) == ("acc-0", 2):
+            raise Interrupted  # in the first chunk of acc-0's lane
+
+    positions = InMemoryPositionStore()
+    replay = AsyncCatchUpRunner(runner(async_local_store, positions, Ordered(fail_first)))
+    with pytest.raises(Interrupted):
+        bridged.run(replay.run(until=later()))
+    committed = sum(p.version for p in positions.positions("ordered"))
+    # Lanes left to run on would apply the other lanes whole: three quarters of the history.
+    assert committed < history // 2, committed
 
 
 def test_a_cancelled_run_unwinds_every_lane_and_the_next_run_applies_the_rest_once(
