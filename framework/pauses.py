@@ -9,6 +9,11 @@ so the bridge installs, for the code it runs, a sleeper that awaits ``asyncio.sl
 The sleeper lives in a context variable, so each command (each greenlet, each asyncio task, each
 thread) waits its own way, and the sync code keeps one copy: it calls ``pause`` and does not know
 which kind of wait it gets.
+
+Taking a lock is a wait too: ``holding(lock)`` blocks the thread in a thread, and in a bridged
+greenlet tries and pauses on the loop until the lock is free, because its holder may be another
+greenlet of the same thread, suspended on the loop inside the lock (a projector's handler doing
+I/O): blocking the thread would keep that holder from ever letting go.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from threading import Lock
 
-__all__ = ["pause", "pausing_with"]
+__all__ = ["holding", "pause", "pausing_with"]
 
 Sleeper = Callable[[float], None]
 
@@ -42,3 +48,25 @@ def pausing_with(sleeper: Sleeper) -> Iterator[None]:
         yield
     finally:
         _sleeper.reset(token)
+
+
+LOCK_RETRY_SECONDS = 0.001
+"""How long a bridged greenlet that found a lock taken pauses before it tries again."""
+
+
+@contextlib.contextmanager
+def holding(lock: Lock) -> Iterator[None]:
+    """Within the block, hold ``lock``, waiting for it the way the running code must wait.
+
+    In a thread (no sleeper installed): a blocking acquire. Under a sleeper (a bridged greenlet):
+    a non-blocking try, then ``pause`` so the loop can run the holder, until the lock is free.
+    """
+    if _sleeper.get() is None:
+        lock.acquire()
+    else:
+        while not lock.acquire(blocking=False):
+            pause(LOCK_RETRY_SECONDS)
+    try:
+        yield
+    finally:
+        lock.release()

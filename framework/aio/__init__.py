@@ -1,6 +1,8 @@
 """The asyncio face of the framework: the same command path, awaited instead of blocking.
 
 - ``AsyncApplication(application)``: ``await app.handle(command)``, ``await app.get(Type, id)``;
+- ``AsyncCatchUpRunner(runner)``: ``await runner.run()``, ``await runner.rebuild()``, a
+  ``CatchUpRunner`` whose lanes are greenlets on the loop, their requests awaited side by side;
 - ``open_async_store(store)``: a ``DynamoDBEventStore`` whose requests go through aiobotocore
   (imported on first use: an application on the in-memory store does not need aiobotocore);
 - ``run_in_greenlet`` and ``wait_for``: the bridge both are built on, for sync code of your own
@@ -16,6 +18,7 @@ from framework.aio.application import AsyncApplication
 from framework.aio.bridge import BridgeError, in_bridge, run_in_greenlet, wait_for
 
 if TYPE_CHECKING:
+    from framework.aio.catch_up import AsyncCatchUpRunner
     from framework.aio.dynamodb import BridgedClient, open_async_store
 else:
     from framework._lazy import lazy_exports
@@ -23,6 +26,7 @@ else:
     __getattr__, __dir__ = lazy_exports(
         __name__,
         {
+            "AsyncCatchUpRunner": "framework.aio.catch_up",
             "BridgedClient": "framework.aio.dynamodb",
             "open_async_store": "framework.aio.dynamodb",
         },
@@ -30,6 +34,7 @@ else:
 
 __all__ = [
     "AsyncApplication",
+    "AsyncCatchUpRunner",
     "BridgeError",
     "BridgedClient",
     "in_bridge",

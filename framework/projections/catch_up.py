@@ -4,7 +4,9 @@ The runner walks the feed hour by hour, in chunks of a fixed size, so memory sta
 many events there are. On DynamoDB it reads the feed's lanes side by side (``workers`` threads,
 ``DynamoDBEventStore.read_feed_lane``; a lane is a set of feed shards holding whole streams),
 each with its own checkpoint written as it goes, so that an interrupted replay resumes; other
-stores are read whole (``EventStore.read_feed``). It stops a
+stores are read whole (``EventStore.read_feed``). Side by side means threads, unless the caller
+ran the runner under ``side_by_side_with`` (``framework.aio.AsyncCatchUpRunner`` runs the lanes
+as greenlets on an asyncio loop that way): the rules of a run are written once. It stops a
 safety window short of now, because the index is eventually consistent and the newest commits may
 not be in it yet.
 
@@ -29,9 +31,10 @@ import functools
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, ExitStack, nullcontext
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextvars import ContextVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import structlog
@@ -52,6 +55,8 @@ from framework.store.records import StoredEvent
 
 log = structlog.get_logger(__name__)
 
+T = TypeVar("T")
+
 DEFAULT_SAFETY_WINDOW = dt.timedelta(seconds=5)
 DEFAULT_OVERLAP = dt.timedelta(minutes=5)
 """How far the checkpoint trails what a run read: it must exceed commit latency plus the skew
@@ -66,6 +71,48 @@ DEFAULT_WORKERS = 4
 """Feed shards replayed side by side; one per shard at most."""
 DEFAULT_CHECKPOINT_INTERVAL = 2.0
 """Seconds between the checkpoints a shard writes while it replays."""
+
+
+class SideBySide(Protocol):
+    """How a run calls its lanes' work at once: ``calls`` side by side, at most ``limit`` at a
+    time, their results in the order of ``calls``. The first failure sets ``stop`` (the lanes
+    still running stop after their current chunk), is waited out with the others, and raised."""
+
+    def __call__(
+        self, calls: Sequence[Callable[[], T]], stop: threading.Event, limit: int
+    ) -> list[T]: ...
+
+
+def in_threads(calls: Sequence[Callable[[], T]], stop: threading.Event, limit: int) -> list[T]:
+    """``SideBySide`` on a pool of ``limit`` threads: the sync runner's way."""
+    with concurrent.futures.ThreadPoolExecutor(
+        max_workers=limit, thread_name_prefix="replay"
+    ) as pool:
+        futures = [pool.submit(call) for call in calls]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                future.result()
+        except BaseException:
+            stop.set()  # the others stop after their current chunk, checkpointed
+            raise
+    return [future.result() for future in futures]
+
+
+_side_by_side: ContextVar[SideBySide] = ContextVar("framework_side_by_side", default=in_threads)
+
+
+@contextmanager
+def side_by_side_with(way: SideBySide) -> Iterator[None]:
+    """Within the block (in this context only), runs call their lanes side by side ``way``.
+
+    A context variable, as ``framework.pauses`` keeps its sleeper: the async runner sets it in
+    the greenlet it runs ``CatchUpRunner.run`` in, and every other run keeps its threads.
+    """
+    token = _side_by_side.set(way)
+    try:
+        yield
+    finally:
+        _side_by_side.reset(token)
 
 
 @attrs.define
@@ -180,10 +227,8 @@ class CatchUpRunner:
             return [since for _ in shards]
         if len(shards) == 1 or self.workers == 1:
             return [self._resume_point(shard) for shard in shards]
-        with concurrent.futures.ThreadPoolExecutor(
-            max_workers=min(self.workers, len(shards)), thread_name_prefix="resume"
-        ) as pool:
-            return list(pool.map(self._resume_point, shards))
+        calls = [functools.partial(self._resume_point, shard) for shard in shards]
+        return _side_by_side.get()(calls, threading.Event(), min(self.workers, len(shards)))
 
     def _in_parallel(
         self,
@@ -193,25 +238,20 @@ class CatchUpRunner:
         settled: dt.datetime,
         progress: ReplayProgress,
     ) -> ApplyReport:
-        """One thread per shard (``workers`` at a time); the first failure stops the others."""
+        """One lane per shard (``workers`` at a time); the first failure stops the others.
+
+        A lane is a thread, or whatever ``side_by_side_with`` installed (``SideBySide``)."""
         stop = threading.Event()
         report = ApplyReport()
         if isinstance(self.store, DynamoDBEventStore):
             self.store.client  # noqa: B018  (made once, here: the workers share them)
             self.store.feed_client  # noqa: B018
-        with concurrent.futures.ThreadPoolExecutor(
-            max_workers=min(self.workers, len(shards)), thread_name_prefix="replay"
-        ) as pool:
-            futures = [
-                pool.submit(self._replay_shard, shard, start, end, settled, progress, stop)
-                for shard, start in zip(shards, starts, strict=True)
-            ]
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    report.merge(future.result())
-            except BaseException:
-                stop.set()  # the others stop after their current chunk, checkpointed
-                raise
+        calls = [
+            functools.partial(self._replay_shard, shard, start, end, settled, progress, stop)
+            for shard, start in zip(shards, starts, strict=True)
+        ]
+        for lane in _side_by_side.get()(calls, stop, min(self.workers, len(shards))):
+            report.merge(lane)
         return report
 
     def _replay_shard(

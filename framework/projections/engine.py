@@ -34,10 +34,11 @@ them there, so a position never passes an event whose effect is not done.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
-import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import attrs
@@ -48,6 +49,7 @@ from framework.errors import CorruptEvent, DefinitionError, DeliverAgain
 from framework.logs import log_context_from
 from framework.mapping.mapper import EventMapper
 from framework.mapping.upcasters import Upcaster
+from framework.pauses import holding, pause
 from framework.projections.folding import FoldedBatch, QueuedWrite, RowWrite
 from framework.projections.projector import Envelope, Projector
 from framework.store.base import EventStore
@@ -66,6 +68,9 @@ from framework.store.records import StoredEvent, event_id
 from framework.tracing import AttributeValue, active_tracer, continued_from
 
 log = structlog.get_logger(__name__)
+
+_engines = itertools.count()
+"""Numbers the engines' context variables, for their names only (each engine has its own)."""
 
 REMEMBERED_POSITIONS = 10_000
 """Streams whose positions a replay lane remembers between chunks (see ``remembering``): a
@@ -121,15 +126,29 @@ class ProjectionEngine:
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.mapper = _reading_mapper(projector, mapper, tuple(upcasters), keys)
-        # Parallel replay applies several shards with one engine: the projector's handlers
-        # and its queue of writes are used by one thread at a time (the requests are not).
+        # Parallel replay applies several lanes with one engine: the projector's handlers and
+        # its queue of writes are used by one lane at a time (the requests are not). A lane is
+        # a thread, or a greenlet of the async runner: all of them on one thread, where a lock
+        # found taken is waited for on the loop (``holding``), since a handler may do I/O.
         self._handler_lock = threading.Lock()
-        self._local = threading.local()  # per thread: deferred advances, remembered positions
+        # Per lane: the remembered positions and the advances deferred by the running ``apply``.
+        # Context variables, not ``threading.local``: a thread starts with a context of its
+        # own, and so does each greenlet of the async runner, whose lanes share one thread.
+        serial = next(_engines)
+        self._known_var: ContextVar[_KnownPositions | None] = ContextVar(
+            f"framework_engine_{serial}_known", default=None
+        )
+        self._deferred_var: ContextVar[dict[str, _Deferred] | None] = ContextVar(
+            f"framework_engine_{serial}_deferred", default=None
+        )
         projector.use_table_prefix(store.tables.prefix)
 
     @contextmanager
     def remembering(self, limit: int = REMEMBERED_POSITIONS) -> Iterator[None]:
-        """Within the block, ``apply`` on this thread remembers the positions it read and wrote.
+        """Within the block, ``apply`` in this lane remembers the positions it read and wrote.
+
+        A lane is the thread, or the greenlet, running the block (a context variable holds the
+        memory): lanes replayed side by side never see one another's.
 
         A replay lane applies chunk after chunk of the same streams, and reading every chunk's
         positions again cost a request per chunk. Within the block a stream's position is read
@@ -140,16 +159,14 @@ class ProjectionEngine:
         another runner moved are forgotten, so they are read again. At most ``limit`` streams
         are remembered (the oldest are forgotten first).
         """
-        previous = getattr(self._local, "known", None)
-        self._local.known = _KnownPositions(limit)
+        token = self._known_var.set(_KnownPositions(limit))
         try:
             yield
         finally:
-            self._local.known = previous
+            self._known_var.reset(token)
 
     def _known(self) -> _KnownPositions | None:
-        known: _KnownPositions | None = getattr(self._local, "known", None)
-        return known
+        return self._known_var.get()
 
     def _remember(self, stream: str, version: int) -> None:
         known = self._known()
@@ -175,12 +192,12 @@ class ProjectionEngine:
         ]
         positions = self._positions([d[0].stream for d in followed])
         deferred: dict[str, _Deferred] = {}
-        self._local.deferred = deferred
+        token = self._deferred_var.set(deferred)
         try:
             for delivered in followed:
                 report.merge(self.apply_stream(delivered, positions[delivered[0].stream]))
         finally:
-            self._local.deferred = None
+            self._deferred_var.reset(token)
         lost = self._settle(deferred, report)
         for delivered in followed:
             if delivered[0].stream in lost:  # go on from where the other runner got to
@@ -203,8 +220,7 @@ class ProjectionEngine:
         return found
 
     def _deferring(self) -> dict[str, _Deferred] | None:
-        deferred: dict[str, _Deferred] | None = getattr(self._local, "deferred", None)
-        return deferred
+        return self._deferred_var.get()
 
     def _settle(self, deferred: dict[str, _Deferred], report: ApplyReport) -> set[str]:
         """Commit the deferred advances of a delivery, many streams to a request.
@@ -474,15 +490,17 @@ class ProjectionEngine:
         error: BaseException | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:
-                with self._handler_lock:
+                # Decoded outside the lock: the mapper serves many threads, and decoding
+                # personal data may wait for a key (a read of the keys table, KMS).
+                event = self.mapper.decode(
+                    record.event_type,
+                    record.schema,
+                    record.payload,
+                    stream=record.stream,
+                    version=record.version,
+                )
+                with holding(self._handler_lock):
                     try:
-                        event = self.mapper.decode(
-                            record.event_type,
-                            record.schema,
-                            record.payload,
-                            stream=record.stream,
-                            version=record.version,
-                        )
                         function(self.projector, event, envelope)
                     finally:
                         queued = self.projector.take_queued()
@@ -500,7 +518,7 @@ class ProjectionEngine:
                     error_type=type(failure).__name__,
                 )
                 if attempt < self.max_attempts:
-                    time.sleep(self.retry_delay * attempt)
+                    pause(self.retry_delay * attempt)  # on the loop, in the async runner
         raise _HandlerFailed(error, self.max_attempts)
 
     def _park(

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from pynamodb.models import Model
 
 from framework.errors import DefinitionError
+from framework.pauses import pause
 from framework.store.dynamodb.event_store import DynamoDBEventStore, translated_errors
 from framework.store.dynamodb.tables import describe_table_status
 
@@ -237,5 +238,5 @@ def _wait(store: DynamoDBEventStore, name: str, done: Any, timeout: float) -> No
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"read-model table {name!r} is still {status} after {timeout:.0f} s")
-        time.sleep(delay)
+        pause(delay)  # on the loop, when the store is on aiobotocore (a rebuild's)
         delay = min(delay * 2, 1.0)

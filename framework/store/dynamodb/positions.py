@@ -8,7 +8,6 @@ position move together or not at all.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -21,6 +20,7 @@ from framework.errors import (
     TableMissing,
     TransactionConflict,
 )
+from framework.pauses import pause
 from framework.store.dynamodb.event_store import (
     DynamoDBEventStore,
     TransactionCancelled,
@@ -85,7 +85,7 @@ class DynamoDBPositionStore:
                     found[position.stream] = position
                 request = response.get("UnprocessedKeys") or {}
                 if request:  # DynamoDB answered part of it (throttling): ask for the rest
-                    time.sleep(delay)
+                    pause(delay)  # on the loop, when the store is on aiobotocore
                     delay = min(delay * 2, 1.0)
         return found
 
