@@ -268,17 +268,22 @@ class CatchUpRunner:
         with ExitStack() as remembering:
             for engine in self.engines:  # a lane's positions are read once, not every chunk
                 remembering.enter_context(engine.remembering())
-            for chunk in _chunks(shard.read(start, end), self.chunk_size):
-                for engine in self.engines:
-                    report.merge(engine.apply(chunk))
-                progress.advance(len(chunk), chunk[-1].occurred_at)
-                if self.on_progress is not None:
-                    self.on_progress(progress)
-                if time.monotonic() - last_checkpoint >= self.checkpoint_interval:
-                    self._checkpoint(shard, start, min(chunk[-1].occurred_at, end, settled))
-                    last_checkpoint = time.monotonic()
-                if stop is not None and stop.is_set():
-                    return report
+            try:
+                for chunk in _chunks(shard.read(start, end), self.chunk_size):
+                    for engine in self.engines:
+                        report.merge(engine.apply(chunk))
+                    progress.advance(len(chunk), chunk[-1].occurred_at)
+                    if self.on_progress is not None:
+                        self.on_progress(progress)
+                    if time.monotonic() - last_checkpoint >= self.checkpoint_interval:
+                        self._checkpoint(shard, start, min(chunk[-1].occurred_at, end, settled))
+                        last_checkpoint = time.monotonic()
+                    if stop is not None and stop.is_set():
+                        return report
+            except BaseException:
+                if stop is not None:  # at once: the others stop after the chunk they are on
+                    stop.set()
+                raise
         self._checkpoint(shard, start, min(end, settled))
         return report
 
