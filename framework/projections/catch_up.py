@@ -244,8 +244,7 @@ class CatchUpRunner:
         stop = threading.Event()
         report = ApplyReport()
         if isinstance(self.store, DynamoDBEventStore):
-            self.store.client  # noqa: B018  (made once, here: the workers share them)
-            self.store.feed_client  # noqa: B018
+            self.store.client  # noqa: B018  (made once, here: the workers share it)
         calls = [
             functools.partial(self._replay_shard, shard, start, end, settled, progress, stop)
             for shard, start in zip(shards, starts, strict=True)
