@@ -5,12 +5,17 @@ the same replay with a projector that writes nothing.
 Measured, in interleaved rounds, each in a child process that reports its own peak RSS (so one
 measurement does not inherit another's memory):
 
-- ``raw``: a plain ``Query`` loop over every shard of every hour of the feed index;
+- ``raw``: a plain ``Query`` loop over every shard of every hour of the feed index, on a plain
+  boto3 client (botocore parses the answers): the baseline;
 - ``replay``: ``CatchUpRunner.run`` as the CLI's ``projections replay`` runs it, with the
   DynamoDB position store, of a projector that keeps O(1) state and writes nothing;
 - ``in-memory positions``: the same with positions kept in memory;
 - ``rebuild``: ``CatchUpRunner.rebuild`` of a projector keeping one balance row per account
-  (a declared PynamoDB read model, typed ``add_to`` updates), as ``projections replay --rebuild``.
+  (a declared PynamoDB read model, typed ``add_to`` updates), as ``projections replay --rebuild``;
+- ``raw-lean``: the raw loop on the store's own client, which decodes ``Query`` items from the
+  JSON as the replay does: the part of the difference that decoding makes.
+
+Each kind runs first in turn, round after round.
 
     python -m bench.replay [--events 10000 100000] [--rounds 3] [--workers 4]
 """
@@ -23,7 +28,9 @@ import multiprocessing
 import resource
 import sys
 import time
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.models import Model
@@ -150,9 +157,22 @@ def _rebuild_child(endpoint: str, prefix: str, workers: int, queue: multiprocess
 
 
 def _raw_child(endpoint: str, prefix: str, workers: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """The baseline: a plain boto3 client, its answers parsed by botocore, as a user's loop."""
     configure_logging("WARNING")
     store = DynamoDBEventStore(table_prefix=prefix, endpoint_url=endpoint)
-    client = store.client
+    queue.put(_raw_loop("raw", store, store.make_client("dynamodb")))
+
+
+def _raw_lean_child(endpoint: str, prefix: str, workers: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """The same loop on the store's own client, which decodes Query items from the JSON: how
+    much of the replay's lead or lag is that decoding, and how much the rest of the replay."""
+    configure_logging("WARNING")
+    store = DynamoDBEventStore(table_prefix=prefix, endpoint_url=endpoint)
+    queue.put(_raw_loop("raw-lean", store, store.client))
+
+
+def _raw_loop(kind: str, store: DynamoDBEventStore, client: Any) -> Result:
+    """Every shard partition of every hour of the feed index, page by page, items counted."""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
     count = 0
@@ -175,10 +195,10 @@ def _raw_child(endpoint: str, prefix: str, workers: int, queue: multiprocessing.
         hour += dt.timedelta(hours=1)
     elapsed = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put(("raw", count, "", elapsed, before, peak))
+    return (kind, count, "", elapsed, before, peak)
 
 
-def measure(target: object, endpoint: str, prefix: str, workers: int) -> Result:
+def measure(target: Callable[..., None], endpoint: str, prefix: str, workers: int) -> Result:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     child = context.Process(target=target, args=(endpoint, prefix, workers, queue))
@@ -193,6 +213,7 @@ CHILDREN = {
     "replay": _replay_child,
     "memory": _memory_child,
     "rebuild": _rebuild_child,
+    "raw-lean": _raw_lean_child,
 }
 
 
@@ -201,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--only", nargs="+", choices=list(CHILDREN), help="measure these kinds only (no table)"
+    )
     arguments = parser.parse_args(argv)
     configure_logging("WARNING")
     server = start_dynamodb_local()
@@ -217,9 +241,12 @@ def main(argv: list[str] | None = None) -> int:
             written = grow_to(app, events, written)
             sys.stderr.write(f"{events} events written in {time.perf_counter() - started:.0f} s\n")
             time.sleep(1)  # past the feed index's propagation, with a safety window of 0
-            results: dict[str, list[Result]] = {kind: [] for kind in CHILDREN}
+            results: dict[str, list[Result]] = {kind: [] for kind in arguments.only or CHILDREN}
+            kinds = arguments.only or list(CHILDREN)
             for round_number in range(arguments.rounds):  # interleaved: one of each per round
-                for kind, child in CHILDREN.items():
+                first = round_number % len(kinds)  # and each kind first in turn
+                for kind in kinds[first:] + kinds[:first]:
+                    child = CHILDREN[kind]
                     result = measure(
                         child, server.endpoint_url, store.tables.prefix, arguments.workers
                     )
@@ -227,8 +254,12 @@ def main(argv: list[str] | None = None) -> int:
                     results[kind].append(result)
             for kind, found in results.items():
                 assert all(r[1] == events for r in found), (kind, found)
-                assert kind == "raw" or all(r[2] == str(events) for r in found), (kind, found)
+                assert kind.startswith("raw") or all(r[2] == str(events) for r in found), found
             rates = {kind: [events / r[3] for r in found] for kind, found in results.items()}
+            if arguments.only:
+                for kind, values in rates.items():
+                    print(f"{events:,} events, {kind}: {_rate(values)} events/s")
+                continue
             peaks = {kind: median([r[5] for r in found]) / 1024 for kind, found in results.items()}
             rate = {kind: median(values) for kind, values in rates.items()}
             rows.append(
@@ -242,8 +273,12 @@ def main(argv: list[str] | None = None) -> int:
                     _rate(rates["rebuild"]),
                     f"{rate['rebuild'] / rate['replay']:.2f}",
                     " / ".join(f"{peaks[kind]:.0f}" for kind in ("raw", "replay", "rebuild")),
+                    _rate(rates["raw-lean"]),
+                    f"{rate['replay'] / rate['raw-lean']:.2f}",
                 ]
             )
+        if arguments.only:
+            return 0
         print(
             f"Replay over the feed index on DynamoDB Local ({machine()}), {arguments.workers} "
             f"workers, medians of {arguments.rounds} interleaved rounds (min-max):\n"
@@ -260,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                     "rebuild of balances events/s",
                     "rebuild / replay",
                     "peak RSS MiB raw / replay / rebuild",
+                    "raw loop on the store's client (JSON-decoded items) events/s",
+                    "replay / that",
                 ],
                 rows,
             )
