@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -20,9 +19,10 @@ from framework.config import Settings
 from framework.projections import CatchUpRunner, Envelope
 from framework.store import DynamoDBPositionStore, InMemoryPositionStore
 from framework.store.keys import FEED_SHARDS, feed_lane_checkpoint_key
-from framework.store.positions import Position, PositionStore
+from framework.store.positions import PositionStore
 from framework.testing.bank import Account, Deposited, DepositMany, OpenAccount
 from tests.support.aio import BridgedLoop
+from tests.support.stores import CountingPositions
 
 pytestmark = pytest.mark.dynamodb_local
 
@@ -49,18 +49,6 @@ class Ordered(Projector, name="ordered"):
         if self.on_event is not None:
             self.on_event(envelope, sum(map(len, self.versions.values())))
         self.versions.setdefault(envelope.aggregate_id, []).append(envelope.version)
-
-
-class CountingPositions(InMemoryPositionStore):
-    """Counts, per stream, how often its position was read."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads: Counter[str] = Counter()
-
-    def get_many(self, projector: str, streams: Sequence[str]) -> dict[str, Position]:
-        self.reads.update(streams)
-        return super().get_many(projector, streams)
 
 
 class InFlight:

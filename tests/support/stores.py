@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from framework.store import ChangeSet, EventStore, InMemoryEventStore
+from framework.store import ChangeSet, EventStore, InMemoryEventStore, InMemoryPositionStore
+from framework.store.positions import Position
 
 
 class SpyStore:
@@ -39,3 +41,15 @@ class SpyStore:
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
+
+
+class CountingPositions(InMemoryPositionStore):
+    """Positions in memory that count, per stream, how often its position was read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: Counter[str] = Counter()
+
+    def get_many(self, projector: str, streams: Sequence[str]) -> dict[str, Position]:
+        self.reads.update(streams)
+        return super().get_many(projector, streams)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-from collections import Counter
-from collections.abc import Sequence
 from decimal import Decimal
 
 import pytest
@@ -24,9 +22,9 @@ from framework.projections import (
 )
 from framework.store import InMemoryPositionStore
 from framework.store.keys import feed_checkpoint_key
-from framework.store.positions import Position
 from framework.store.records import StoredEvent
 from framework.testing.bank import Account, Deposited, DepositMany, OpenAccount
+from tests.support.stores import CountingPositions
 
 ACCOUNTS = ["a", "b", "c"]
 
@@ -48,18 +46,6 @@ class Ordered(Projector, name="ordered"):
 
     def reset(self) -> None:
         self.versions.clear()
-
-
-class CountingPositions(InMemoryPositionStore):
-    """Counts, per stream, how often its position was read."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads: Counter[str] = Counter()
-
-    def get_many(self, projector: str, streams: Sequence[str]) -> dict[str, Position]:
-        self.reads.update(streams)
-        return super().get_many(projector, streams)
 
 
 @pytest.fixture
