@@ -12,6 +12,7 @@ import threading
 import boto3
 
 from framework.store import embedded_dynamodb_store
+from framework.store.dynamodb import embedded
 
 ROUNDS = 150
 THREADS = 4
@@ -50,3 +51,19 @@ def test_threads_writing_through_different_clients_all_succeed() -> None:
 
     assert failures == []
     assert stored == ROUNDS * THREADS
+
+
+def test_two_blocks_ending_out_of_order_leave_moto_wrapped_once() -> None:
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    first = embedded_dynamodb_store(table_prefix="first")
+    second = embedded_dynamodb_store(table_prefix="second")
+    first.__enter__()
+    second.__enter__()
+    wrapped = BotocoreStubber.process_request
+    assert getattr(wrapped, embedded._WRAPPED, False)  # moto's handler behind the lock
+    first.__exit__(None, None, None)  # the first to begin ends first
+    assert BotocoreStubber.process_request is wrapped  # the second's requests stay locked
+    second.__exit__(None, None, None)
+    with embedded_dynamodb_store(table_prefix="third"):
+        assert BotocoreStubber.process_request is wrapped  # not wrapped again

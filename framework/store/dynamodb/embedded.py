@@ -6,8 +6,11 @@ created. Everything is gone when the block ends. moto ships with the ``embedded`
 
 moto keeps its tables in plain dictionaries with no lock of its own, and a ``TransactWriteItems``
 copies them all (to roll back on a refused condition) while another thread may be writing: the
-catch-up runner's lanes, a server's worker threads. So, while the block lasts, moto answers one
-request at a time, whichever client sent it (the store's, PynamoDB's, the user's own).
+catch-up runner's lanes, a server's worker threads. So moto answers one request at a time,
+whichever client sent it (the store's, PynamoDB's, the user's own): the first embedded store
+wraps moto's request handler in a lock, once for the process, and leaves it so. Wrapping it per
+block and unwrapping it after would undo another block's wrapping when two blocks, in two
+threads, end in another order than they began.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ _FAKE_CREDENTIALS = {
 
 # moto's DynamoDB lives once per process, however many embedded stores are open: one lock for all.
 _ONE_REQUEST_AT_A_TIME = threading.RLock()
+_WRAPPED = "framework_one_request_at_a_time"
 
 
 @contextmanager
@@ -44,18 +48,24 @@ def embedded_dynamodb_store(
         raise StoreUnavailable(
             "the embedded DynamoDB needs moto: pip install 'dynamo-cqrs-framework[embedded]'"
         ) from error
-    answer_unlocked = BotocoreStubber.process_request
-
-    def answer_alone(stubber: Any, request: Any) -> Any:
-        with _ONE_REQUEST_AT_A_TIME:
-            return answer_unlocked(stubber, request)
-
+    _answer_one_request_at_a_time(BotocoreStubber)
     # Fake credentials keep boto3 from looking for (or finding) real ones while mocked.
-    with (
-        mock.patch.dict(os.environ, _FAKE_CREDENTIALS),
-        mock.patch.object(BotocoreStubber, "process_request", answer_alone),
-        mock_aws(),
-    ):
+    with mock.patch.dict(os.environ, _FAKE_CREDENTIALS), mock_aws():
         store = DynamoDBEventStore(table_prefix=table_prefix, region_name=region_name)
         store.create_tables()
         yield store
+
+
+def _answer_one_request_at_a_time(stubber: Any) -> None:
+    """Wrap moto's ``process_request`` (the class ``stubber``'s) in the lock, once per process."""
+    with _ONE_REQUEST_AT_A_TIME:
+        answer_unlocked = stubber.process_request
+        if getattr(answer_unlocked, _WRAPPED, False):
+            return
+
+        def answer_alone(self: Any, request: Any) -> Any:
+            with _ONE_REQUEST_AT_A_TIME:
+                return answer_unlocked(self, request)
+
+        setattr(answer_alone, _WRAPPED, True)
+        stubber.process_request = answer_alone
