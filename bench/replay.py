@@ -241,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             written = grow_to(app, events, written)
             sys.stderr.write(f"{events} events written in {time.perf_counter() - started:.0f} s\n")
             time.sleep(1)  # past the feed index's propagation, with a safety window of 0
-            results: dict[str, list[Result]] = {kind: [] for kind in arguments.only or CHILDREN}
             kinds = arguments.only or list(CHILDREN)
+            results: dict[str, list[Result]] = {kind: [] for kind in kinds}
             for round_number in range(arguments.rounds):  # interleaved: one of each per round
                 first = round_number % len(kinds)  # and each kind first in turn
                 for kind in kinds[first:] + kinds[:first]:

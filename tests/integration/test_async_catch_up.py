@@ -133,7 +133,7 @@ def test_the_lanes_queries_are_in_flight_together_on_the_loops_thread(
     history: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    aio_client = async_local_store.feed_client.aio_client
+    aio_client = async_local_store.client.aio_client
     in_flight = InFlight(aio_client)
     monkeypatch.setattr(aio_client, "query", in_flight.query)
     threads = threading.active_count()

@@ -474,16 +474,6 @@ class DynamoDBEventStore:
             table = self.client.describe_table(TableName=self.tables.events)["Table"]
         return int(table.get("ItemCount", 0))
 
-    @property
-    def feed_client(self) -> Any:
-        """The client that reads the feed: the store's own (``client``).
-
-        It decodes ``Query`` answers' items straight from the JSON already; a second client
-        for the feed cost a session and a connection pool of its own, a tenth of a short
-        replay's time, and bought nothing.
-        """
-        return self.client
-
     def _query_feed(self, partition: str) -> Iterator[Item]:
         request: dict[str, Any] = {
             "TableName": self.tables.events,
@@ -498,7 +488,7 @@ class DynamoDBEventStore:
         }
         while True:
             with translated_errors(self.tables.events):
-                page = self.feed_client.query(**request)
+                page = self.client.query(**request)
             yield from page.get("Items", [])
             if "LastEvaluatedKey" not in page:
                 return
