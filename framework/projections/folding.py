@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import decimal
 import functools
+import types
 from collections.abc import Hashable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-import attrs
+from pynamodb.attributes import NumberAttribute
 from pynamodb.expressions.operand import Path, Value
 from pynamodb.expressions.update import Action, AddAction, RemoveAction, SetAction, Update
 from pynamodb.models import Model
@@ -50,14 +51,14 @@ _DYNAMODB_NUMBERS = decimal.Context(
 fit exactly raises, and the writes are not folded (DynamoDB then judges them one by one)."""
 
 
-@attrs.frozen
-class FieldChange:
+class FieldChange(NamedTuple):
     """What an update does to one top-level attribute: set, add (a number) or remove.
 
     Kept plain, not as PynamoDB actions, so that folding the events of a stream builds no
     expression objects; the actions are built once, when the write is sent. A number folded
     from several writes is kept as a ``Decimal`` (``number``) and serialized once, when the
-    write is sent, not parsed and printed again at every fold.
+    write is sent, not parsed and printed again at every fold. A tuple, not an attrs class: a
+    rebuild makes a few of them for every event, and a tuple is the cheapest object to make.
     """
 
     kind: Literal["set", "add", "remove"]
@@ -92,30 +93,26 @@ class FieldChange:
         return make(self.path, Value(dict(value)))
 
 
-@attrs.frozen(slots=False)  # a dict, for the cached identity
-class RowWrite:
+class RowWrite(NamedTuple):
     """A read-model write queued by a projector, kept structured so that it can be folded.
 
-    ``request`` is what PynamoDB built for the write as queued (with its condition, if any), and
-    is sent unchanged when nothing was folded into it; an update's request is ``None`` until it
-    is needed (``transact_item``): serializing the update expression of every intermediate fold
-    cost a rebuild more than its requests. ``actions`` are an update's (top-level attribute name
-    to action), ``item`` a put's serialized item; ``None`` when the write cannot be folded (a
-    condition, an action that depends on the item).
+    ``identity`` is the row's (``row_identity``). ``request`` is what PynamoDB built for the
+    write as queued (with its condition, if any), and is sent unchanged when nothing was folded
+    into it; an update's request is ``None`` until it is needed (``transact_item``): serializing
+    the update expression of every intermediate fold cost a rebuild more than its requests.
+    ``actions`` are an update's (top-level attribute name to action), ``item`` a put's
+    serialized item; ``None`` when the write cannot be folded (a condition, an action that
+    depends on the item). A tuple, as ``FieldChange``: a rebuild makes two for every event.
     """
 
     kind: WriteKind
     table: str
     key: Mapping[str, AttributeValue]
+    identity: Hashable
     request: Mapping[str, Any] | None
     item: Mapping[str, AttributeValue] | None = None
     actions: Mapping[str, FieldChange] | None = None
     foldable: bool = True
-
-    @functools.cached_property
-    def identity(self) -> Hashable:
-        """(table, key values): the same identity the position stores give a raw write."""
-        return (self.table, tuple(sorted((name, repr(value)) for name, value in self.key.items())))
 
     def transact_item(self) -> TransactItem:
         """The ``TransactWriteItems`` entry of this write."""
@@ -123,6 +120,11 @@ class RowWrite:
             return {self.kind: dict(self.request)}
         assert self.actions is not None  # only a foldable update defers its request
         return {self.kind: _update_request(self, self.actions)}
+
+
+def row_identity(table: str, key: Mapping[str, AttributeValue]) -> Hashable:
+    """(table, key values): the same identity the position stores give a raw write."""
+    return (table, tuple(sorted((name, repr(value)) for name, value in key.items())))
 
 
 QueuedWrite = RowWrite | TransactItem
@@ -194,8 +196,35 @@ def added_write(table: str, model: type[Model], key: Any, amounts: Mapping[str, 
                 "to number attributes; use update() with PynamoDB actions for anything else"
             )
         path, attribute = field
-        changes[attribute.attr_name] = FieldChange("add", path, {"N": attribute.serialize(amount)})
-    return RowWrite("Update", table, model_key(model, key), None, actions=changes)
+        if type(amount) is int and type(attribute) is NumberAttribute:
+            number = str(amount)  # what its json.dumps gives, without the encoder's cost
+        else:
+            number = attribute.serialize(amount)
+        changes[attribute.attr_name] = FieldChange("add", path, {"N": number})
+    if type(key) in _PLAIN_KEYS or (
+        type(key) is tuple and all(type(value) in _PLAIN_KEYS for value in key)
+    ):
+        serialized, identity = _known_row(table, model, key)
+    else:
+        serialized = model_key(model, key)
+        identity = row_identity(table, serialized)
+    return RowWrite("Update", table, serialized, identity, None, actions=changes)
+
+
+_PLAIN_KEYS = (str, int)
+"""Key values whose equal values serialize alike (unlike 1, 1.0 and True), so that a row's
+serialized key and identity can be remembered by value."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _known_row(
+    table: str, model: type[Model], key: Any
+) -> tuple[Mapping[str, AttributeValue], Hashable]:
+    """The serialized key and identity of a row, remembered: a rebuild adds to the same rows
+    event after event, and working them out was a fifth of what each of its writes cost. The
+    key is read-only, as it is shared by every write of the row."""
+    serialized = model_key(model, key)
+    return types.MappingProxyType(serialized), row_identity(table, serialized)
 
 
 def row_key(row: Model) -> dict[str, AttributeValue]:
@@ -215,7 +244,8 @@ def put_write(
     """A queued ``Put`` of a row; ``request`` as PynamoDB builds it (``TableName``, ``Item``...)."""
     request = {**request, "TableName": table}
     foldable = "ConditionExpression" not in request
-    return RowWrite("Put", table, key, request, item=dict(request["Item"]), foldable=foldable)
+    item = dict(request["Item"])
+    return RowWrite("Put", table, key, row_identity(table, key), request, item, foldable=foldable)
 
 
 def delete_write(
@@ -223,7 +253,8 @@ def delete_write(
 ) -> RowWrite:
     """A queued ``Delete`` of a row."""
     request = {**request, "TableName": table}
-    return RowWrite("Delete", table, key, request, foldable="ConditionExpression" not in request)
+    foldable = "ConditionExpression" not in request
+    return RowWrite("Delete", table, key, row_identity(table, key), request, foldable=foldable)
 
 
 def update_write(
@@ -236,7 +267,8 @@ def update_write(
     request = {**request, "TableName": table}
     by_name = _foldable_actions(actions, key)
     foldable = "ConditionExpression" not in request and by_name is not None
-    return RowWrite("Update", table, key, request, actions=by_name, foldable=foldable)
+    identity = row_identity(table, key)
+    return RowWrite("Update", table, key, identity, request, actions=by_name, foldable=foldable)
 
 
 def unconditional_update(
@@ -250,7 +282,7 @@ def unconditional_update(
     by_name = _foldable_actions(actions, key)
     if by_name is None:
         return None
-    return RowWrite("Update", table, key, None, actions=by_name)
+    return RowWrite("Update", table, key, row_identity(table, key), None, actions=by_name)
 
 
 def _foldable_actions(
@@ -326,7 +358,7 @@ def _apply_to_item(put: RowWrite, changes: Mapping[str, FieldChange]) -> RowWrit
             return None  # ADD to a non-number: DynamoDB refuses it, let it say so
     assert put.request is not None  # a put's request is built when it is queued
     request = {**put.request, "Item": item}
-    return attrs.evolve(put, item=item, request=request)
+    return put._replace(item=item, request=request)
 
 
 def _merge_updates(
@@ -346,9 +378,8 @@ def _merge_updates(
         if total is None:
             return None
         merged[name] = FieldChange(previous.kind, change.path, None, total)
-    folded = RowWrite(earlier.kind, earlier.table, earlier.key, None, earlier.item, merged)
-    folded.__dict__["identity"] = earlier.identity  # the same row: not worked out again
-    return folded
+    # Made directly, not by _replace: this runs once for every event a rebuild folds.
+    return RowWrite("Update", earlier.table, earlier.key, earlier.identity, None, None, merged)
 
 
 def _update_request(earlier: RowWrite, changes: Mapping[str, FieldChange]) -> dict[str, Any]:
@@ -398,6 +429,20 @@ class FoldedBatch:
 
         ``limit`` bounds the number of writes the batch may hold afterwards.
         """
+        if len(writes) == 1:  # most events write one row: nothing to stage, nothing to undo
+            identity, write = writes[0]
+            index = self._rows.get(identity)
+            if limit is not None and len(self.writes) + (index is None) > limit:
+                return False
+            if index is not None:
+                folded = _fold_any(self.writes[index], write)
+                if folded is None:
+                    return False
+                self.writes[index] = folded
+                return True
+            self._rows[identity] = len(self.writes)
+            self.writes.append(write)
+            return True
         staged, rows = list(self.writes), dict(self._rows)
         for identity, write in writes:
             index = rows.get(identity)

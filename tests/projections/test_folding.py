@@ -20,6 +20,7 @@ from framework import Application, DynamoDBEventStore, Projector, event_handler
 from framework.errors import DefinitionError
 from framework.projections import CatchUpRunner, Envelope, read_models
 from framework.projections.folding import FoldedBatch, QueuedWrite, RowWrite, fold, row_key
+from framework.projections.folding import row_identity as fold_identity
 from framework.store import DynamoDBPositionStore
 from framework.testing.bank import Account, Deposited, DepositMany, OpenAccount
 
@@ -362,6 +363,9 @@ def test_a_batch_keeps_a_running_sum_exact_and_stops_where_38_digits_end() -> No
     [
         (Writer, Row("x"), "x", {"a": Decimal("2.5"), "b": 3}),
         (LedgerWriter, Ledger("acc#2", -3), ("acc#2", -3), {"amount": Decimal("-0.25")}),
+        (Writer, Row("y"), "y", {"b": 10**40}),
+        (Writer, Row("y"), "y", {"b": 2.5}),
+        (Writer, Row("y"), "y", {"b": -7}),
     ],
 )
 def test_add_to_is_the_write_of_update_with_add_actions(
@@ -383,6 +387,21 @@ def test_add_to_is_the_write_of_update_with_add_actions(
     assert sent["ExpressionAttributeValues"] == built["ExpressionAttributeValues"]
 
 
+def test_add_to_remembers_a_row_by_value_only_where_equal_values_serialize_alike() -> None:
+    # add_to remembers each row's serialized key; 1, 1.0 and True are equal in Python but
+    # PynamoDB serializes them as "1", "1.0" and "true": each must keep its own key.
+    projector = LedgerWriter()
+    for entry in (1, 1.0, True, 1):
+        projector.add_to(Ledger, ("acc", entry), amount=Decimal(1))
+        (write,) = projector.take_queued()
+        assert isinstance(write, RowWrite)
+        built = Ledger("acc", entry).get_update_kwargs_from_instance(
+            actions=[Ledger.amount.add(Decimal(1))], add_version_condition=False
+        )
+        assert write.transact_item()["Update"]["Key"] == built["Key"]
+        assert write.identity == fold_identity(write.table, built["Key"])
+
+
 def test_add_to_refuses_what_is_not_a_declared_number_attribute() -> None:
     projector = Writer()
     with pytest.raises(DefinitionError, match="not among its read_models"):
@@ -396,3 +415,28 @@ def test_add_to_refuses_what_is_not_a_declared_number_attribute() -> None:
     with pytest.raises(ValueError, match="nothing to add"):
         projector.add_to(Row, "x")
     assert projector.take_queued() == []
+
+
+@pytest.mark.parametrize("pair", [False, True], ids=["one write", "two writes"])
+def test_a_batch_keeps_to_its_limit_whether_an_event_writes_one_row_or_more(pair: bool) -> None:
+    # An event that writes one row takes a shorter path into the batch: the limit must hold
+    # there as on the general path, a fold into a row already written included.
+    def event(*row_ids: str) -> list[tuple[Any, QueuedWrite]]:
+        writes = queued([add(row_id, b=1) for row_id in row_ids], "t")
+        return [(write.identity, write) for write in writes]
+
+    def rows(count: int) -> list[str]:
+        return [f"r{index}" for index in range(count)]
+
+    batch = FoldedBatch()
+    for row_id in rows(99):
+        assert batch.add(event(row_id), limit=99)
+    extra = ("r0", "new") if pair else ("new",)
+    assert not batch.add(event(*extra), limit=99)  # a 100th row: refused, the batch unchanged
+    assert len(batch) == 99 and "new" not in str(batch.transact_items())
+    assert batch.add(event(*(("r0", "r1") if pair else ("r0",))), limit=99)  # folds: no new row
+    assert len(batch) == 99
+    oversized = FoldedBatch()
+    assert oversized.add(event(*rows(120)))  # an event alone may exceed it; DynamoDB judges it
+    assert not oversized.add(event(*(("r0", "r1") if pair else ("r0",))), limit=99)
+    assert len(oversized) == 120
