@@ -36,7 +36,7 @@ from pynamodb.expressions.update import Action, AddAction, RemoveAction, SetActi
 from pynamodb.models import Model
 
 from framework.errors import DefinitionError
-from framework.store.positions import TransactItem
+from framework.store.positions import TransactItem, row_identity
 
 WriteKind = Literal["Put", "Update", "Delete"]
 AttributeValue = Mapping[str, Any]
@@ -120,11 +120,6 @@ class RowWrite(NamedTuple):
             return {self.kind: dict(self.request)}
         assert self.actions is not None  # only a foldable update defers its request
         return {self.kind: _update_request(self, self.actions)}
-
-
-def row_identity(table: str, key: Mapping[str, AttributeValue]) -> Hashable:
-    """(table, key values): the same identity the position stores give a raw write."""
-    return (table, tuple(sorted((name, repr(value)) for name, value in key.items())))
 
 
 QueuedWrite = RowWrite | TransactItem

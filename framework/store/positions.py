@@ -25,6 +25,13 @@ TransactItem = Mapping[str, Any]
 """One low-level ``TransactWriteItems`` entry (``{"Put": {...}}``, ``{"Update": {...}}``...)."""
 
 
+def row_identity(table: str, key: Mapping[str, Any]) -> Hashable:
+    """(table, key values): which item a write touches. One definition for the structured
+    read-model writes a projector queues and the raw ones a position store reads the key of,
+    as both must agree: a transaction may touch an item only once."""
+    return (table, tuple(sorted((name, repr(value)) for name, value in key.items())))
+
+
 class PositionConflict(ConflictError):
     """Another runner moved the projector's position in this stream first."""
 

@@ -20,8 +20,8 @@ from framework import Application, DynamoDBEventStore, Projector, event_handler
 from framework.errors import DefinitionError
 from framework.projections import CatchUpRunner, Envelope, read_models
 from framework.projections.folding import FoldedBatch, QueuedWrite, RowWrite, fold, row_key
-from framework.projections.folding import row_identity as fold_identity
 from framework.store import DynamoDBPositionStore
+from framework.store.positions import row_identity
 from framework.testing.bank import Account, Deposited, DepositMany, OpenAccount
 
 pytestmark = pytest.mark.dynamodb_local
@@ -399,7 +399,7 @@ def test_add_to_remembers_a_row_by_value_only_where_equal_values_serialize_alike
             actions=[Ledger.amount.add(Decimal(1))], add_version_condition=False
         )
         assert write.transact_item()["Update"]["Key"] == built["Key"]
-        assert write.identity == fold_identity(write.table, built["Key"])
+        assert write.identity == row_identity(write.table, built["Key"])
 
 
 def test_add_to_refuses_what_is_not_a_declared_number_attribute() -> None:

@@ -35,6 +35,7 @@ from framework.store.positions import (
     ProjectionWriteError,
     StreamAdvance,
     TransactItem,
+    row_identity,
 )
 
 _NOT_PARKED = "attribute_not_exists(parked_version)"
@@ -124,7 +125,7 @@ class DynamoDBPositionStore:
             key = {name: request["Item"][name] for name in names}
         else:
             key = request["Key"]
-        return (table, tuple(sorted((name, repr(value)) for name, value in key.items())))
+        return row_identity(table, key)
 
     def _key_attributes(self, table: str) -> tuple[str, ...]:
         names = self._key_names.get(table)
