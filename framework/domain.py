@@ -29,6 +29,7 @@ import copy
 import datetime as dt
 import enum
 import inspect
+import os
 import textwrap
 import types
 import typing
@@ -67,8 +68,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def new_id() -> str:
-    """A fresh random identifier (UUID4, as text)."""
-    return str(uuid.uuid4())
+    """A fresh random identifier: a version 4 UUID, as ``str(uuid.uuid4())`` writes it.
+
+    Every command and change set takes one, so it is spelled out from 16 random bytes instead of
+    going through ``uuid.UUID``'s integer arithmetic (about three times the work).
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 @attrs.frozen

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -217,11 +217,12 @@ def count_request(**_: Any) -> None:
         counter[0] += 1
 
 
-def annotate(attributes: Mapping[str, AttributeValue]) -> None:
-    """Add ``attributes`` to the current span when it records (a store describing its commit)."""
+def annotate(describe: Callable[[], Mapping[str, AttributeValue]]) -> None:
+    """Add ``describe()``'s attributes to the current span when it records (a store describing
+    its commit); without one they are not even built, as on nearly every untraced commit."""
     current = trace.get_current_span()
     if current.is_recording():
-        current.set_attributes(attributes)
+        current.set_attributes(describe())
 
 
 def publish_context(carriers: Sequence[TraceCarrier]) -> tuple[Context | None, tuple[Link, ...]]:

@@ -322,7 +322,7 @@ class Application:
                 retries=attempt - 1,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
-            return attrs.evolve(result, attempts=attempt)
+            return result if attempt == 1 else attrs.evolve(result, attempts=attempt)
 
     def _refused(
         self,

@@ -9,6 +9,9 @@ import attrs
 
 from framework.domain import Event
 
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+"""Built once: ``json.dumps`` with options makes a new encoder on every call."""
+
 
 @attrs.frozen
 class CommandResult:
@@ -38,7 +41,7 @@ class CommandResult:
     def to_json(self) -> bytes:
         """The part of the result that is stored with the command id."""
         document = {"change_set_id": self.change_set_id, "versions": dict(self.versions)}
-        return json.dumps(document, separators=(",", ":")).encode()
+        return _compact_json(document).encode()
 
     @classmethod
     def from_stored(cls, command_id: str, stored: bytes) -> CommandResult:

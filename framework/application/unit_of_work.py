@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -23,7 +22,14 @@ from framework.application.cache import AggregateCache
 from framework.application.repository import ReloadPoint, Repository
 from framework.application.results import CommandResult
 from framework.application.snapshots import NoSnapshots, SnapshotPolicy
-from framework.domain import Aggregate, Command, Event, event_type_name, personal_fields
+from framework.domain import (
+    Aggregate,
+    Command,
+    Event,
+    event_type_name,
+    new_id,
+    personal_fields,
+)
 from framework.errors import (
     AggregateAlreadyExists,
     AggregateNotFound,
@@ -81,13 +87,7 @@ def command_fingerprint(command: Command) -> str:
         fields.pop(name, None)
     for name in personal_fields(type(command)):
         fields[name] = "[personal]"
-    canonical = json.dumps(
-        {"type": type(command).__name__, "fields": fields},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=_canonical_fallback,
-    )
+    canonical = _canonical_json({"type": type(command).__name__, "fields": fields})
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -96,6 +96,12 @@ def _canonical_fallback(value: Any) -> Any:
     if isinstance(value, set | frozenset):
         return sorted(value, key=lambda element: json.dumps(element, default=str, sort_keys=True))
     return str(value)
+
+
+_canonical_json = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_canonical_fallback
+).encode
+"""Canonical JSON of a command, built once: ``json.dumps`` with options makes an encoder a call."""
 
 
 @attrs.define
@@ -217,7 +223,7 @@ class UnitOfWork:
         that changed nothing still commits its command id with those checks, so that a late
         retry of it is recognised as a repeat instead of running on state that moved on.
         """
-        change_set_id = str(uuid.uuid4())
+        change_set_id = new_id()
         now = self._clock()
         changes: list[AggregateChange] = []
         checks: list[VersionCheck] = []

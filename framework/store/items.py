@@ -498,8 +498,8 @@ def attribute_size(value: Mapping[str, Any]) -> int:
 def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
     """DynamoDB's size of a whole item: attribute names plus values.
 
-    Strings and binaries, nearly every attribute, are counted inline: this runs for every item of
-    every change set, in the in-memory store too.
+    Strings, binaries and numbers, nearly every attribute, are counted inline: this runs for
+    every item of every change set, in the in-memory store too.
     """
     total = 0
     for name, value in item.items():
@@ -509,6 +509,9 @@ def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
             total += len(text) if text.isascii() else len(text.encode())
         elif "B" in value:
             total += len(value["B"])
+        elif "N" in value:  # versions, schemas, expiry times: as ``attribute_size`` counts them
+            digits = len(value["N"].lstrip("-").replace(".", "").lstrip("0")) or 1
+            total += (digits + 1) // 2 + 1
         else:
             total += attribute_size(value)
     return total

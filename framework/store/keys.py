@@ -20,6 +20,7 @@ store.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import math
 import zlib
@@ -130,6 +131,7 @@ def check_aggregate_type(name: object) -> str:
     return checked
 
 
+@functools.lru_cache(maxsize=1024)
 def max_id_bytes(aggregate_type: str) -> int:
     """The longest id, in UTF-8 bytes, that fits every key an aggregate of this type is under.
 
@@ -281,11 +283,25 @@ def feed_key(
     reader that queries the partitions of the largest count an hour was written with reads every
     event of the hour.
     """
-    moment = committed_at.astimezone(dt.UTC)
+    hour, moment = _feed_times(committed_at.astimezone(dt.UTC))
     shard = zlib.crc32(stream.encode()) % shards
     return (
-        f"{moment:%Y%m%d%H}{SEPARATOR}{shard}",
-        f"{moment:{_FEED_TIME_FORMAT}}{SEPARATOR}{stream}{SEPARATOR}{version:0{_VERSION_DIGITS}d}",
+        f"{hour}{SEPARATOR}{shard}",
+        f"{moment}{SEPARATOR}{stream}{SEPARATOR}{version:0{_VERSION_DIGITS}d}",
+    )
+
+
+def _feed_times(moment: dt.datetime) -> tuple[str, str]:
+    """The commit hour and time of a UTC moment as ``strftime`` writes them in the feed keys.
+
+    Spelled out from the fields: every commit formats its own moment, and ``strftime`` was the
+    dearest part of a feed key. Years before 1000, which ``strftime`` does not pad, go to it.
+    """
+    if moment.year < 1000:
+        return f"{moment:%Y%m%d%H}", f"{moment:{_FEED_TIME_FORMAT}}"
+    hour = f"{moment.year}{moment.month:02d}{moment.day:02d}{moment.hour:02d}"
+    return hour, (
+        f"{hour[:8]}T{hour[8:]}{moment.minute:02d}{moment.second:02d}.{moment.microsecond:06d}"
     )
 
 

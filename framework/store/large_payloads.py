@@ -117,6 +117,8 @@ def offload(
     change_set: ChangeSet, payloads: PayloadStore | None, threshold: int = OFFLOAD_THRESHOLD
 ) -> tuple[ChangeSet, list[str]]:
     """Upload oversized payloads and return the change set with references, and the keys."""
+    if all(len(e.payload) <= threshold for c in change_set.aggregates for e in c.events):
+        return change_set, []  # nearly every change set: nothing to copy
     uploaded: list[str] = []
     changes = []
     for change in change_set.aggregates:

@@ -62,7 +62,7 @@ class InMemoryEventStore:
             )
             keyed = [(write, write.key) for write in plan.writes]  # each key built once
             annotate(
-                {
+                lambda: {
                     "db.system": "framework.memory",
                     "aws.dynamodb.table_names": sorted({write.table for write in plan.writes}),
                     "framework.commit.items": len(plan.writes),

@@ -305,7 +305,7 @@ class DynamoDBEventStore:
             "ClientRequestToken": change_set.change_set_id,
         }
         annotate(
-            {
+            lambda: {
                 "db.system": "dynamodb",
                 "db.operation": "TransactWriteItems",
                 "aws.dynamodb.table_names": sorted({write.table for write in plan.writes}),
