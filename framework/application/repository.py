@@ -27,7 +27,7 @@ from framework.errors import CorruptEvent
 from framework.mapping.mapper import EventMapper
 from framework.store.base import EventStore
 from framework.store.keys import stream_key
-from framework.store.records import Snapshot, StoredEvent
+from framework.store.records import Snapshot, StreamEvent
 from framework.tracing import active_tracer, counting_requests
 
 A = TypeVar("A", bound=Aggregate)
@@ -49,7 +49,7 @@ class ReloadPoint:
     version: int
     cached: bool = False
     snapshot: Snapshot | None = None
-    records: tuple[StoredEvent, ...] = ()
+    records: tuple[StreamEvent, ...] = ()
 
 
 class Repository:
@@ -143,7 +143,7 @@ class Repository:
                 if aggregate is None:
                     snapshot = None  # ignored: the stream is replayed from its start
         start = aggregate.version if aggregate is not None else 0
-        records = self.store.load_events(aggregate_type, aggregate_id, start)
+        records = self.store.load_history(aggregate_type, aggregate_id, start)
         if aggregate is None:
             aggregate = aggregate_class(aggregate_id) if records else None
         if aggregate is not None:
@@ -170,7 +170,7 @@ class Repository:
         if aggregate is not None and not since.cached:
             self._apply(aggregate, since.records)
         start = 0 if aggregate is None else aggregate.version
-        records = self.store.load_events(aggregate_class.aggregate_type(), aggregate_id, start)
+        records = self.store.load_history(aggregate_class.aggregate_type(), aggregate_id, start)
         if aggregate is None:
             aggregate = aggregate_class(aggregate_id) if records else None
         if aggregate is not None:
@@ -187,7 +187,7 @@ class Repository:
             aggregate.version, snapshot=since.snapshot, records=since.records + tuple(records)
         )
 
-    def _apply(self, aggregate: Aggregate, records: Iterable[StoredEvent]) -> None:
+    def _apply(self, aggregate: Aggregate, records: Iterable[StreamEvent]) -> None:
         """Decode ``records`` and apply them in order, refusing a gap in the stream."""
         stream = stream_key(aggregate.aggregate_type(), aggregate.id)
         decode = self.mapper.decode

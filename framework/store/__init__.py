@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         ProcessedCommand,
         Snapshot,
         StoredEvent,
+        StreamEvent,
         UniqueClaim,
         VersionCheck,
     )
@@ -58,6 +59,7 @@ else:
             "ProcessedCommand": "framework.store.records",
             "Snapshot": "framework.store.records",
             "StoredEvent": "framework.store.records",
+            "StreamEvent": "framework.store.records",
             "UniqueClaim": "framework.store.records",
             "VersionCheck": "framework.store.records",
         },
@@ -79,6 +81,7 @@ __all__ = [
     "S3PayloadStore",
     "Snapshot",
     "StoredEvent",
+    "StreamEvent",
     "UniqueClaim",
     "VersionCheck",
     "embedded_dynamodb_store",

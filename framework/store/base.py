@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from framework.store.dynamodb.tables import TableNames
-from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent
+from framework.store.records import (
+    ChangeSet,
+    ProcessedCommand,
+    Snapshot,
+    StoredEvent,
+    StreamEvent,
+)
 
 
 @runtime_checkable
@@ -34,6 +40,19 @@ class EventStore(Protocol):
         self, aggregate_type: str, aggregate_id: str, after_version: int = 0
     ) -> list[StoredEvent]:
         """Events of one stream with a version above ``after_version``, in version order."""
+        ...
+
+    def load_history(
+        self, aggregate_type: str, aggregate_id: str, after_version: int = 0
+    ) -> Sequence[StreamEvent]:
+        """What ``load_events`` gives, for rebuilding an aggregate: each event's version, type,
+        schema and payload (resolved, when it was offloaded), without its commit's metadata.
+
+        An aggregate is loaded through this. A store may leave the metadata unread (DynamoDB
+        then sends a fraction of each item); one whose metadata is malformed loads all the
+        same, and ``load_events`` still refuses it. A missing or malformed history attribute
+        raises ``CorruptEvent``.
+        """
         ...
 
     def stream_exists(self, aggregate_type: str, aggregate_id: str) -> bool:

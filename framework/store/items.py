@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import enum
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -47,6 +48,7 @@ from framework.store.records import (
     ProcessedCommand,
     Snapshot,
     StoredEvent,
+    StreamEvent,
     UniqueClaim,
     VersionCheck,
 )
@@ -189,6 +191,35 @@ def item_to_event(item: Mapping[str, Any], stream: tuple[str, str] | None = None
         raise CorruptEvent(where, version, f"malformed event item ({error!r})") from error
 
 
+def item_to_stream_event(item: Mapping[str, Any], stream: tuple[str, str]) -> StreamEvent:
+    """Read an item of ``stream`` as an aggregate's history needs it: ``sk``, ``event_type``,
+    ``schema`` and ``payload``, nothing else (the rest may not even have been sent). One of
+    them missing or malformed raises ``CorruptEvent`` naming the item.
+    """
+    try:
+        event_type = item["event_type"]["S"]
+        if type(event_type) is not str:
+            raise TypeError("event_type is not a string")
+        payload = item["payload"]["B"]
+        if type(payload) is not bytes:
+            payload = _binary(item, "payload")
+        return StreamEvent(
+            stream[0],
+            stream[1],
+            int(item["sk"]["N"]),
+            event_type,
+            int(item["schema"]["N"]),
+            payload,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        version: int | None = None
+        with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+            version = int(item["sk"]["N"])
+        raise CorruptEvent(
+            stream_key(*stream), version, f"malformed event item ({error!r})"
+        ) from error
+
+
 # ---------------------------------------------------------------------------------------------
 # snapshots
 
@@ -255,6 +286,10 @@ class WriteKind(enum.Enum):
     FORGET_KEY = "forget_key"
 
 
+_ITEM_ABSENT = Absent()
+_VERSION_ABSENT = Absent("sk")
+
+
 @attrs.frozen
 class PlannedWrite:
     """One item of the transaction, independent of how a store carries it out.
@@ -290,9 +325,9 @@ class PlannedWrite:
         """What must hold of the item for the transaction to go (see ``conditions.py``)."""
         kind = self.kind
         if kind in (WriteKind.CREATE_AGGREGATE, WriteKind.COMMAND):
-            return Absent()
+            return _ITEM_ABSENT
         if kind is WriteKind.EVENT:
-            return Absent("sk")
+            return _VERSION_ABSENT
         if kind in (WriteKind.UPDATE_AGGREGATE, WriteKind.CHECK_VERSION):
             return VersionIs(self.expected_version)
         if kind in (WriteKind.CLAIM, WriteKind.RELEASE):
@@ -302,9 +337,9 @@ class PlannedWrite:
             return FreeOrOwnedBy(self.previous_owner)
         return None  # snapshots and tombstones overwrite whatever is there
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple[str, str, int | None]:
-        """(table, pk, sk) identifying the item written."""
+        """(table, pk, sk) identifying the item written (asked for by every check of a plan)."""
         sk = self.item.get("sk")
         return (self.table, self.item["pk"]["S"], int(sk["N"]) if sk else None)
 

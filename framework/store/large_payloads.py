@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
 from framework.errors import ChangeSetTooLarge, CorruptEvent
 from framework.store.keys import payload_object_key
-from framework.store.records import ChangeSet, StoredEvent
+from framework.store.records import ChangeSet, StreamEvent
 
 REFERENCE_TAG = ord("s")
 OFFLOAD_THRESHOLD = 300 * 1024
@@ -161,8 +161,12 @@ def forget_uploads(payloads: PayloadStore | None, keys: list[str]) -> None:
             continue
 
 
-def resolve(record: StoredEvent, payloads: PayloadStore | None) -> StoredEvent:
-    """The record with its real payload, fetched and verified when it was offloaded."""
+Record = TypeVar("Record", bound=StreamEvent)
+
+
+def resolve(record: Record, payloads: PayloadStore | None) -> Record:
+    """The record (stored or as a history holds it) with its real payload, fetched and verified
+    when it was offloaded."""
     if not record.payload or record.payload[0] != REFERENCE_TAG:
         return record
     try:

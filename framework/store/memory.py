@@ -20,11 +20,18 @@ from framework.store.items import (
     item_to_command,
     item_to_event,
     item_to_snapshot,
+    item_to_stream_event,
     plan_transaction,
 )
 from framework.store.keys import checked_stream_key, command_key
 from framework.store.large_payloads import PayloadStore, forget_uploads, offload, resolve
-from framework.store.records import ChangeSet, ProcessedCommand, Snapshot, StoredEvent
+from framework.store.records import (
+    ChangeSet,
+    ProcessedCommand,
+    Snapshot,
+    StoredEvent,
+    StreamEvent,
+)
 from framework.tracing import annotate
 
 _OK: Mapping[str, Any] = {"Code": "None"}
@@ -49,6 +56,7 @@ class InMemoryEventStore:
         # Records read back from the event items, kept beside them per stream: the items never
         # change once written, so each is decoded once instead of on every load.
         self._records: dict[str, dict[int, StoredEvent]] = {}
+        self._history: dict[str, dict[int, StreamEvent]] = {}  # the same, for load_history
         self._snapshots: dict[str, Item] = {}
 
     # -- EventStore ------------------------------------------------------------------------
@@ -93,6 +101,30 @@ class InMemoryEventStore:
                 if v > after_version
             ]
         return [self.resolve_payload(record) for record in records]
+
+    def load_history(
+        self, aggregate_type: str, aggregate_id: str, after_version: int = 0
+    ) -> list[StreamEvent]:
+        """The stream's events after ``after_version`` as an aggregate is rebuilt from them.
+
+        Read from the items as DynamoDB's store reads them, the history attributes only, so
+        that both stores accept and refuse the same items; each is read once and kept.
+        """
+        key = checked_stream_key(aggregate_type, aggregate_id)
+        stream = (aggregate_type, aggregate_id)
+        with self._lock:
+            items = self._events.get(key)
+            if not items:
+                return []
+            read = self._history.setdefault(key, {})
+            history = []
+            for version in sorted(items):
+                if version > after_version:
+                    event = read.get(version)
+                    if event is None:
+                        event = read[version] = item_to_stream_event(items[version], stream)
+                    history.append(event)
+        return [resolve(event, self.large_payloads) for event in history]
 
     def resolve_payload(self, record: StoredEvent) -> StoredEvent:
         """The record with its offloaded payload fetched back (see ``large_payloads``)."""
@@ -152,6 +184,7 @@ class InMemoryEventStore:
             self._aggregates.clear()
             self._events.clear()
             self._records.clear()
+            self._history.clear()
             self._snapshots.clear()
 
     # -- test support ------------------------------------------------------------------------
@@ -166,6 +199,7 @@ class InMemoryEventStore:
                 version = int(item["sk"]["N"])
                 self._events.setdefault(item["pk"]["S"], {})[version] = item
                 self._records.get(item["pk"]["S"], {}).pop(version, None)
+                self._history.get(item["pk"]["S"], {}).pop(version, None)
             elif table == self.tables.snapshots:
                 self._snapshots[item["pk"]["S"]] = item
             elif table == self.tables.aggregates:

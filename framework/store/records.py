@@ -26,11 +26,13 @@ def event_id(change_set_id: str, stream: str, version: int) -> str:
 
 
 @attrs.frozen
-class StoredEvent:
-    """One event of one stream, as stored.
+class StreamEvent:
+    """One event of one stream as an aggregate is rebuilt from it: where it stands in its
+    stream and what it says, without the metadata of the commit that wrote it.
 
-    ``traceparent`` and ``tracestate`` (optional) hold the trace context of the request that
-    committed it, so whatever follows the event later can continue that trace.
+    What ``EventStore.load_history`` returns: loading an aggregate needs nothing more, and a
+    store may leave the rest unread (the DynamoDB store asks for four attributes of each item
+    instead of eleven). Every ``StoredEvent`` is one too.
     """
 
     aggregate_type: str
@@ -39,6 +41,21 @@ class StoredEvent:
     event_type: str
     schema: int
     payload: bytes
+
+    @property
+    def stream(self) -> str:
+        """The stream key this event belongs to."""
+        return stream_key(self.aggregate_type, self.aggregate_id)
+
+
+@attrs.frozen
+class StoredEvent(StreamEvent):
+    """One event of one stream, as stored: the ``StreamEvent`` and its commit's metadata.
+
+    ``traceparent`` and ``tracestate`` (optional) hold the trace context of the request that
+    committed it, so whatever follows the event later can continue that trace.
+    """
+
     occurred_at: dt.datetime
     change_set_id: str
     command_id: str
@@ -47,11 +64,6 @@ class StoredEvent:
     traceparent: str | None = None
     """The W3C trace context current when the event was committed, if any (see ``tracing``)."""
     tracestate: str | None = None
-
-    @property
-    def stream(self) -> str:
-        """The stream key this event belongs to."""
-        return stream_key(self.aggregate_type, self.aggregate_id)
 
 
 @attrs.frozen

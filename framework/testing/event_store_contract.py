@@ -112,6 +112,50 @@ class EventStoreContract:
         store.commit(change_set([("a1", 2, 3)]))
         assert [e.version for e in store.load_events("Account", "a1", 3)] == [4, 5]
         assert [e.version for e in store.load_events("Account", "a1")] == [1, 2, 3, 4, 5]
+        assert [e.version for e in store.load_history("Account", "a1", 3)] == [4, 5]
+        assert store.load_history("Account", "a1", 5) == []
+
+    def test_the_history_is_the_stored_events_without_their_metadata(
+        self, store: EventStore
+    ) -> None:
+        committed = change_set([("tenant#7#a", 0, 2)], payload=b'{"amount":"12.5"}')
+        store.commit(committed)
+        store.commit(change_set([("tenant#7#a", 2, 1)], payload=b'{"amount":"-1"}'))
+        store.commit(change_set([("tenant#7", 0, 1)], payload=b'{"other":"stream"}'))
+        history = store.load_history("Account", "tenant#7#a")
+        assert [
+            (e.aggregate_type, e.aggregate_id, e.version, e.event_type, e.schema, e.payload)
+            for e in history
+        ] == [
+            (e.aggregate_type, e.aggregate_id, e.version, e.event_type, e.schema, e.payload)
+            for e in store.load_events("Account", "tenant#7#a")
+        ]
+        assert [e.payload for e in history] == [b'{"amount":"12.5"}'] * 2 + [b'{"amount":"-1"}']
+        assert {e.stream for e in history} == {"Account#tenant#7#a"}
+        assert store.load_history("Account", "nobody") == []
+
+    def test_the_history_reads_an_item_whose_metadata_alone_is_malformed(
+        self, store: EventStore
+    ) -> None:
+        """An aggregate is rebuilt from version, type, schema and payload; a store may not even
+        read the rest. ``load_events``, which returns the rest, still refuses the item."""
+        store.commit(change_set([("a1", 0, 1)]))
+        self.plant_item(
+            store,
+            store.tables.events,
+            {
+                "pk": {"S": "Account#a1"},
+                "sk": {"N": "2"},
+                "event_type": {"S": "Deposited"},
+                "schema": {"N": "1"},
+                "payload": {"B": b'{"amount":"3"}'},
+                "occurred_at": {"S": "not a time"},
+            },
+        )
+        assert [e.payload for e in store.load_history("Account", "a1", 1)] == [b'{"amount":"3"}']
+        with pytest.raises(CorruptEvent) as raised:
+            store.load_events("Account", "a1")
+        assert (raised.value.stream, raised.value.version) == ("Account#a1", 2)
 
     def test_unknown_stream_is_empty(self, store: EventStore) -> None:
         assert store.load_events("Account", "nobody") == []
@@ -133,6 +177,7 @@ class EventStoreContract:
             store.commit(change_set([("big", start, 80)], payload=payload))
         versions = [e.version for e in store.load_events("Account", "big")]
         assert versions == list(range(1, 241))
+        assert [e.version for e in store.load_history("Account", "big", 7)] == list(range(8, 241))
 
     # -- optimistic concurrency ----------------------------------------------------------
 
@@ -523,6 +568,9 @@ class EventStoreContract:
         )
         with pytest.raises(CorruptEvent) as raised:
             store.load_events("Account", "a1")
+        assert (raised.value.stream, raised.value.version) == ("Account#a1", 2)
+        with pytest.raises(CorruptEvent) as raised:
+            store.load_history("Account", "a1")  # no schema, no payload: nothing to rebuild from
         assert (raised.value.stream, raised.value.version) == ("Account#a1", 2)
         assert len(store.load_events("Account", "a2")) == 0
 

@@ -271,3 +271,26 @@ def test_a_stream_loads_without_the_feed_keys_and_decoded_as_botocore_would(
     assert loaded == [item_to_event(item) for item in plain["Items"]]
     assert [record.version for record in loaded] == [1, 2, 3]
     assert isinstance(loaded[1].payload, bytes)
+
+
+@pytest.mark.dynamodb_local
+def test_an_aggregate_loads_from_four_attributes_of_each_item(
+    local_store: DynamoDBEventStore,
+) -> None:
+    """The commit metadata is most of an event item: an aggregate's load asks for none of it."""
+    app = bank(local_store, every=1000)
+    app.handle(OpenAccount(account_id="lean", owner="Ann"))
+    app.handle(DepositMany(account_id="lean", amounts=(Decimal("1.5"), Decimal(2))))
+    requests = RequestCounter(local_store.client)
+    assert app.get(Account, "lean").balance == Decimal("3.5")
+    (query,) = [request for operation, request in requests.requests if operation == "Query"]
+    assert query["ConsistentRead"] is True
+    names = query.get("ExpressionAttributeNames", {})
+    asked = {
+        names.get(name.strip(), name.strip()) for name in query["ProjectionExpression"].split(",")
+    }
+    assert asked == {"sk", "event_type", "schema", "payload"}
+    history = local_store.load_history("Account", "lean")
+    assert [(e.version, e.event_type, e.payload) for e in history] == [
+        (e.version, e.event_type, e.payload) for e in local_store.load_events("Account", "lean")
+    ]

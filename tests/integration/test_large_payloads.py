@@ -83,6 +83,8 @@ def test_a_large_event_round_trips_through_the_payload_store(
     offloaded, small = store.load_events("Document", "d")
     assert len(offloaded.payload) > 300_000  # resolved: the real payload, not the reference
     assert small.payload.startswith(b"{")
+    history = store.load_history("Document", "d")  # what the aggregate was loaded from
+    assert [e.payload for e in history] == [offloaded.payload, small.payload]
     feed = list(store.read_feed())
     assert [len(e.payload) > 300_000 for e in feed] == [True, False]
 

@@ -78,7 +78,7 @@ def app(spy: SpyStore) -> Application:
 def test_a_command_loads_the_stream_and_commits_once(app: Application, spy: SpyStore) -> None:
     result = app.handle(Deposit(account_id="a", amount=Decimal(5)))
     assert result.version == 3 and result.attempts == 1
-    assert spy.names() == ["load_events", "commit"]
+    assert spy.names() == ["load_history", "commit"]
 
 
 def test_a_creating_command_checks_existence_then_commits(app: Application, spy: SpyStore) -> None:
@@ -421,7 +421,7 @@ def test_creates_none_creates_on_first_use_and_loads_afterwards(spy: SpyStore) -
     app = Application(store=spy, aggregates=[Counter])
     assert app.handle(Tick(counter_id="c")).version == 1
     assert app.handle(Tick(counter_id="c")).version == 2
-    assert spy.names() == ["load_events", "commit", "load_events", "commit"]
+    assert spy.names() == ["load_history", "commit", "load_history", "commit"]
     assert app.get(Counter, "c").ticks == 2
 
 

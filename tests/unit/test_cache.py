@@ -50,7 +50,7 @@ def test_a_stale_entry_costs_one_refused_commit_and_loses_nothing() -> None:
     spy.calls.clear()
     result = app.handle(Deposit(account_id="a", amount=Decimal(1)))
     assert result.attempts == 2 and result.version == 3
-    assert spy.names() == ["commit", "load_events", "commit"]
+    assert spy.names() == ["commit", "load_history", "commit"]
     assert app.get(Account, "a").balance == Decimal(11)
 
 
@@ -73,7 +73,7 @@ def test_a_stale_entry_read_but_not_changed_is_caught_and_retried_on_fresh_state
     # On the cached b (balance 50) 45 looks affordable; on the real b (balance 0) it is not.
     with pytest.raises(DomainError, match="overdrawn"):
         app.handle(JointWithdraw(account_id="a", partner_id="b", amount=Decimal(45)))
-    assert spy.names() == ["commit", "load_events", "load_events", "get_processed_command"]
+    assert spy.names() == ["commit", "load_history", "load_history", "get_processed_command"]
     result = app.handle(JointWithdraw(account_id="a", partner_id="b", amount=Decimal(30)))
     assert result.attempts == 1 and result.versions == {"Account#a": 4}
     assert app.get(Account, "a").balance + app.get(Account, "b").balance == Decimal(10)

@@ -15,7 +15,7 @@ def test_a_deposit_reaches_the_store_in_at_most_ten_hops() -> None:
     assert len(path.hops) <= 10, "\n".join(map(str, path.hops))
     callees = [step.callee for step in path.hops]
     assert "framework.application.repository.Repository.load" in callees
-    assert any(callee.endswith("InMemoryEventStore.load_events") for callee in callees)
+    assert any(callee.endswith("InMemoryEventStore.load_history") for callee in callees)
     assert any(callee.endswith("InMemoryEventStore.commit") for callee in callees)
 
 

@@ -32,7 +32,7 @@ from tests.support.stores import SpyStore
 
 
 def loads(spy: SpyStore) -> list[tuple[str, tuple[object, ...]]]:
-    """The reads the store saw, with their arguments (``load_events``' third is the version)."""
+    """The reads the store saw, with their arguments (``load_history``' third is the version)."""
     return [(name, args) for name, args in spy.calls if name.startswith("load")]
 
 
@@ -66,8 +66,8 @@ def test_a_retry_reads_only_the_events_after_the_version_it_held() -> None:
     result = app.handle(Deposit(account_id="a", amount=Decimal(5)))
     assert (result.attempts, result.version) == (2, 7)
     assert loads(spy) == [
-        ("load_events", ("Account", "a", 0)),
-        ("load_events", ("Account", "a", 4)),
+        ("load_history", ("Account", "a", 0)),
+        ("load_history", ("Account", "a", 4)),
     ]
     account = app.get(Account, "a")
     # The refused attempt's deposit of 5 is counted once, by the retry that committed it.
@@ -90,8 +90,8 @@ def test_a_retry_rebuilds_from_the_snapshot_it_read_without_reading_it_again() -
     assert result.attempts == 2
     assert loads(spy) == [
         ("load_snapshot", ("Account", "a")),
-        ("load_events", ("Account", "a", 4)),
-        ("load_events", ("Account", "a", 5)),
+        ("load_history", ("Account", "a", 4)),
+        ("load_history", ("Account", "a", 5)),
     ]
     assert app.get(Account, "a").balance == Decimal(46)
 
@@ -118,8 +118,8 @@ def test_a_retry_of_a_cached_aggregate_reads_only_what_the_cache_misses() -> Non
     result = app.handle(Deposit(account_id="a", amount=Decimal(5)))
     assert result.attempts == 3
     assert loads(spy) == [
-        ("load_events", ("Account", "a", 2)),
-        ("load_events", ("Account", "a", 3)),
+        ("load_history", ("Account", "a", 2)),
+        ("load_history", ("Account", "a", 3)),
     ]
     # The cache only ever held committed states: never one with the refused deposit of 5.
     assert seen_in_cache == [(Decimal(10), 2), (Decimal(11), 3), (Decimal(12), 4)]
@@ -145,7 +145,7 @@ def test_a_cache_entry_evicted_between_attempts_means_a_full_load() -> None:
     spy.commits = 0
     spy.before_commit = before
     assert app.handle(Deposit(account_id="a", amount=Decimal(5))).attempts == 2
-    assert loads(spy) == [("load_events", ("Account", "a", 0))]
+    assert loads(spy) == [("load_history", ("Account", "a", 0))]
     assert app.get(Account, "a").balance == Decimal(6)
 
 
@@ -176,8 +176,8 @@ def test_both_aggregates_of_a_transfer_are_reloaded_incrementally() -> None:
     result = app.handle(Transfer(source_id="a", target_id="b", amount=Decimal(30)))
     assert result.attempts == 2 and result.versions == {"Account#a": 3, "Account#b": 3}
     assert loads(spy)[2:] == [
-        ("load_events", ("Account", "a", 2)),
-        ("load_events", ("Account", "b", 1)),
+        ("load_history", ("Account", "a", 2)),
+        ("load_history", ("Account", "b", 1)),
     ]
     assert app.get(Account, "a").balance == Decimal(70)
     assert app.get(Account, "b").balance == Decimal(37)

@@ -76,7 +76,10 @@ def test_load_starts_from_the_snapshot() -> None:
     spy.calls.clear()
     account = app.get(Account, "a")
     assert (account.version, account.balance, account.owner) == (25, Decimal(24), "Ann")
-    assert spy.calls == [("load_snapshot", ("Account", "a")), ("load_events", ("Account", "a", 20))]
+    assert spy.calls == [
+        ("load_snapshot", ("Account", "a")),
+        ("load_history", ("Account", "a", 20)),
+    ]
 
 
 def test_any_callable_is_a_policy() -> None:
