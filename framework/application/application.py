@@ -53,7 +53,7 @@ from framework.mapping.mapper import EventMapper
 from framework.mapping.state import SnapshotStateError
 from framework.mapping.upcasters import Upcaster
 from framework.pauses import pause
-from framework.store.base import EventStore
+from framework.store.base import EventStore, missing_operations
 from framework.store.keys import check_aggregate_id
 from framework.store.records import ProcessedCommand
 from framework.tracing import ATTEMPTS, active_tracer
@@ -175,6 +175,13 @@ class Application:
     ) -> None:
         if max_attempts < 1:
             raise DefinitionError("max_attempts must be at least 1")
+        missing = missing_operations(store)
+        if missing:
+            raise DefinitionError(
+                f"{type(store).__name__} is not a complete EventStore: it has no "
+                f"{', '.join(missing)} (the port is framework.store.EventStore; "
+                "framework.testing.contracts.EventStoreContract checks a store of your own)"
+            )
         self.store = store
         self.aggregates = tuple(aggregates)
         self.snapshot_policies: dict[type[Aggregate], SnapshotPolicy] = dict(snapshots or {})

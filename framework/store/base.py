@@ -93,3 +93,18 @@ class EventStore(Protocol):
     def delete_tables(self) -> None:
         """Remove everything the store holds."""
         ...
+
+
+_OPERATIONS = tuple(
+    name for name, member in vars(EventStore).items() if callable(member) and name[0] != "_"
+)
+
+
+def missing_operations(store: object) -> list[str]:
+    """The methods of the ``EventStore`` port that ``store`` does not offer (none: complete).
+
+    An application checks its store with this when it is built: a store written for an older
+    port (without ``load_history``, say) is then refused by name before any command runs,
+    instead of failing on the first load.
+    """
+    return [name for name in _OPERATIONS if not callable(getattr(store, name, None))]

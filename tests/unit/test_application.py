@@ -32,7 +32,7 @@ from framework.errors import (
     TransactionConflict,
     UnknownCommand,
 )
-from framework.store import ChangeSet
+from framework.store import ChangeSet, InMemoryEventStore
 from framework.testing.bank import (
     Account,
     Deposit,
@@ -457,3 +457,28 @@ def test_emitting_something_that_is_not_an_event_is_refused() -> None:
     account = Account("a")
     with pytest.raises(InvalidEvent, match=r"emit\(\) takes an Event, got Deposit"):
         account.emit(Deposit(account_id="a", amount=Decimal(1)))  # type: ignore[arg-type]
+
+
+class _StoreOfAnOlderPort:
+    """A store written for the port before ``load_history``: everything else forwarded."""
+
+    def __init__(self) -> None:
+        self.inner = InMemoryEventStore()
+        self.tables = self.inner.tables
+
+    def __getattr__(self, name: str) -> object:
+        if name == "load_history":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def test_a_store_without_every_operation_of_the_port_is_refused_when_the_app_is_built() -> None:
+    older = _StoreOfAnOlderPort()
+    with pytest.raises(DefinitionError, match=r"_StoreOfAnOlderPort .* has no load_history"):
+        Application(store=older, aggregates=[Account])  # type: ignore[arg-type]  # the test
+    assert older.inner.load_events("Account", "a") == []
+    forwarding = _StoreOfAnOlderPort()
+    forwarding.__dict__["load_history"] = forwarding.inner.load_history  # the missing method
+    app = Application(store=forwarding, aggregates=[Account])  # type: ignore[arg-type]
+    app.handle(OpenAccount(account_id="a", owner="Ann"))
+    assert app.get(Account, "a").owner == "Ann"
