@@ -239,13 +239,19 @@ def test_split_stream_keeps_ids_with_separators() -> None:
         split_stream("nohash")
 
 
+def account_of_three_events(store: DynamoDBEventStore, account_id: str) -> Application:
+    """A bank on ``store`` with one account: opened, then two deposits in one command."""
+    app = bank(store, every=1000)
+    app.handle(OpenAccount(account_id=account_id, owner="Ann"))
+    app.handle(DepositMany(account_id=account_id, amounts=(Decimal("1.5"), Decimal(2))))
+    return app
+
+
 @pytest.mark.dynamodb_local
 def test_a_stream_loads_without_the_feed_keys_and_decoded_as_botocore_would(
     local_store: DynamoDBEventStore,
 ) -> None:
-    app = bank(local_store, every=1000)
-    app.handle(OpenAccount(account_id="lean", owner="Ann"))
-    app.handle(DepositMany(account_id="lean", amounts=(Decimal("1.5"), Decimal(2))))
+    account_of_three_events(local_store, "lean")
     requests = RequestCounter(local_store.client)
     parsed_maps = []
     original = getattr(botocore.parsers.BaseJSONParser, "_handle_map")  # noqa: B009 - untyped
@@ -278,9 +284,7 @@ def test_an_aggregate_loads_from_four_attributes_of_each_item(
     local_store: DynamoDBEventStore,
 ) -> None:
     """The commit metadata is most of an event item: an aggregate's load asks for none of it."""
-    app = bank(local_store, every=1000)
-    app.handle(OpenAccount(account_id="lean", owner="Ann"))
-    app.handle(DepositMany(account_id="lean", amounts=(Decimal("1.5"), Decimal(2))))
+    app = account_of_three_events(local_store, "lean")
     requests = RequestCounter(local_store.client)
     assert app.get(Account, "lean").balance == Decimal("3.5")
     (query,) = [request for operation, request in requests.requests if operation == "Query"]
