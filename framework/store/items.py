@@ -137,6 +137,10 @@ def event_item(event: StoredEvent, feed_shards: int = FEED_SHARDS) -> Item:
     return item
 
 
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError)
+"""What reading a missing or mistyped attribute of a low-level item raises."""
+
+
 def item_to_event(item: Mapping[str, Any], stream: tuple[str, str] | None = None) -> StoredEvent:
     """Read an events-table item; a malformed item raises ``CorruptEvent`` naming it.
 
@@ -183,12 +187,9 @@ def item_to_event(item: Mapping[str, Any], stream: tuple[str, str] | None = None
             None if traceparent is None else _text(item, "traceparent"),
             None if tracestate is None else _text(item, "tracestate"),
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+    except _MALFORMED as error:
         where = stream_key(*stream) if stream else str(item.get("pk", {}).get("S", "?"))
-        version: int | None = None
-        with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
-            version = int(item["sk"]["N"])
-        raise CorruptEvent(where, version, f"malformed event item ({error!r})") from error
+        raise _malformed_event(item, where, error) from error
 
 
 def item_to_stream_event(item: Mapping[str, Any], stream: tuple[str, str]) -> StreamEvent:
@@ -211,13 +212,17 @@ def item_to_stream_event(item: Mapping[str, Any], stream: tuple[str, str]) -> St
             int(item["schema"]["N"]),
             payload,
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        version: int | None = None
-        with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
-            version = int(item["sk"]["N"])
-        raise CorruptEvent(
-            stream_key(*stream), version, f"malformed event item ({error!r})"
-        ) from error
+    except _MALFORMED as error:
+        raise _malformed_event(item, stream_key(*stream), error) from error
+
+
+def _malformed_event(item: Mapping[str, Any], where: str, error: Exception) -> CorruptEvent:
+    """The error of an event item of stream ``where`` that could not be read: its version too,
+    when the item at least has one."""
+    version: int | None = None
+    with contextlib.suppress(*_MALFORMED):
+        version = int(item["sk"]["N"])
+    return CorruptEvent(where, version, f"malformed event item ({error!r})")
 
 
 # ---------------------------------------------------------------------------------------------
