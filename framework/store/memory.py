@@ -7,6 +7,7 @@ set with the same rules. Users' fast unit tests therefore see the errors product
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import threading
 from collections.abc import Iterator, Mapping
@@ -53,6 +54,9 @@ class InMemoryEventStore:
         self._lock = threading.Lock()
         self._aggregates: dict[str, Item] = {}
         self._events: dict[str, dict[int, Item]] = {}
+        # Each stream's versions in order, so that a load after a snapshot finds its first event
+        # by bisection instead of walking (and sorting) every version the stream ever had.
+        self._versions: dict[str, list[int]] = {}
         # Records read back from the event items, kept beside them per stream: the items never
         # change once written, so each is decoded once instead of on every load.
         self._records: dict[str, dict[int, StoredEvent]] = {}
@@ -97,8 +101,7 @@ class InMemoryEventStore:
             decoded = self._records.setdefault(key, {})
             records = [
                 decoded.get(v) or self._record(key, v, stream[v])
-                for v in sorted(stream)
-                if v > after_version
+                for v in self._versions_after(key, after_version)
             ]
         return [self.resolve_payload(record) for record in records]
 
@@ -118,12 +121,11 @@ class InMemoryEventStore:
                 return []
             read = self._history.setdefault(key, {})
             history = []
-            for version in sorted(items):
-                if version > after_version:
-                    event = read.get(version)
-                    if event is None:
-                        event = read[version] = item_to_stream_event(items[version], stream)
-                    history.append(event)
+            for version in self._versions_after(key, after_version):
+                event = read.get(version)
+                if event is None:
+                    event = read[version] = item_to_stream_event(items[version], stream)
+                history.append(event)
         return [resolve(event, self.large_payloads) for event in history]
 
     def resolve_payload(self, record: StoredEvent) -> StoredEvent:
@@ -183,6 +185,7 @@ class InMemoryEventStore:
         with self._lock:
             self._aggregates.clear()
             self._events.clear()
+            self._versions.clear()
             self._records.clear()
             self._history.clear()
             self._snapshots.clear()
@@ -197,7 +200,7 @@ class InMemoryEventStore:
         with self._lock:
             if table == self.tables.events:
                 version = int(item["sk"]["N"])
-                self._events.setdefault(item["pk"]["S"], {})[version] = item
+                self._put_event_item(item["pk"]["S"], version, item)
                 self._records.get(item["pk"]["S"], {}).pop(version, None)
                 self._history.get(item["pk"]["S"], {}).pop(version, None)
             elif table == self.tables.snapshots:
@@ -234,13 +237,29 @@ class InMemoryEventStore:
             return self._snapshots.get(pk)
         return self._aggregates.get(pk)
 
+    def _put_event_item(self, key: str, version: int, item: Item) -> None:
+        """Store an event item under its stream and version, keeping the versions in order."""
+        stream = self._events.setdefault(key, {})
+        if version not in stream:
+            versions = self._versions.setdefault(key, [])
+            if versions and version < versions[-1]:  # only a planted item comes out of order
+                bisect.insort(versions, version)
+            else:
+                versions.append(version)
+        stream[version] = item
+
+    def _versions_after(self, key: str, after_version: int) -> list[int]:
+        """The stream's versions above ``after_version``, in order, found by bisection."""
+        versions = self._versions.get(key, [])
+        return versions[bisect.bisect_right(versions, after_version) :]
+
     def _apply(self, keyed: list[tuple[PlannedWrite, tuple[str, str, int | None]]]) -> None:
         for write, (_, pk, sk) in keyed:
             if write.action == "ConditionCheck":
                 continue
             if write.table == self.tables.events:
                 assert sk is not None
-                self._events.setdefault(pk, {})[sk] = write.item
+                self._put_event_item(pk, sk, write.item)
             elif write.table == self.tables.snapshots:
                 self._snapshots[pk] = write.item
             elif write.action == "Update":

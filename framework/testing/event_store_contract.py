@@ -157,6 +157,32 @@ class EventStoreContract:
             store.load_events("Account", "a1")
         assert (raised.value.stream, raised.value.version) == ("Account#a1", 2)
 
+    def test_a_stream_reads_in_version_order_whatever_order_its_items_were_written_in(
+        self, store: EventStore
+    ) -> None:
+        """Items planted behind a stream's last version (an import, a repair) and one
+        rewritten in place read back in version order, and ``after_version`` still cuts the
+        stream at the right place."""
+        store.commit(change_set([("a1", 0, 3)]))
+        for version in (9, 5, 7, 2):
+            self.plant_item(
+                store,
+                store.tables.events,
+                {
+                    "pk": {"S": "Account#a1"},
+                    "sk": {"N": str(version)},
+                    "event_type": {"S": "Deposited"},
+                    "schema": {"N": "1"},
+                    "payload": {"B": b'{"planted":%d}' % version},
+                },
+            )
+        assert [e.version for e in store.load_history("Account", "a1")] == [1, 2, 3, 5, 7, 9]
+        assert [e.version for e in store.load_history("Account", "a1", 4)] == [5, 7, 9]
+        assert [e.version for e in store.load_history("Account", "a1", 5)] == [7, 9]
+        assert store.load_history("Account", "a1", 9) == []
+        rewritten = store.load_history("Account", "a1", 1)[0]
+        assert (rewritten.version, rewritten.payload) == (2, b'{"planted":2}')
+
     def test_unknown_stream_is_empty(self, store: EventStore) -> None:
         assert store.load_events("Account", "nobody") == []
         assert not store.stream_exists("Account", "nobody")

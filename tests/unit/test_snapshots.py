@@ -82,6 +82,39 @@ def test_load_starts_from_the_snapshot() -> None:
     ]
 
 
+class _UnwalkableStream(dict[int, Any]):
+    """A stream's items that may be looked up by version but not walked."""
+
+    def __iter__(self) -> Any:
+        raise AssertionError("the whole stream was walked")
+
+    def keys(self) -> Any:
+        raise AssertionError("the whole stream was walked")
+
+    def items(self) -> Any:
+        raise AssertionError("the whole stream was walked")
+
+    def values(self) -> Any:
+        raise AssertionError("the whole stream was walked")
+
+
+def test_the_in_memory_store_loads_after_a_snapshot_without_walking_the_stream() -> None:
+    """However long the stream, a load reads the snapshot and the versions after it: the
+    in-memory store finds the first of them without visiting (or sorting) the rest."""
+    store = InMemoryEventStore()
+    app = bank(store, every=100)
+    app.handle(OpenAccount(account_id="a", owner="Ann"))
+    for _ in range(20):
+        app.handle(DepositMany(account_id="a", amounts=(Decimal(1),) * 50))
+    app.handle(DepositMany(account_id="a", amounts=(Decimal(1),) * 3))
+    stream = store._events["Account#a"]
+    store._events["Account#a"] = _UnwalkableStream(stream)
+    account = app.get(Account, "a")
+    assert (account.version, account.balance) == (1004, Decimal(1003))
+    assert [e.version for e in store.load_history("Account", "a", 1000)] == [1001, 1002, 1003, 1004]
+    assert [e.version for e in store.load_events("Account", "a", 1002)] == [1003, 1004]
+
+
 def test_any_callable_is_a_policy() -> None:
     store = InMemoryEventStore()
     app = Application(
