@@ -4,8 +4,13 @@ The same bank workload on both, in the same process, rounds interleaved: open ac
 deposits and withdrawals spread over them, each command loading its aggregate from its events (no
 snapshots, no caches on either side) and saving what it changed.
 
+Then loading with snapshots on the in-memory store alone: an account ``--load-events`` long
+against one of 100 events, both 10 events past their last snapshot (one every 100), so that only
+the stream's length differs. A load that walked the whole stream would show here.
+
     pip install eventsourcing   # a benchmark extra: pip install -e ".[bench]"
     python -m bench.inmemory [--rounds 5] [--accounts 100] [--per-account 15 100]
+                             [--load-events 100000]
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ from decimal import Decimal
 from typing import Any
 
 from bench.common import machine, markdown_table, median
-from framework import Application, InMemoryEventStore
+from framework import Application, EveryNEvents, InMemoryEventStore
 from framework.logs import configure_logging
-from framework.testing.bank import Account, Deposit, OpenAccount, Withdraw
+from framework.testing.bank import Account, Deposit, DepositMany, OpenAccount, Withdraw
+
+SNAPSHOT_EVERY = 100
+PAST_THE_SNAPSHOT = 10
 
 
 def bank_workload(app: Application, accounts: int, per_account: int) -> int:
@@ -110,6 +118,46 @@ def eventsourcing_round(accounts: int, per_account: int) -> float:
     return (accounts * (per_account + 1)) / (time.perf_counter() - started)
 
 
+def load_by_length(rounds: int, long_events: int, loads: int = 200) -> list[str]:
+    """The median load of a ``long_events`` account against a 100-event one, in the same store
+    and at the same point of their snapshot interval; each round's figure is the median of
+    ``loads`` loads a side, the side that runs first rotated."""
+    app = Application(
+        store=InMemoryEventStore(),
+        aggregates=[Account],
+        snapshots={Account: EveryNEvents(SNAPSHOT_EVERY)},
+    )
+    half = SNAPSHOT_EVERY // 2
+    ones = tuple(Decimal(1) for _ in range(half))
+    lengths = {"short": SNAPSHOT_EVERY, "long": long_events}
+    for side, length in lengths.items():
+        app.handle(OpenAccount(account_id=side, owner="bench"))
+        app.handle(DepositMany(account_id=side, amounts=ones[1:]))
+        for _ in range(length // half - 1):
+            app.handle(DepositMany(account_id=side, amounts=ones))
+        app.handle(DepositMany(account_id=side, amounts=ones[:PAST_THE_SNAPSHOT]))
+        assert app.get(Account, side).version == length + PAST_THE_SNAPSHOT, side
+    times: dict[str, list[float]] = {side: [] for side in lengths}
+    for round_number in range(rounds):
+        sides = list(lengths) if round_number % 2 == 0 else list(reversed(lengths))
+        for side in sides:
+            side_times = []
+            for _ in range(loads):
+                started = time.perf_counter()
+                app.get(Account, side)
+                side_times.append(time.perf_counter() - started)
+            times[side].append(median(side_times) * 1e6)
+    long, short = times["long"], times["short"]
+    return [
+        f"load us, {long_events:,} vs {SNAPSHOT_EVERY} events, {PAST_THE_SNAPSHOT} past a "
+        f"snapshot every {SNAPSHOT_EVERY}",
+        f"{median(long):,.1f} ({min(long):,.1f}-{max(long):,.1f})",
+        f"{median(short):,.1f} ({min(short):,.1f}-{max(short):,.1f})",
+        f"{median(long) / median(short):.2f}",
+        "<= 1.5",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
@@ -120,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=[15, 100],
         help="commands per account after its opening, one workload each (default: 15 100)",
+    )
+    parser.add_argument(
+        "--load-events",
+        type=int,
+        default=100_000,
+        help="length of the long account in the loading measure, 0 to skip it (default: 100000)",
     )
     arguments = parser.parse_args(argv)
     configure_logging("WARNING")
@@ -156,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
             ["measure", "this framework", "eventsourcing (POPO)", "ratio", "target"], rows
         )
     )
+    if arguments.load_events:
+        row = load_by_length(arguments.rounds, arguments.load_events)
+        print(
+            f"\nLoading on the in-memory store, medians (min-max) of {arguments.rounds} rounds, "
+            "the side that runs first rotated:\n"
+        )
+        print(markdown_table(["measure", "long", "short", "ratio", "target"], [row]))
     return 0
 
 
