@@ -36,7 +36,14 @@ from typing import Any
 
 import attrs
 
-from bench.common import fresh_store, machine, markdown_table, median, start_dynamodb_local
+from bench.common import (
+    fresh_store,
+    grow_account,
+    machine,
+    markdown_table,
+    median,
+    start_dynamodb_local,
+)
 from framework import Application, DynamoDBEventStore, EveryNEvents, NoSnapshots
 from framework.application import AggregateCache
 from framework.logs import configure_logging
@@ -330,19 +337,8 @@ def load_interval(
     half = SNAPSHOT_EVERY // 2
     after_snapshot = {"1 event": 0, "at a snapshot": 0, "half-way": half}
     after_snapshot["just before the next"] = SNAPSHOT_EVERY - 1
-    ones = tuple(Decimal(1) for _ in range(half))
     for side, extra in after_snapshot.items():
-        app.handle(OpenAccount(account_id=side, owner="bench"))
-        if side == "1 event":
-            continue
-        # 50 events a command: the transaction then holds the snapshot too (100 items at most)
-        app.handle(DepositMany(account_id=side, amounts=ones[1:]))
-        for _ in range(events // half - 1):
-            app.handle(DepositMany(account_id=side, amounts=ones))
-        while extra:
-            step = min(extra, half)
-            app.handle(DepositMany(account_id=side, amounts=ones[:step]))
-            extra -= step
+        grow_account(app, side, 1 if side == "1 event" else events + extra)
     for side, extra in after_snapshot.items():
         account = app.get(Account, side)
         snapshot = store.load_snapshot("Account", side)

@@ -1,4 +1,5 @@
-"""What every benchmark shares: a warm DynamoDB Local, a fresh store, medians, a markdown table."""
+"""What every benchmark shares: a warm DynamoDB Local, a fresh store, a grown account, medians,
+a markdown table."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ import platform
 import statistics
 import uuid
 from collections.abc import Sequence
+from decimal import Decimal
 
-from framework import DynamoDBEventStore
+from framework import Application, DynamoDBEventStore
+from framework.testing.bank import DepositMany, OpenAccount
 from framework.testing.dynamodb_local import DynamoDBLocal
+
+GROWTH_STEP = 50
+"""Events a command while growing an account: with a snapshot every 100, a transaction then holds
+the snapshot too and stays within DynamoDB's 100 items."""
 
 
 def start_dynamodb_local() -> DynamoDBLocal:
@@ -24,6 +31,17 @@ def fresh_store(endpoint: str) -> DynamoDBEventStore:
     store = DynamoDBEventStore(table_prefix=f"bench{uuid.uuid4().hex[:8]}", endpoint_url=endpoint)
     store.create_tables()
     return store
+
+
+def grow_account(app: Application, account_id: str, events: int) -> None:
+    """Open ``account_id`` and deposit into it until it holds ``events`` events, 50 a command."""
+    app.handle(OpenAccount(account_id=account_id, owner="bench"))
+    ones = tuple(Decimal(1) for _ in range(GROWTH_STEP))
+    grown = 1
+    while grown < events:
+        step = min(events - grown, GROWTH_STEP - 1 if grown == 1 else GROWTH_STEP)
+        app.handle(DepositMany(account_id=account_id, amounts=ones[:step]))
+        grown += step
 
 
 def median(values: Sequence[float]) -> float:

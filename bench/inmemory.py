@@ -23,10 +23,10 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from bench.common import machine, markdown_table, median
+from bench.common import grow_account, machine, markdown_table, median
 from framework import Application, EveryNEvents, InMemoryEventStore
 from framework.logs import configure_logging
-from framework.testing.bank import Account, Deposit, DepositMany, OpenAccount, Withdraw
+from framework.testing.bank import Account, Deposit, OpenAccount, Withdraw
 
 SNAPSHOT_EVERY = 100
 PAST_THE_SNAPSHOT = 10
@@ -127,15 +127,9 @@ def load_by_length(rounds: int, long_events: int, loads: int = 200) -> list[str]
         aggregates=[Account],
         snapshots={Account: EveryNEvents(SNAPSHOT_EVERY)},
     )
-    half = SNAPSHOT_EVERY // 2
-    ones = tuple(Decimal(1) for _ in range(half))
     lengths = {"short": SNAPSHOT_EVERY, "long": long_events}
     for side, length in lengths.items():
-        app.handle(OpenAccount(account_id=side, owner="bench"))
-        app.handle(DepositMany(account_id=side, amounts=ones[1:]))
-        for _ in range(length // half - 1):
-            app.handle(DepositMany(account_id=side, amounts=ones))
-        app.handle(DepositMany(account_id=side, amounts=ones[:PAST_THE_SNAPSHOT]))
+        grow_account(app, side, length + PAST_THE_SNAPSHOT)
         assert app.get(Account, side).version == length + PAST_THE_SNAPSHOT, side
     times: dict[str, list[float]] = {side: [] for side in lengths}
     for round_number in range(rounds):
