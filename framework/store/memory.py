@@ -240,12 +240,8 @@ class InMemoryEventStore:
     def _put_event_item(self, key: str, version: int, item: Item) -> None:
         """Store an event item under its stream and version, keeping the versions in order."""
         stream = self._events.setdefault(key, {})
-        if version not in stream:
-            versions = self._versions.setdefault(key, [])
-            if versions and version < versions[-1]:  # only a planted item comes out of order
-                bisect.insort(versions, version)
-            else:
-                versions.append(version)
+        if version not in stream:  # a commit's version lands at the end, a planted one anywhere
+            bisect.insort(self._versions.setdefault(key, []), version)
         stream[version] = item
 
     def _versions_after(self, key: str, after_version: int) -> list[int]:
