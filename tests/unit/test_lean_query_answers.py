@@ -29,24 +29,26 @@ def _query_output_shape() -> Any:
     return model.operation_model("Query").output_shape
 
 
-def _botocore(body: bytes, status: int = 200) -> dict[str, Any]:
-    """The answer as botocore's own parser reads it."""
-    response = {"status_code": status, "headers": {}, "body": body}
-    parsed = botocore.parsers.create_parser("json").parse(response, _query_output_shape())
-    parsed.pop("ResponseMetadata", None)
-    return dict(parsed)
-
-
-def _store(body: bytes, status: int = 200) -> dict[str, Any]:
-    """The answer as a client the store made reads it: the hook first, then botocore's parser
-    on what the hook left of the body, the hook's items merged in (as botocore's endpoint does)."""
+def _parse(body: bytes, status: int, *, lean: bool) -> dict[str, Any]:
+    """The answer as botocore's own parser reads it or, ``lean``, as a client the store made
+    reads it: the hook first, then botocore's parser on what the hook left of the body, the
+    hook's items merged in (as botocore's endpoint does)."""
     response = {"status_code": status, "headers": {}, "body": body}
     customized: dict[str, Any] = {}
-    fast_query_items(response_dict=response, customized_response_dict=customized)
+    if lean:
+        fast_query_items(response_dict=response, customized_response_dict=customized)
     parsed = botocore.parsers.create_parser("json").parse(response, _query_output_shape())
     parsed.update(customized)
     parsed.pop("ResponseMetadata", None)
     return dict(parsed)
+
+
+def _botocore(body: bytes, status: int = 200) -> dict[str, Any]:
+    return _parse(body, status, lean=False)
+
+
+def _store(body: bytes, status: int = 200) -> dict[str, Any]:
+    return _parse(body, status, lean=True)
 
 
 def _base64(data: bytes) -> str:
